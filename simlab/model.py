@@ -1,0 +1,492 @@
+"""The SimPy discrete-event model: heartbeats over a lossy path, through a NAT, to a peer that may fail.
+
+One connection *slot* is simulated over the horizon in its own SimPy environment
+(small event queues are faster than one big one, and slots are independent). A
+slot holds a chain of connections: when the detector side declares the peer dead
+(or its socket reports an error) the connection is torn down and a new one opens
+``reconnect.delay`` later.
+
+The path: client --[access link: outages, loss]-- NAT -- [wide area: loss, delay] -- server.
+Simplifications, each chosen so the model stays explainable:
+
+- The NAT sits at the client end: an outbound packet crosses it when sent, an
+  inbound one when it arrives. Lost packets are lost before the NAT and do not
+  refresh it. Over TCP the client acknowledges every inbound segment at once,
+  and that ACK is outbound traffic (it refreshes an ``outbound`` mapping).
+- TCP: each message is one segment with its own retransmission ladder (RTO from
+  an RFC 6298 estimator, doubling up to max_rto, giving up after max_retries);
+  delivery is in order per direction (a late segment holds back later ones);
+  ACKs are never lost (cumulative ACKs make a lost pure ACK nearly harmless).
+- Ground truth: a connection is *broken* from the first instant it can never
+  deliver again: the peer's crash, the NAT mapping's expiry, TCP giving up.
+  A declaration on a broken connection is a detection; on a live one, a mistake.
+- The detector runs on one side (``detector_side``); the other side is the
+  *peer*, the one that can crash or stall. Detectors are :mod:`simlab.detector`'s
+  pure state machines, fed with ``env.now``; their deadline is checked lazily
+  (one timer at a time, re-armed when it fires early).
+"""
+
+from __future__ import annotations
+
+import math
+
+import simpy
+
+from . import rng as rngs
+from .detector import make_detector
+from .distributions import Exponential, Sampler, Uniforms
+from .network import TCP_HEADER, UDP_HEADER, DownPeriods, LossProcess, RtoEstimator
+from .scenario import Scenario
+
+INF = math.inf
+CLIENT, SERVER = "client", "server"
+PING, PONG, BEAT, APP = "ping", "pong", "heartbeat", "app"
+RADIO_TAIL = 10.0  # s of silence after which a mobile radio has gone idle
+
+
+class Msg:
+    __slots__ = ("kind", "src", "seq", "stamp", "sent", "size", "attempts")
+
+    def __init__(self, kind, src, seq, stamp, sent, size):
+        self.kind, self.src, self.seq, self.stamp, self.sent, self.size = kind, src, seq, stamp, sent, size
+        self.attempts = 1
+
+
+class Connection:
+    """One connection's state: transport, NAT mapping, detector, ground truth."""
+
+    def __init__(self, number: int, start: float):
+        self.number = number
+        self.start = start
+        self.closed = False
+        self.broken_at = INF
+        self.cause = None
+        self.crash_at = INF
+        self.peer_closed = False
+        self.idle = None  # NAT idle timeout for this connection (None: no NAT)
+        self.last_refresh = start
+        self.nat_expired = False
+        self.det = None
+        self.timer_at = INF
+        self.suspected = False
+        self.suspect_since = INF
+        self.seq = {CLIENT: 0, SERVER: 0}
+        self.rto = {}
+        self.last_delivery = {CLIENT: start, SERVER: start}  # per sender: in-order delivery
+        self.giveup_at = {CLIENT: INF, SERVER: INF}
+
+
+class Stats:
+    """Counters of one slot; :mod:`simlab.metrics` adds them up."""
+
+    def __init__(self):
+        self.connected_s = 0.0
+        self.alive_s = 0.0  # watched while not broken (incl. the down time a false positive caused)
+        self.suspect_alive_s = 0.0  # of which the monitor wrongly considered the peer down
+        self.connections = 0
+        self.false_positives = 0
+        self.mistake_durations: list[float] = []
+        self.breaks = {"crash": 0, "nat": 0, "tcp_timeout": 0}
+        self.latencies: list[float] = []
+        self.detections_by = {"detector": 0, "reset": 0, "tcp_timeout": 0}
+        self.undetected = 0
+        self.heartbeats = 0
+        self.app_msgs = 0
+        self.blackholed = 0
+        self.bytes = 0
+        self.retransmissions = 0
+        self.wakeups = 0
+
+
+class SlotModel:
+    """Simulates connection slot ``slot`` of ``scenario`` over its horizon."""
+
+    def __init__(self, scenario: Scenario, slot: int, trace: bool = False):
+        s = self.s = scenario
+        self.slot = slot
+        self.env = simpy.Environment()
+        self.horizon = s.horizon
+        self.stats = Stats()
+        self.records: list[tuple] = []
+        self.trace: list[tuple] | None = [] if trace else None
+        self.D = s.detector_side
+        self.P = SERVER if self.D == CLIENT else CLIENT
+        self.tcp = s.link.transport == "tcp"
+        self.monitor = s.detector.on_declare == "monitor"
+        hb = s.heartbeat
+        initiators = (CLIENT, SERVER) if hb.initiator == "both" else (hb.initiator,)
+        self.pingers = initiators
+        self.d_pings = self.D in initiators
+        self.beat_kind = PING if hb.style == "pingpong" else BEAT
+        g = lambda name: rngs.stream(s.seed, slot, name)  # noqa: E731
+        self.loss = {CLIENT: LossProcess(s.link.up.loss, g("loss.up")), SERVER: LossProcess(s.link.down.loss, g("loss.down"))}
+        self.delay = {CLIENT: Sampler(s.link.up.delay, g("delay.up")), SERVER: Sampler(s.link.down.delay, g("delay.down"))}
+        self.jitter = Uniforms(g("jitter"))
+        self.crash = Sampler(Exponential(s.peer.crash.mtbf), g("crash"), 16) if s.peer.crash else None
+        self.nat_idle = Sampler(s.nat.idle_timeout, g("nat"), 16) if s.nat.idle_timeout else None
+        o, st = s.link.outages, s.peer.stall
+        self.outages = DownPeriods(o.mtbf, o.duration, self.horizon, g("outages")) if o else None
+        self.stalls = DownPeriods(st.mtbf, st.duration, self.horizon, g("stalls")) if st else None
+        self.app_gap = None
+        if s.app.rate > 0:
+            self.app_gap = {CLIENT: Sampler(Exponential(1 / s.app.rate), g("app.up")), SERVER: Sampler(Exponential(1 / s.app.rate), g("app.down"))}
+        self.header = TCP_HEADER if self.tcp else UDP_HEADER
+        self.radio_last = -INF
+        self.conn: Connection | None = None
+        self.count = 0
+
+    # -- scheduling helpers -------------------------------------------------------
+
+    def _at(self, t: float, fn, *args) -> None:
+        """Call ``fn(*args)`` at simulated time ``t`` (if before the horizon)."""
+        if t < self.horizon:
+            ev = self.env.timeout(t - self.env.now if t > self.env.now else 0.0)
+            ev.callbacks.append(lambda _ev: fn(*args))
+
+    def _record(self, conn, event, detail=None, value=None) -> None:
+        self.records.append((self.slot, conn.number, self.env.now, event, detail, value))
+
+    def _trace(self, conn, event, msg, value=None) -> None:
+        if self.trace is not None:
+            self.trace.append((self.slot, conn.number, self.env.now, event, msg.kind, msg.src, msg.seq, msg.attempts, value))
+
+    def _radio(self, t: float) -> None:
+        if t - self.radio_last > RADIO_TAIL:
+            self.stats.wakeups += 1
+        self.radio_last = t
+
+    def _interval(self) -> float:
+        hb = self.s.heartbeat
+        if hb.jitter == 0:
+            return hb.interval
+        return hb.interval * (1 + hb.jitter * (2 * self.jitter() - 1))
+
+    # -- connection life ------------------------------------------------------------
+
+    def run(self) -> SlotModel:
+        self._open()
+        self.env.run(until=self.horizon)
+        if self.conn is not None and not self.conn.closed:
+            conn = self.conn
+            self._nat_check(conn, self.horizon)
+            if conn.broken_at <= self.horizon:
+                self.stats.undetected += 1
+            self._close(conn, self.horizon, end=True)
+        return self
+
+    def _open(self) -> None:
+        now = self.env.now
+        self.count += 1
+        conn = self.conn = Connection(self.count, now)
+        self.stats.connections += 1
+        if self.tcp:
+            conn.rto = {CLIENT: RtoEstimator(self.s.link.tcp), SERVER: RtoEstimator(self.s.link.tcp)}
+        if self.nat_idle is not None:
+            conn.idle = self.nat_idle()
+            self._arm_nat(conn)
+        if self.crash is not None:
+            conn.crash_at = now + self.crash()
+            self._at(conn.crash_at, self._on_crash, conn)
+        conn.det = make_detector(self.s, now)
+        self._radio(now)
+        self._record(conn, "open")
+        for side in self.pingers:
+            self._at(now + self._interval(), self._beat, conn, side)
+        if self.app_gap is not None:
+            for side in (CLIENT, SERVER):
+                self._at(now + self.app_gap[side](), self._app, conn, side)
+        self._check(conn)
+
+    def _close(self, conn: Connection, now: float, end: bool = False) -> None:
+        conn.closed = True
+        st = self.stats
+        st.connected_s += now - conn.start
+        alive_until = min(now, conn.broken_at)
+        st.alive_s += alive_until - conn.start
+        if conn.suspected:  # a suspicion cut short by a break or the horizon: censored
+            st.suspect_alive_s += max(0.0, alive_until - conn.suspect_since)
+        self._record(conn, "close", "horizon" if end else None)
+
+    def _reconnect(self, now: float) -> None:
+        self._at(now + self.s.reconnect.delay, self._open)
+
+    def _on_crash(self, conn: Connection) -> None:
+        if not conn.closed:
+            self._break(conn, "crash")
+
+    def _break(self, conn: Connection, cause: str) -> None:
+        """Ground truth: from now on this connection can never deliver again."""
+        if conn.broken_at <= self.env.now:
+            return
+        conn.broken_at = self.env.now
+        conn.cause = cause
+        self.stats.breaks[cause] += 1
+        self._record(conn, "break", cause)
+        if conn.suspected:  # monitor mode: already suspecting, and now rightly so
+            self._detected(conn, "detector")
+
+    def _detected(self, conn: Connection, by: str) -> None:
+        now = self.env.now
+        latency = now - conn.broken_at
+        self.stats.latencies.append(latency)
+        self.stats.detections_by[by] += 1
+        self._record(conn, "detection", by, latency)
+        self._close(conn, now)
+        self._reconnect(now)
+
+    def _declare(self, conn: Connection, by: str) -> None:
+        """The detector side gives up on the peer (its detector fired or its socket failed)."""
+        now = self.env.now
+        self._nat_check(conn, now)
+        if conn.closed:  # the NAT expiry just found completed a monitor-mode detection
+            return
+        if conn.broken_at <= now:
+            self._detected(conn, by)
+            return
+        st = self.stats
+        st.false_positives += 1
+        self._record(conn, "false_positive", by)
+        if self.monitor:
+            conn.suspected, conn.suspect_since = True, now
+            return
+        self._close(conn, now)
+        down = min(self.s.reconnect.delay, self.horizon - now)
+        st.alive_s += down
+        st.suspect_alive_s += down
+        if now + self.s.reconnect.delay <= self.horizon:
+            st.mistake_durations.append(self.s.reconnect.delay)
+        self._reconnect(now)
+
+    # -- the detector -----------------------------------------------------------------
+
+    def _check(self, conn: Connection) -> None:
+        """After any input to the detector, or when its timer fires: act on its deadline."""
+        if conn.closed:
+            return
+        now, deadline = self.env.now, conn.det.deadline()
+        if conn.suspected:
+            if deadline > now:  # T-transition: the mistake ends
+                conn.suspected = False
+                duration = now - conn.suspect_since
+                self.stats.mistake_durations.append(duration)
+                self.stats.suspect_alive_s += duration
+                self._record(conn, "trust", None, duration)
+                self._arm(conn, deadline)
+        elif deadline <= now:
+            self._declare(conn, "detector")
+        else:
+            self._arm(conn, deadline)
+
+    def _arm(self, conn: Connection, deadline: float) -> None:
+        if deadline < conn.timer_at and deadline < self.horizon:
+            conn.timer_at = deadline
+            self._at(deadline, self._timer, conn, deadline)
+
+    def _timer(self, conn: Connection, at: float) -> None:
+        if conn.timer_at == at:
+            conn.timer_at = INF
+            self._check(conn)
+
+    # -- the NAT ------------------------------------------------------------------------
+
+    def _arm_nat(self, conn: Connection) -> None:
+        self._at(conn.last_refresh + conn.idle, self._nat_timer, conn)
+
+    def _nat_timer(self, conn: Connection) -> None:
+        if conn.closed or conn.nat_expired:
+            return
+        self._nat_check(conn, self.env.now)
+        if not conn.nat_expired:
+            self._arm_nat(conn)
+
+    def _nat_check(self, conn: Connection, t: float) -> None:
+        if conn.idle is not None and not conn.nat_expired and t >= conn.last_refresh + conn.idle:
+            conn.nat_expired = True
+            if not conn.closed:
+                self._break(conn, "nat")
+
+    def _nat_cross(self, conn: Connection, msg: Msg, outbound: bool) -> bool:
+        """A packet crosses the NAT now. False if the mapping is gone (and reset the sender if so)."""
+        if conn.idle is None:
+            return True
+        now = self.env.now
+        self._nat_check(conn, now)
+        if conn.nat_expired:
+            self._trace(conn, "nat_drop", msg)
+            if self.s.nat.on_expiry == "reset":
+                # an RST back to the sender: immediate for the client (the NAT is at its end)
+                back = 0.0 if outbound else self.delay[CLIENT]()
+                self._at(now + back, self._transport_error, conn, msg.src, "reset")
+            elif self.tcp:
+                self._give_up_later(conn, msg)
+            return False
+        if outbound or self.s.nat.refresh == "both":
+            conn.last_refresh = now
+        return True
+
+    # -- sending and delivery -------------------------------------------------------------
+
+    def _beat(self, conn: Connection, side: str) -> None:
+        """Heartbeat timer of ``side`` fired: send a ping (or oneway heartbeat), schedule the next."""
+        if conn.closed:
+            return
+        now = self.env.now
+        if side == self.P:
+            if now >= conn.crash_at or conn.peer_closed:
+                return
+            end = self.stalls.end_if_down(now) if self.stalls else None
+            if end is not None:  # a blocked event loop runs the overdue timer when it unblocks
+                self._at(end, self._beat, conn, side)
+                return
+        seq = conn.seq[side] = conn.seq[side] + 1
+        if side == self.D and self.beat_kind == PING:
+            conn.det.sent(now, seq)
+            self._send(conn, Msg(PING, side, seq, now, now, self.s.heartbeat.frame_bytes))
+            self._check(conn)
+        else:
+            self._send(conn, Msg(self.beat_kind, side, seq, now, now, self.s.heartbeat.frame_bytes))
+        self._at(now + self._interval(), self._beat, conn, side)
+
+    def _app(self, conn: Connection, side: str) -> None:
+        if conn.closed:
+            return
+        now = self.env.now
+        if side == self.P:
+            if now >= conn.crash_at or conn.peer_closed:
+                return
+            end = self.stalls.end_if_down(now) if self.stalls else None
+            if end is not None:
+                self._at(end, self._app, conn, side)
+                return
+        self.stats.app_msgs += 1
+        self._send(conn, Msg(APP, side, 0, now, now, self.s.app.bytes))
+        self._at(now + self.app_gap[side](), self._app, conn, side)
+
+    def _send(self, conn: Connection, msg: Msg) -> None:
+        now = self.env.now
+        st = self.stats
+        src = msg.src
+        if msg.kind != APP:
+            st.heartbeats += 1
+        elif conn.broken_at <= now:
+            st.blackholed += 1
+        if src == CLIENT:
+            self._radio(now)
+        outages, loss = self.outages, self.loss[src]
+        wire = msg.kind != APP  # bytes count heartbeat traffic only: the cost of the settings
+        if not self.tcp:
+            st.bytes += wire * (msg.size + UDP_HEADER)
+            if (outages and outages.end_if_down(now) is not None) or loss.lost():
+                self._trace(conn, "lost", msg)
+                return
+            if src == CLIENT and not self._nat_cross(conn, msg, True):
+                return
+            self._at(now + self.delay[src](), self._deliver, conn, msg)
+            return
+        rto = conn.rto[src]
+        t, attempt, retries = now, 0, self.s.link.tcp.max_retries
+        while True:
+            st.bytes += wire * (msg.size + TCP_HEADER)
+            if not ((outages and outages.end_if_down(t) is not None) or loss.lost()):
+                break
+            self._trace(conn, "lost", msg, attempt)
+            if attempt == retries:
+                self._give_up_later(conn, msg)
+                return
+            t += rto.backoff(attempt)
+            attempt += 1
+        st.retransmissions += attempt
+        msg.attempts = attempt + 1
+        if msg.kind in (PONG, BEAT):
+            st.bytes += TCP_HEADER  # a pure ACK comes back (a ping's ACK rides on its pong)
+        delay = self.delay[src]()
+        if attempt == 0:  # Karn's rule: RTT samples only from segments sent once
+            rto.sample(delay + self.delay[SERVER if src == CLIENT else CLIENT]())
+        arrive = max(t + delay, conn.last_delivery[src])
+        conn.last_delivery[src] = arrive
+        if src != CLIENT:
+            self._at(arrive, self._deliver, conn, msg)
+        elif attempt == 0:
+            if self._nat_cross(conn, msg, True):
+                self._at(arrive, self._deliver, conn, msg)
+        else:  # a retransmission crosses the NAT when it is sent, in the future
+            self._at(t, self._cross_later, conn, msg, arrive)
+
+    def _cross_later(self, conn: Connection, msg: Msg, arrive: float) -> None:
+        if not conn.closed and self._nat_cross(conn, msg, True):
+            self._at(arrive, self._deliver, conn, msg)
+
+    def _give_up_later(self, conn: Connection, msg: Msg) -> None:
+        """This segment will never be acknowledged: its sender's TCP gives up after the full ladder."""
+        at = msg.sent + conn.rto[msg.src].give_up_after()
+        if at < conn.giveup_at[msg.src]:
+            conn.giveup_at[msg.src] = at
+            self._at(at, self._transport_error, conn, msg.src, "tcp_timeout")
+
+    def _transport_error(self, conn: Connection, side: str, cause: str) -> None:
+        """``side``'s socket fails: TCP gave up, or an RST arrived."""
+        if conn.closed:
+            return
+        if cause == "tcp_timeout":
+            self._break(conn, "tcp_timeout")
+            if conn.closed:  # the break completed a monitor-mode detection
+                return
+        if side == self.D:
+            self._declare(conn, cause)
+        else:
+            conn.peer_closed = True
+
+    def _deliver(self, conn: Connection, msg: Msg) -> None:
+        """A message reaches the other side's host (its kernel, not yet its application)."""
+        if conn.closed:
+            return
+        now = self.env.now
+        dst = SERVER if msg.src == CLIENT else CLIENT
+        if dst == CLIENT:
+            if not self._nat_cross(conn, msg, False):
+                return
+            if self.tcp and conn.idle is not None:
+                conn.last_refresh = now  # the client's ACK goes out through the NAT
+            self._radio(now)
+        if dst == self.P:
+            if now >= conn.crash_at:
+                if self.tcp:
+                    self._give_up_later(conn, msg)
+                return
+            if conn.peer_closed:  # the peer's kernel answers a closed socket with an RST
+                if self.tcp:
+                    self._at(now + self.delay[dst](), self._transport_error, conn, self.D, "reset")
+                return
+            end = self.stalls.end_if_down(now) if self.stalls else None
+            if end is not None:  # the application catches up when the stall ends
+                self._at(end, self._receive, conn, msg)
+                return
+        self._receive(conn, msg)
+
+    def _receive(self, conn: Connection, msg: Msg) -> None:
+        """A message reaches the receiving application."""
+        if conn.closed:
+            return
+        now = self.env.now
+        kind = msg.kind
+        if msg.src == self.D:  # arrives at the peer
+            if kind == PING and now < conn.crash_at and not conn.peer_closed:
+                self._send(conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes))
+            return
+        det = conn.det
+        self._trace(conn, "receive", msg, now - msg.stamp)
+        if kind == PONG or kind == BEAT:
+            det.heartbeat(now, msg.seq, msg.stamp)
+        elif kind == PING:
+            if self.d_pings:
+                det.message(now, heartbeat=True)
+            else:
+                det.heartbeat(now, msg.seq, msg.stamp)
+            self._send(conn, Msg(PONG, self.D, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes))
+        else:
+            det.message(now)
+        self._check(conn)
+
+
+def simulate_slot(scenario: Scenario, slot: int, trace: bool = False) -> SlotModel:
+    return SlotModel(scenario, slot, trace).run()
