@@ -1,9 +1,9 @@
 """simlab: choose heartbeat (keepalive) settings for long-lived connections, with evidence.
 
-    >>> import simlab
-    >>> scenario = simlab.load_scenario("examples/demo.yaml", {"heartbeat.interval": "10s"})
-    >>> result = simlab.simulate(scenario)
-    >>> result.summary["fp_per_conn_hour"], result.records.head()
+>>> import simlab
+>>> scenario = simlab.load_scenario("examples/demo.yaml", {"heartbeat.interval": "10s"})
+>>> result = simlab.simulate(scenario)
+>>> result.summary["fp_per_conn_hour"], result.records.head()
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ __version__ = "0.1.0"
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "simulate", "__version__"]
 
 
-def load_scenario(source: str | Path | dict, overrides: dict | None = None, *, warnings: list | None = None) -> Scenario:
+def load_scenario(
+    source: str | Path | dict, overrides: dict | None = None, *, warnings: list | None = None
+) -> Scenario:
     """Load and validate a scenario file or mapping; ``overrides`` maps dotted keys to values.
 
     Raises ScenarioError listing every problem. Warnings are appended to ``warnings`` if given.

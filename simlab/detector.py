@@ -270,7 +270,14 @@ class AdaptiveDetector(Detector):
 
     kind = "adaptive"
 
-    def __init__(self, start: float, eta: float, alpha: float, window: int = 100, liveness: str = "heartbeats"):
+    def __init__(
+        self,
+        start: float,
+        eta: float,
+        alpha: float,
+        window: int = 100,
+        liveness: str = "heartbeats",
+    ):
         super().__init__(start, liveness)
         self.eta, self.alpha, self.window = eta, alpha, window
         self.offsets: deque[float] = deque()

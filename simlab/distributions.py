@@ -120,7 +120,7 @@ def describe(dist: Distribution) -> str:
     name = {v[0]: k for k, v in FAMILIES.items()}[type(dist)]
     params = FAMILIES[name][1]
     values = [getattr(dist, "mean_" if p == "mean" else p) for p in params]
-    return f"{name}(" + ", ".join(f"{p}={v:g}" for p, v in zip(params, values)) + ")"
+    return f"{name}(" + ", ".join(f"{p}={v:g}" for p, v in zip(params, values, strict=False)) + ")"
 
 
 class Sampler:

@@ -48,7 +48,14 @@ class Msg:
     __slots__ = ("kind", "src", "seq", "stamp", "sent", "size", "attempts")
 
     def __init__(self, kind, src, seq, stamp, sent, size):
-        self.kind, self.src, self.seq, self.stamp, self.sent, self.size = kind, src, seq, stamp, sent, size
+        self.kind, self.src, self.seq, self.stamp, self.sent, self.size = (
+            kind,
+            src,
+            seq,
+            stamp,
+            sent,
+            size,
+        )
         self.attempts = 1
 
 
@@ -119,17 +126,28 @@ class SlotModel:
         self.d_pings = self.D in initiators
         self.beat_kind = PING if hb.style == "pingpong" else BEAT
         g = lambda name: rngs.stream(s.seed, slot, name)  # noqa: E731
-        self.loss = {CLIENT: LossProcess(s.link.up.loss, g("loss.up")), SERVER: LossProcess(s.link.down.loss, g("loss.down"))}
-        self.delay = {CLIENT: Sampler(s.link.up.delay, g("delay.up")), SERVER: Sampler(s.link.down.delay, g("delay.down"))}
+        self.loss = {
+            CLIENT: LossProcess(s.link.up.loss, g("loss.up")),
+            SERVER: LossProcess(s.link.down.loss, g("loss.down")),
+        }
+        self.delay = {
+            CLIENT: Sampler(s.link.up.delay, g("delay.up")),
+            SERVER: Sampler(s.link.down.delay, g("delay.down")),
+        }
         self.jitter = Uniforms(g("jitter"))
-        self.crash = Sampler(Exponential(s.peer.crash.mtbf), g("crash"), 16) if s.peer.crash else None
+        self.crash = (
+            Sampler(Exponential(s.peer.crash.mtbf), g("crash"), 16) if s.peer.crash else None
+        )
         self.nat_idle = Sampler(s.nat.idle_timeout, g("nat"), 16) if s.nat.idle_timeout else None
         o, st = s.link.outages, s.peer.stall
         self.outages = DownPeriods(o.mtbf, o.duration, self.horizon, g("outages")) if o else None
         self.stalls = DownPeriods(st.mtbf, st.duration, self.horizon, g("stalls")) if st else None
         self.app_gap = None
         if s.app.rate > 0:
-            self.app_gap = {CLIENT: Sampler(Exponential(1 / s.app.rate), g("app.up")), SERVER: Sampler(Exponential(1 / s.app.rate), g("app.down"))}
+            self.app_gap = {
+                CLIENT: Sampler(Exponential(1 / s.app.rate), g("app.up")),
+                SERVER: Sampler(Exponential(1 / s.app.rate), g("app.down")),
+            }
         self.header = TCP_HEADER if self.tcp else UDP_HEADER
         self.radio_last = -INF
         self.conn: Connection | None = None
@@ -148,7 +166,19 @@ class SlotModel:
 
     def _trace(self, conn, event, msg, value=None) -> None:
         if self.trace is not None:
-            self.trace.append((self.slot, conn.number, self.env.now, event, msg.kind, msg.src, msg.seq, msg.attempts, value))
+            self.trace.append(
+                (
+                    self.slot,
+                    conn.number,
+                    self.env.now,
+                    event,
+                    msg.kind,
+                    msg.src,
+                    msg.seq,
+                    msg.attempts,
+                    value,
+                )
+            )
 
     def _radio(self, t: float) -> None:
         if t - self.radio_last > RADIO_TAIL:
@@ -180,7 +210,10 @@ class SlotModel:
         conn = self.conn = Connection(self.count, now)
         self.stats.connections += 1
         if self.tcp:
-            conn.rto = {CLIENT: RtoEstimator(self.s.link.tcp), SERVER: RtoEstimator(self.s.link.tcp)}
+            conn.rto = {
+                CLIENT: RtoEstimator(self.s.link.tcp),
+                SERVER: RtoEstimator(self.s.link.tcp),
+            }
         if self.nat_idle is not None:
             conn.idle = self.nat_idle()
             self._arm_nat(conn)
@@ -471,18 +504,22 @@ class SlotModel:
         kind = msg.kind
         if msg.src == self.D:  # arrives at the peer
             if kind == PING and now < conn.crash_at and not conn.peer_closed:
-                self._send(conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes))
+                self._send(
+                    conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes)
+                )
             return
         det = conn.det
         self._trace(conn, "receive", msg, now - msg.stamp)
-        if kind == PONG or kind == BEAT:
+        if kind in (PONG, BEAT):
             det.heartbeat(now, msg.seq, msg.stamp)
         elif kind == PING:
             if self.d_pings:
                 det.message(now, heartbeat=True)
             else:
                 det.heartbeat(now, msg.seq, msg.stamp)
-            self._send(conn, Msg(PONG, self.D, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes))
+            self._send(
+                conn, Msg(PONG, self.D, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes)
+            )
         else:
             det.message(now)
         self._check(conn)

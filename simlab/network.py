@@ -84,7 +84,9 @@ class DownPeriods:
     any time, including a TCP retransmission's future send time.
     """
 
-    def __init__(self, mtbf: float, duration: Distribution, horizon: float, rng: np.random.Generator):
+    def __init__(
+        self, mtbf: float, duration: Distribution, horizon: float, rng: np.random.Generator
+    ):
         up, length = Sampler(Exponential(mtbf), rng, 64), Sampler(duration, rng, 64)
         self.starts: list[float] = []
         self.ends: list[float] = []
@@ -104,4 +106,3 @@ class DownPeriods:
 
     def __len__(self) -> int:
         return len(self.starts)
-

@@ -36,7 +36,9 @@ class Result:
         return self.summary[key]
 
 
-def simulate(scenario: Scenario, *, trace: bool = False, slots: range | None = None, progress: bool = False) -> Result:
+def simulate(
+    scenario: Scenario, *, trace: bool = False, slots: range | None = None, progress: bool = False
+) -> Result:
     """Simulate every connection slot of ``scenario`` with the SimPy model."""
     started = time.perf_counter()
     slots = range(scenario.connections) if slots is None else slots

@@ -271,7 +271,9 @@ def _sf(delay: Distribution, x: np.ndarray | float) -> np.ndarray:
         z = np.log(np.maximum(x, 1e-300) / delay.median) / delay.sigma
         return np.where(x <= 0, 1.0, stats.norm.sf(z))
     if isinstance(delay, Pareto):
-        return np.where(x < delay.scale, 1.0, (delay.scale / np.maximum(x, delay.scale)) ** delay.shape)
+        return np.where(
+            x < delay.scale, 1.0, (delay.scale / np.maximum(x, delay.scale)) ** delay.shape
+        )
     return np.vectorize(delay.sf, otypes=[float])(x)
 
 

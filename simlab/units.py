@@ -19,7 +19,7 @@ _UNITS = {
     "h": 3600.0,
     "d": 86400.0,
 }
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 ALLOWED = "a number of seconds or a number with a unit: " + ", ".join(_UNITS)
 
 

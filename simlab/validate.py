@@ -7,6 +7,7 @@ ones are warnings, returned beside the scenario so the CLI can print them.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import dataclass, fields
@@ -96,9 +97,13 @@ class _Reader:
             return v is None or (v > 0 if positive else v >= 0)
 
         rule = "a positive duration" if positive else "a duration >= 0"
-        return self.value(raw, key, path, convert, default, check, rule + (" or null" if nullable else ""))
+        return self.value(
+            raw, key, path, convert, default, check, rule + (" or null" if nullable else "")
+        )
 
-    def number(self, raw, key, path, default, low=None, high=None, *, low_open=False, high_open=False):
+    def number(
+        self, raw, key, path, default, low=None, high=None, *, low_open=False, high_open=False
+    ):
         def convert(v):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"expected a number, got {v!r}")
@@ -113,7 +118,9 @@ class _Reader:
 
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        return self.value(raw, key, path, convert, default, check, " and ".join(x for x in (lo, hi) if x))
+        return self.value(
+            raw, key, path, convert, default, check, " and ".join(x for x in (lo, hi) if x)
+        )
 
     def integer(self, raw, key, path, default, low=0):
         def convert(v):
@@ -121,13 +128,17 @@ class _Reader:
                 raise ValueError(f"expected a whole number, got {v!r}")
             return v
 
-        return self.value(raw, key, path, convert, default, lambda v: v >= low, f"an integer >= {low}")
+        return self.value(
+            raw, key, path, convert, default, lambda v: v >= low, f"an integer >= {low}"
+        )
 
     def choice(self, raw, key, path, default, options):
         def check(v):
             return v in options
 
-        return self.value(raw, key, path, lambda v: v, default, check, f"one of {', '.join(options)}")
+        return self.value(
+            raw, key, path, lambda v: v, default, check, f"one of {', '.join(options)}"
+        )
 
     def boolean(self, raw, key, path, default):
         def convert(v):
@@ -150,13 +161,18 @@ class _Reader:
                 try:
                     seconds = parse_duration(value)
                 except ValueError:
-                    self.error(where, f"expected a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}, got {value!r}")
+                    self.error(
+                        where,
+                        f"expected a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}, got {value!r}",
+                    )
                     return default
                 if seconds <= 0:
                     self.error(where, f"{value!r} is not allowed: must be a positive duration")
                     return default
                 return Constant(seconds)
-            self.error(where, f"expected a mapping {{dist: {'|'.join(FAMILIES)}, ...}}, got {value!r}")
+            self.error(
+                where, f"expected a mapping {{dist: {'|'.join(FAMILIES)}, ...}}, got {value!r}"
+            )
             return default
         name = value.get("dist", _MISSING)
         if name not in FAMILIES:
@@ -168,13 +184,17 @@ class _Reader:
         args, ok = [], True
         for param in params:
             if param not in value:
-                self.error(f"{where}.{param}", f"missing: a {name} distribution needs {', '.join(params)}")
+                self.error(
+                    f"{where}.{param}", f"missing: a {name} distribution needs {', '.join(params)}"
+                )
                 ok = False
                 continue
             if param in DIMENSIONLESS:
                 v = self.number(value, param, where, None, 0, low_open=(param == "shape"))
             else:
-                v = self.duration(value, param, where, None, positive=param in ("mean", "median", "scale"))
+                v = self.duration(
+                    value, param, where, None, positive=param in ("mean", "median", "scale")
+                )
             ok = ok and v is not None
             args.append(v)
         if not ok:
@@ -255,7 +275,10 @@ def _loss(r: _Reader, raw, path, default: sc.Loss) -> sc.Loss:
         if extra:
             r.error(path, f"{', '.join(extra)} belong to model: gilbert, not bernoulli")
     elif "p" in raw:
-        r.error(f"{path}.p", "p belongs to model: bernoulli; a gilbert model takes p_gb, p_bg, loss_good, loss_bad")
+        r.error(
+            f"{path}.p",
+            "p belongs to model: bernoulli; a gilbert model takes p_gb, p_bg, loss_good, loss_bad",
+        )
     elif model == "gilbert" and loss.p_gb + loss.p_bg == 0:
         r.error(path, "p_gb and p_bg are both 0: the chain never moves; give p_bg > 0")
     return loss
@@ -281,7 +304,7 @@ def _link(r: _Reader, raw) -> sc.Link:
         o = r.mapping(raw["outages"], f"{p}.outages", ["mtbf", "duration"])
         mtbf = r.duration(o, "mtbf", f"{p}.outages", None)
         duration = r.distribution(o, "duration", f"{p}.outages", None)
-        for key, v in (("mtbf", mtbf), ("duration", duration)):
+        for key, _v in (("mtbf", mtbf), ("duration", duration)):
             if key not in o:
                 r.error(f"{p}.outages.{key}", "missing: outages need mtbf and duration")
         if mtbf is not None and duration is not None:
@@ -341,28 +364,64 @@ def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
     side = s.detector_side
     senders = {"client", "server"} if hb.initiator == "both" else {hb.initiator}
     if hb.style == "oneway" and side in senders and hb.initiator != "both":
-        r.error("detector.side", f"{side!r} sends the oneway heartbeats (heartbeat.initiator: {hb.initiator}) and receives none: use the other side or auto")
+        r.error(
+            "detector.side",
+            f"{side!r} sends the oneway heartbeats (heartbeat.initiator: {hb.initiator}) and receives none: use the other side or auto",
+        )
     if det.kind == "missed":
         if hb.style == "oneway":
-            r.error("detector.kind", "missed counts unanswered pings: it needs heartbeat.style: pingpong, not oneway")
+            r.error(
+                "detector.kind",
+                "missed counts unanswered pings: it needs heartbeat.style: pingpong, not oneway",
+            )
         elif side not in senders:
-            r.error("detector.side", f"missed counts unanswered pings, but {side!r} sends none (heartbeat.initiator: {hb.initiator})")
+            r.error(
+                "detector.side",
+                f"missed counts unanswered pings, but {side!r} sends none (heartbeat.initiator: {hb.initiator})",
+            )
         if s.ack_timeout > hb.interval and not det.missed.overlap:
-            r.error("detector.missed.ack_timeout", f"{s.ack_timeout:g}s is longer than heartbeat.interval ({hb.interval:g}s): ping windows would overlap; shorten it or set detector.missed.overlap: true")
+            r.error(
+                "detector.missed.ack_timeout",
+                f"{s.ack_timeout:g}s is longer than heartbeat.interval ({hb.interval:g}s): ping windows would overlap; shorten it or set detector.missed.overlap: true",
+            )
     if det.kind == "timeout" and det.timeout <= hb.interval:
-        r.error("detector.timeout", f"{det.timeout:g}s is not longer than heartbeat.interval ({hb.interval:g}s): the detector would fire between every two heartbeats")
-    for kind, value, key in (("nfd", s.nfd_delta, "detector.nfd.delta"), ("adaptive", s.adaptive_alpha, "detector.adaptive.alpha")):
+        r.error(
+            "detector.timeout",
+            f"{det.timeout:g}s is not longer than heartbeat.interval ({hb.interval:g}s): the detector would fire between every two heartbeats",
+        )
+    for kind, value, key in (
+        ("nfd", s.nfd_delta, "detector.nfd.delta"),
+        ("adaptive", s.adaptive_alpha, "detector.adaptive.alpha"),
+    ):
         if det.kind == kind and value <= 0:
-            where = key if getattr(getattr(det, kind), "delta" if kind == "nfd" else "alpha") is not None else "detector.timeout"
-            r.error(where, f"the {kind} margin is {value:g}s; it must be positive (by default it is detector.timeout - heartbeat.interval)")
+            where = (
+                key
+                if getattr(getattr(det, kind), "delta" if kind == "nfd" else "alpha") is not None
+                else "detector.timeout"
+            )
+            r.error(
+                where,
+                f"the {kind} margin is {value:g}s; it must be positive (by default it is detector.timeout - heartbeat.interval)",
+            )
     if det.kind == "nfd" and hb.jitter > 0:
-        r.warn("detector.kind", "nfd (NFD-S) assumes heartbeats sent exactly every interval; with jitter its freshness points are off by up to jitter * interval")
-    if det.kind in ("timeout", "phi") and hb.style == "pingpong" and det.timeout < hb.interval * (1 + hb.jitter) and det.kind == "timeout":
-        pass
-    if s.nat.idle_timeout is not None and hb.interval >= s.nat.idle_timeout.mean and s.app.rate == 0:
-        r.warn("nat.idle_timeout", f"heartbeat.interval ({hb.interval:g}s) is not below the NAT idle timeout (mean {s.nat.idle_timeout.mean:g}s) and there is no application traffic: expect NAT breaks")
+        r.warn(
+            "detector.kind",
+            "nfd (NFD-S) assumes heartbeats sent exactly every interval; with jitter its freshness points are off by up to jitter * interval",
+        )
+    if (
+        s.nat.idle_timeout is not None
+        and hb.interval >= s.nat.idle_timeout.mean
+        and s.app.rate == 0
+    ):
+        r.warn(
+            "nat.idle_timeout",
+            f"heartbeat.interval ({hb.interval:g}s) is not below the NAT idle timeout (mean {s.nat.idle_timeout.mean:g}s) and there is no application traffic: expect NAT breaks",
+        )
     if hb.interval > s.horizon:
-        r.warn("heartbeat.interval", f"{hb.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent")
+        r.warn(
+            "heartbeat.interval",
+            f"{hb.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent",
+        )
 
 
 TOP_KEYS = [f.name for f in fields(sc.Scenario)]
@@ -372,7 +431,9 @@ def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[
     """Build a Scenario from a plain mapping; raise ScenarioError listing every problem."""
     r = _Reader()
     if not isinstance(raw, dict):
-        raise ScenarioError([Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source)
+        raise ScenarioError(
+            [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source
+        )
     r.mapping(raw, "", TOP_KEYS)
     d = sc.Scenario()
     name = raw.get("name", d.name)
@@ -414,7 +475,9 @@ def set_dotted(raw: dict, key: str, value: object) -> None:
             nxt = node[part] = {}
         if not isinstance(nxt, dict):
             where = ".".join(parts[: i + 1])
-            raise ScenarioError([Problem(key, f"cannot set: {where} is {nxt!r}, not a mapping")], "--set")
+            raise ScenarioError(
+                [Problem(key, f"cannot set: {where} is {nxt!r}, not a mapping")], "--set"
+            )
         node = nxt
     node[parts[-1]] = value
 
@@ -441,7 +504,9 @@ def read_yaml(path: str | Path) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ScenarioError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+        raise ScenarioError(
+            [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -449,16 +514,18 @@ def read_yaml(path: str | Path) -> dict:
     return {} if raw is None else raw
 
 
-def load(source: str | Path | dict, overrides: dict[str, object] | None = None) -> tuple[sc.Scenario, list[Problem]]:
+def load(
+    source: str | Path | dict, overrides: dict[str, object] | None = None
+) -> tuple[sc.Scenario, list[Problem]]:
     """Load a scenario file (or mapping), apply dotted overrides, validate. Returns (scenario, warnings)."""
     if isinstance(source, dict):
-        import copy
-
         raw, name = copy.deepcopy(source), "scenario"
     else:
         raw, name = read_yaml(source), str(source)
     if not isinstance(raw, dict):
-        raise ScenarioError([Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], name)
+        raise ScenarioError(
+            [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], name
+        )
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return from_dict(raw, name)

@@ -1,0 +1,198 @@
+"""The ``simlab`` command: ``simlab run SCENARIO``, ``simlab validate SCENARIO``.
+
+Bad input (a broken scenario file, an unknown key in ``--set``) prints every
+problem and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .validate import ScenarioError, load, parse_sets
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simlab",
+        description="Choose heartbeat settings for long-lived connections, with evidence.",
+    )
+    p.add_argument("--version", action="version", version=f"simlab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a scenario file and print its figures")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a dotted key, e.g. heartbeat.interval=10s (repeatable)",
+    )
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--connections", type=int, help="override the number of connections")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    run.add_argument(
+        "--out",
+        help="also write the JSON to this file (and per-event records beside it as .records.csv)",
+    )
+    run.add_argument("--progress", action="store_true", help="show a progress bar")
+
+    val = sub.add_parser("validate", help="check a scenario file and print its resolved settings")
+    val.add_argument("scenario")
+    val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def _load(args):
+    overrides = parse_sets(args.set)
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    if getattr(args, "connections", None) is not None:
+        overrides["connections"] = args.connections
+    scenario, warnings = load(args.scenario, overrides)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return scenario
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4g}"
+    return str(value)
+
+
+SECTIONS = [
+    ("exposure", ["connections", "connections_opened", "connected_hours"]),
+    (
+        "false positives",
+        [
+            "false_positives",
+            "fp_per_conn_hour",
+            "fp_per_conn_hour_ci_low",
+            "fp_per_conn_hour_ci_high",
+        ],
+    ),
+    ("breaks (ground truth)", ["breaks", "breaks_crash", "breaks_nat", "breaks_tcp_timeout"]),
+    (
+        "detection",
+        [
+            "detections",
+            "detections_by_detector",
+            "detections_by_reset",
+            "detections_by_tcp_timeout",
+            "undetected_breaks",
+            "detection_latency_mean_s",
+            "detection_latency_p50_s",
+            "detection_latency_p95_s",
+            "detection_latency_p99_s",
+            "detection_latency_max_s",
+        ],
+    ),
+    (
+        "accuracy (Chen et al.)",
+        ["mistakes", "mistake_rate_per_s", "mistake_duration_mean_s", "query_accuracy"],
+    ),
+    (
+        "cost",
+        [
+            "heartbeats_sent",
+            "overhead_msgs_per_conn_hour",
+            "overhead_bytes_per_conn_hour",
+            "wakeups_per_conn_hour",
+            "tcp_retransmissions",
+            "app_msgs_sent",
+            "app_msgs_blackholed",
+        ],
+    ),
+    ("provenance", ["engine", "seed", "wall_s"]),
+]
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"scenario: {summary.get('scenario')}"]
+    width = max(len(k) for _, keys in SECTIONS for k in keys)
+    for title, keys in SECTIONS:
+        shown = [k for k in keys if k in summary]
+        if not shown:
+            continue
+        lines.append(f"\n{title}")
+        lines += [f"  {k:<{width}}  {_fmt(summary[k])}" for k in shown]
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def _clean(summary: dict) -> dict:
+    """JSON has no NaN: write null instead."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+
+
+def cmd_run(args) -> int:
+    from .runner import simulate
+    from .scenario import flatten, to_dict
+
+    scenario = _load(args)
+    result = simulate(scenario, progress=args.progress)
+    summary = _clean(result.summary)
+    text = json.dumps(summary, indent=None if args.json else 2, default=_json_default)
+    if args.out:
+        out = Path(args.out)
+        full = summary | {"parameters": flatten(to_dict(scenario))}
+        write_atomic(out, json.dumps(full, indent=2, default=_json_default) + "\n")
+        write_atomic(out.with_suffix(".records.csv"), result.records.to_csv(index=False))
+    print(text if args.json else format_table(result.summary))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .scenario import flatten, to_dict
+
+    scenario = _load(args)
+    for key, value in flatten(to_dict(scenario)).items():
+        print(f"{key} = {value}")
+    print(f"ok: {args.scenario} (detector side: {scenario.detector_side})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "validate": cmd_validate}[args.command](args)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
