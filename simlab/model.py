@@ -405,6 +405,7 @@ class SlotModel:
             st.blackholed += 1
         if src == CLIENT:
             self._radio(now)
+        self._trace(conn, "send", msg)
         outages, loss = self.outages, self.loss[src]
         wire = msg.kind != APP  # bytes count heartbeat traffic only: the cost of the settings
         if not self.tcp:
@@ -523,6 +524,43 @@ class SlotModel:
         else:
             det.message(now)
         self._check(conn)
+
+
+SLOT_COLUMNS = [
+    "slot",
+    "connections",
+    "connected_s",
+    "alive_s",
+    "suspect_alive_s",
+    "false_positives",
+    "breaks_crash",
+    "breaks_nat",
+    "breaks_tcp_timeout",
+    "detections",
+    "undetected_breaks",
+    "heartbeats_sent",
+    "wakeups",
+]
+
+
+def slot_row(m: SlotModel) -> tuple:
+    """One connection slot's counters, for per-connection statistics across slots."""
+    st = m.stats
+    return (
+        m.slot,
+        st.connections,
+        st.connected_s,
+        st.alive_s,
+        st.suspect_alive_s,
+        st.false_positives,
+        st.breaks["crash"],
+        st.breaks["nat"],
+        st.breaks["tcp_timeout"],
+        len(st.latencies),
+        st.undetected,
+        st.heartbeats,
+        st.wakeups,
+    )
 
 
 def simulate_slot(scenario: Scenario, slot: int, trace: bool = False) -> SlotModel:

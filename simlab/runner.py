@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .metrics import summarize
-from .model import SlotModel
+from .model import SLOT_COLUMNS, SlotModel, slot_row
 from .scenario import Scenario
 
 RECORD_COLUMNS = ["slot", "connection", "time", "event", "detail", "value"]
@@ -23,12 +23,14 @@ class Result:
     """What a run produced: the figures (``summary``, the JSON of ``simlab run``) and the records.
 
     ``records`` has one row per connection-life event (open, break, detection,
-    false_positive, trust, close) with the slot and connection number; ``trace``
+    false_positive, trust, close) with the slot and connection number; ``slots``
+    one row of counters per connection slot (for intervals across connections); ``trace``
     (only with ``trace=True``) one row per message event.
     """
 
     summary: dict
     records: pd.DataFrame
+    slots: pd.DataFrame | None = None
     trace: pd.DataFrame | None = None
     warnings: list = field(default_factory=list)
 
@@ -56,4 +58,5 @@ def simulate(
     trace_df = None
     if trace:
         trace_df = pd.DataFrame([r for m in done for r in m.trace], columns=TRACE_COLUMNS)
-    return Result(summary, records, trace_df)
+    slot_df = pd.DataFrame([slot_row(m) for m in done], columns=SLOT_COLUMNS)
+    return Result(summary, records, slot_df, trace_df)

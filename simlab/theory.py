@@ -69,11 +69,13 @@ class CrashLatency:
             return 0.0
         if t >= self.max:
             return 1.0
-        lags = np.arange(math.ceil((self.max - t) / self.period) + 1)
+        # lags l >= n have max - l*T <= t, so T_D <= t for sure: tail weight p^n
+        n = math.ceil((self.max - t) / self.period)
+        lags = np.arange(n)
         weights = (1 - self.p_loss) * self.p_loss**lags
-        # Pr(max - U - l*T > t) = Pr(U < max - l*T - t)
-        above = np.clip((self.max - lags * self.period - t) / self.period, 0.0, 1.0)
-        return float(min(1.0, max(0.0, 1.0 - np.sum(weights * above))))
+        # Pr(max - U - l*T <= t) = Pr(U >= max - l*T - t)
+        below = np.clip((t + self.period + lags * self.period - self.max) / self.period, 0, 1)
+        return float(min(1.0, np.sum(weights * below) + self.p_loss**n))
 
     def quantile(self, q: float) -> float:
         """Smallest t with cdf(t) >= q, by bisection (cdf is continuous on (0, max])."""
