@@ -14,9 +14,11 @@ Inputs, all with explicit times:
   arrived: the pong to our ping ``seq`` (``sent_at`` = when we sent it), or the
   peer's heartbeat/ping ``seq`` (``sent_at`` = the peer's send time, as carried
   in the message; only NFD-S uses it, which assumes synchronized clocks);
-- ``message(t, heartbeat=False)``: any other message; it is a sign of life if it
-  is heartbeat traffic (a peer's ping when we also ping) or if the detector was
-  built with ``liveness="any"``.
+- ``message(t, heartbeat=False)``: any other message; for the timeout and phi
+  detectors it is a sign of life if it is heartbeat traffic (a peer's ping when we
+  also ping) or if the detector was built with ``liveness="any"``; ``missed``
+  counts it (as an answer to waiting pings) only with liveness any, and NFD-S and
+  NFD-E, which reason about sequence numbers, ignore it.
 
 Sequence numbers start at 1; the connection's opening (time ``start``) plays the
 part of heartbeat 0.
@@ -166,7 +168,10 @@ class PhiDetector(Detector):
     phi(t) = -log10(1 - F(t - last arrival)) with F Akka's logistic approximation
     of the normal cdf; suspect when phi >= ``threshold``. The deadline is exact:
     phi is monotone in the silence, so the crossing is last + mean + y * std.
-    Other liveness (with liveness any) moves the last arrival but adds no sample.
+    Like Akka, a heartbeat that ends a suspicion adds no sample (a long pause would
+    skew the history). Other liveness (heartbeat traffic, or anything with liveness
+    any) restarts the silence but is not a heartbeat: intervals are still measured
+    between heartbeats.
     """
 
     kind = "phi"
@@ -188,28 +193,35 @@ class PhiDetector(Detector):
         self.samples: deque[float] = deque([first_estimate - std, first_estimate + std])
         self.total = 2 * first_estimate
         self.total_sq = (first_estimate - std) ** 2 + (first_estimate + std) ** 2
-        self.last = start
+        self.last_heartbeat = start  # intervals are measured between heartbeats
+        self.last = start  # the silence is measured from any counted sign of life
         self._deadline = self._compute()
 
-    def _compute(self) -> float:
+    def _stats(self) -> tuple[float, float]:
+        """Mean (raised by the acceptable pause) and floored standard deviation of the history."""
         n = len(self.samples)
         mean = self.total / n
         var = max(self.total_sq / n - mean * mean, 0.0)
-        std = max(math.sqrt(var), self.min_std)
-        return self.last + mean + self.pause + self.y * std
+        return mean + self.pause, max(math.sqrt(var), self.min_std)
+
+    def _compute(self) -> float:
+        mean, std = self._stats()
+        return self.last + mean + self.y * std
 
     def heartbeat(self, t, seq, sent_at):
-        if t <= self.last:
+        if t <= self.last_heartbeat:
             return
-        interval = t - self.last
-        self.samples.append(interval)
-        self.total += interval
-        self.total_sq += interval * interval
-        if len(self.samples) > self.window:
-            old = self.samples.popleft()
-            self.total -= old
-            self.total_sq -= old * old
-        self.last = t
+        if t < self._deadline:  # Akka: no sample from the heartbeat that ends a suspicion
+            interval = t - self.last_heartbeat
+            self.samples.append(interval)
+            self.total += interval
+            self.total_sq += interval * interval
+            if len(self.samples) > self.window:
+                old = self.samples.popleft()
+                self.total -= old
+                self.total_sq -= old * old
+        self.last_heartbeat = t
+        self.last = max(self.last, t)
         self._deadline = self._compute()
 
     def message(self, t, heartbeat=False):
@@ -218,13 +230,13 @@ class PhiDetector(Detector):
             self._deadline = self._compute()
 
     def phi(self, t: float) -> float:
-        """Current suspicion level (for plots and tests)."""
-        n = len(self.samples)
-        mean = self.total / n + self.pause
-        std = max(math.sqrt(max(self.total_sq / n - (self.total / n) ** 2, 0.0)), self.min_std)
+        """Current suspicion level (for plots and tests), finite or inf for any silence."""
+        mean, std = self._stats()
         y = (t - self.last - mean) / std
-        e = math.exp(-y * (1.5976 + 0.070566 * y * y))
-        return -math.log10(e / (1.0 + e)) if y > 0 else -math.log10(1.0 - 1.0 / (1.0 + e))
+        # Akka's -log10(e / (1 + e)), e = exp(-z), is log10(1 + exp(z)): a softplus,
+        # computed without overflow for large |z|
+        z = y * (1.5976 + 0.070566 * y * y)
+        return (max(z, 0.0) + math.log1p(math.exp(-abs(z)))) / math.log(10)
 
     def deadline(self):
         return self._deadline

@@ -1,7 +1,8 @@
 """Random durations: message delays, stall and outage lengths, NAT timeouts.
 
 One frozen class per family. Each knows its mean, its survival function
-``sf(x) = Pr(X > x)`` (the analytic formulas need it) and how to draw a block of
+``sf(x) = Pr(X > x)`` for a number or an array (the analytic formulas need it,
+vectorized) and how to draw a block of
 samples from a numpy Generator (the model draws in blocks: one numpy call per
 few hundred messages instead of one per message).
 """
@@ -15,6 +16,11 @@ import numpy as np
 from scipy import stats
 
 
+def _out(values: np.ndarray):
+    """A float for a scalar argument, the array otherwise."""
+    return float(values) if values.ndim == 0 else values
+
+
 @dataclass(frozen=True)
 class Constant:
     value: float
@@ -23,8 +29,8 @@ class Constant:
     def mean(self) -> float:
         return self.value
 
-    def sf(self, x: float) -> float:
-        return 1.0 if x < self.value else 0.0
+    def sf(self, x):
+        return _out(np.where(np.asarray(x, float) < self.value, 1.0, 0.0))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value)
@@ -39,12 +45,10 @@ class Uniform:
     def mean(self) -> float:
         return (self.low + self.high) / 2
 
-    def sf(self, x: float) -> float:
-        if x < self.low:
-            return 1.0
-        if x >= self.high:
-            return 0.0
-        return (self.high - x) / (self.high - self.low)
+    def sf(self, x):
+        x = np.asarray(x, float)
+        inside = np.clip((self.high - x) / max(self.high - self.low, 1e-300), 0.0, 1.0)
+        return _out(np.where(x < self.low, 1.0, np.where(x >= self.high, 0.0, inside)))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, n)
@@ -58,8 +62,9 @@ class Exponential:
     def mean(self) -> float:
         return self.mean_
 
-    def sf(self, x: float) -> float:
-        return 1.0 if x < 0 else math.exp(-x / self.mean_)
+    def sf(self, x):
+        x = np.asarray(x, float)
+        return _out(np.where(x < 0, 1.0, np.exp(-np.maximum(x, 0.0) / self.mean_)))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.exponential(self.mean_, n)
@@ -74,10 +79,10 @@ class Lognormal:
     def mean(self) -> float:
         return self.median * math.exp(self.sigma**2 / 2)
 
-    def sf(self, x: float) -> float:
-        if x <= 0:
-            return 1.0
-        return float(stats.norm.sf(math.log(x / self.median) / self.sigma))
+    def sf(self, x):
+        x = np.asarray(x, float)
+        z = np.log(np.maximum(x, 1e-300) / self.median) / max(self.sigma, 1e-300)
+        return _out(np.where(x <= 0, 1.0, stats.norm.sf(z)))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.median * np.exp(self.sigma * rng.standard_normal(n))
@@ -94,8 +99,11 @@ class Pareto:
     def mean(self) -> float:
         return math.inf if self.shape <= 1 else self.shape * self.scale / (self.shape - 1)
 
-    def sf(self, x: float) -> float:
-        return 1.0 if x < self.scale else (self.scale / x) ** self.shape
+    def sf(self, x):
+        x = np.asarray(x, float)
+        return _out(
+            np.where(x < self.scale, 1.0, (self.scale / np.maximum(x, self.scale)) ** self.shape)
+        )
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.scale * (1.0 + rng.pareto(self.shape, n))

@@ -45,7 +45,7 @@ RADIO_TAIL = 10.0  # s of silence after which a mobile radio has gone idle
 
 
 class Msg:
-    __slots__ = ("kind", "src", "seq", "stamp", "sent", "size", "attempts")
+    __slots__ = ("kind", "src", "seq", "stamp", "sent", "size", "attempts", "blocked")
 
     def __init__(self, kind, src, seq, stamp, sent, size):
         self.kind, self.src, self.seq, self.stamp, self.sent, self.size = (
@@ -57,6 +57,7 @@ class Msg:
             size,
         )
         self.attempts = 1
+        self.blocked = False  # dropped at the NAT on its way (known only when it crosses)
 
 
 class Connection:
@@ -438,17 +439,19 @@ class SlotModel:
             rto.sample(delay + self.delay[SERVER if src == CLIENT else CLIENT]())
         arrive = max(t + delay, conn.last_delivery[src])
         conn.last_delivery[src] = arrive
-        if src != CLIENT:
-            self._at(arrive, self._deliver, conn, msg)
-        elif attempt == 0:
-            if self._nat_cross(conn, msg, True):
-                self._at(arrive, self._deliver, conn, msg)
-        else:  # a retransmission crosses the NAT when it is sent, in the future
-            self._at(t, self._cross_later, conn, msg, arrive)
+        if src == CLIENT:
+            if attempt == 0:
+                if not self._nat_cross(conn, msg, True):
+                    return
+            else:  # a retransmission crosses the NAT when it is sent, in the future
+                msg.blocked = True
+                self._at(t, self._cross_later, conn, msg)
+        # scheduled now, so deliveries due at the same instant keep their sending order
+        self._at(arrive, self._deliver, conn, msg)
 
-    def _cross_later(self, conn: Connection, msg: Msg, arrive: float) -> None:
+    def _cross_later(self, conn: Connection, msg: Msg) -> None:
         if not conn.closed and self._nat_cross(conn, msg, True):
-            self._at(arrive, self._deliver, conn, msg)
+            msg.blocked = False
 
     def _give_up_later(self, conn: Connection, msg: Msg) -> None:
         """This segment will never be acknowledged: its sender's TCP gives up after the full ladder."""
@@ -472,7 +475,7 @@ class SlotModel:
 
     def _deliver(self, conn: Connection, msg: Msg) -> None:
         """A message reaches the other side's host (its kernel, not yet its application)."""
-        if conn.closed:
+        if conn.closed or msg.blocked:
             return
         now = self.env.now
         dst = SERVER if msg.src == CLIENT else CLIENT

@@ -259,24 +259,8 @@ def _check_probability(name: str, value: float) -> None:
 
 
 def _sf(delay: Distribution, x: np.ndarray | float) -> np.ndarray:
-    """Vectorised delay.sf(x) (same conventions; the integrals and scans call it a lot)."""
-    x = np.asarray(x, dtype=float)
-    if isinstance(delay, Constant):
-        return np.where(x < delay.value, 1.0, 0.0)
-    if isinstance(delay, Uniform):
-        width = max(delay.high - delay.low, 1e-300)
-        inside = np.clip((delay.high - x) / width, 0.0, 1.0)
-        return np.where(x < delay.low, 1.0, np.where(x >= delay.high, 0.0, inside))
-    if isinstance(delay, Exponential):
-        return np.where(x < 0, 1.0, np.exp(-np.maximum(x, 0.0) / delay.mean_))
-    if isinstance(delay, Lognormal):
-        z = np.log(np.maximum(x, 1e-300) / delay.median) / delay.sigma
-        return np.where(x <= 0, 1.0, stats.norm.sf(z))
-    if isinstance(delay, Pareto):
-        return np.where(
-            x < delay.scale, 1.0, (delay.scale / np.maximum(x, delay.scale)) ** delay.shape
-        )
-    return np.vectorize(delay.sf, otypes=[float])(x)
+    """delay.sf over an array (the distributions are vectorized)."""
+    return np.asarray(delay.sf(np.asarray(x, dtype=float)), dtype=float)
 
 
 def _features(delay: Distribution) -> tuple[float, ...]:

@@ -237,7 +237,7 @@ def _detector(r: _Reader, raw) -> sc.Detector:
             overlap=r.boolean(m, "overlap", f"{p}.missed", False),
         ),
         phi=sc.Phi(
-            threshold=r.number(ph, "threshold", f"{p}.phi", 8.0, 0, low_open=True),
+            threshold=r.number(ph, "threshold", f"{p}.phi", 8.0, 0, 300, low_open=True),
             window=r.integer(ph, "window", f"{p}.phi", 1000, low=2),
             min_std=r.duration(ph, "min_std", f"{p}.phi", 0.1),
             acceptable_pause=r.duration(ph, "acceptable_pause", f"{p}.phi", 0.0, positive=False),
