@@ -123,12 +123,20 @@ FAMILIES: dict[str, tuple[type, tuple[str, ...]]] = {
 DIMENSIONLESS = {"sigma", "shape"}
 
 
+def dist_name(dist: Distribution) -> str:
+    """The scenario-file name of a distribution's family."""
+    return next(name for name, (cls, _) in FAMILIES.items() if isinstance(dist, cls))
+
+
+def dist_params(dist: Distribution) -> dict[str, float]:
+    """Its parameters as written in a scenario file."""
+    return {p: getattr(dist, "mean_" if p == "mean" else p) for p in FAMILIES[dist_name(dist)][1]}
+
+
 def describe(dist: Distribution) -> str:
     """Scenario-file spelling of a distribution, for messages and tables."""
-    name = {v[0]: k for k, v in FAMILIES.items()}[type(dist)]
-    params = FAMILIES[name][1]
-    values = [getattr(dist, "mean_" if p == "mean" else p) for p in params]
-    return f"{name}(" + ", ".join(f"{p}={v:g}" for p, v in zip(params, values, strict=False)) + ")"
+    params = ", ".join(f"{p}={v:g}" for p, v in dist_params(dist).items())
+    return f"{dist_name(dist)}({params})"
 
 
 class Sampler:

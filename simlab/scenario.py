@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .distributions import FAMILIES, Distribution
+from .distributions import Distribution, dist_name, dist_params
 
 
 @dataclass(frozen=True)
@@ -188,15 +188,16 @@ class Scenario:
 
 
 def dist_to_dict(dist: Distribution) -> dict:
-    name = next(k for k, (cls, _) in FAMILIES.items() if isinstance(dist, cls))
-    params = FAMILIES[name][1]
-    return {"dist": name} | {p: getattr(dist, "mean_" if p == "mean" else p) for p in params}
+    return {"dist": dist_name(dist)} | dist_params(dist)
 
 
 def to_dict(obj) -> object:
     """Plain nested dict (seconds for durations) that loads back to an equal object."""
     if dataclasses.is_dataclass(obj) and type(obj).__module__.endswith("distributions"):
         return dist_to_dict(obj)
+    if isinstance(obj, Loss):  # only the keys of its model: the others would be rejected
+        keys = ["p"] if obj.model == "bernoulli" else ["p_gb", "p_bg", "loss_good", "loss_bad"]
+        return {"model": obj.model} | {k: getattr(obj, k) for k in keys}
     if isinstance(obj, Link):
         out = {
             "transport": obj.transport,

@@ -28,7 +28,12 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({ALLOWED}), got {value!r}")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(
+                f"expected a finite duration, got a {len(str(value))}-digit number"
+            ) from None
     elif isinstance(value, str):
         match = _PATTERN.match(value.lower())
         if not match or match.group(2) not in _UNITS | {"": 1.0}:
@@ -45,6 +50,8 @@ def format_duration(seconds: float) -> str:
     """Short human form: 0.2 -> '200ms', 90 -> '1.5m', 7200 -> '2h'."""
     if seconds is None:
         return "none"
+    if not math.isfinite(seconds):
+        return str(seconds)
     if seconds == 0:
         return "0s"
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3)):

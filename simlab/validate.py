@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from . import scenario as sc
-from .distributions import DIMENSIONLESS, FAMILIES, Constant
+from .distributions import DIMENSIONLESS, FAMILIES, Constant, describe, dist_name, dist_params
 from .units import ALLOWED as DURATION_ALLOWED
 from .units import parse_duration
 
@@ -79,7 +79,7 @@ class _Reader:
         value = raw[key]
         try:
             value = convert(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             self.error(where, str(exc))
             return default
         if check is not None and not check(value):
@@ -148,8 +148,12 @@ class _Reader:
 
         return self.value(raw, key, path, convert, default)
 
-    def distribution(self, raw, key, path, default, *, allow_scalar=True, nullable=False):
-        """A distribution mapping ``{dist: name, ...}``, or a plain duration (a constant)."""
+    def distribution(self, raw, key, path, default, *, nullable=False, positive=True):
+        """A distribution mapping ``{dist: name, ...}``, or a plain duration (a constant).
+
+        ``positive``: every value must be above zero (timeouts, durations); delays may be 0.
+        A mapping without ``dist`` changes some parameters of ``default``.
+        """
         where = f"{path}.{key}" if path else key
         if key not in raw:
             return default
@@ -157,44 +161,53 @@ class _Reader:
         if value is None and nullable:
             return None
         if not isinstance(value, dict):
-            if allow_scalar:
-                try:
-                    seconds = parse_duration(value)
-                except ValueError:
-                    self.error(
-                        where,
-                        f"expected a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}, got {value!r}",
-                    )
-                    return default
-                if seconds <= 0:
-                    self.error(where, f"{value!r} is not allowed: must be a positive duration")
-                    return default
-                return Constant(seconds)
-            self.error(
-                where, f"expected a mapping {{dist: {'|'.join(FAMILIES)}, ...}}, got {value!r}"
-            )
-            return default
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                wanted = f"a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}"
+                self.error(where, f"expected {wanted}, got {value!r}")
+                return default
+            if seconds < 0 or (positive and seconds == 0):
+                rule = "a positive duration" if positive else "a duration >= 0"
+                self.error(where, f"{value!r} is not allowed: must be {rule}")
+                return default
+            return Constant(seconds)
         name = value.get("dist", _MISSING)
-        if name not in FAMILIES:
+        inherited = {}
+        if default is not None and name in (_MISSING, dist_name(default)):
+            # a mapping of the same family (or without dist) changes some parameters of the default
+            inherited = dist_params(default)
+            strangers = [k for k in value if k != "dist" and k not in inherited]
+            if name is _MISSING and strangers:
+                self.error(
+                    f"{where}.dist",
+                    f"missing: must be one of {', '.join(FAMILIES)} (without it the mapping changes "
+                    f"{describe(default)}, which has no {', '.join(map(str, strangers))})",
+                )
+                return default
+            name = dist_name(default)
+        if not isinstance(name, str) or name not in FAMILIES:
             shown = "missing" if name is _MISSING else repr(name)
             self.error(f"{where}.dist", f"{shown}: must be one of {', '.join(FAMILIES)}")
             return default
         cls, params = FAMILIES[name]
         self.mapping(value, where, ["dist", *params])
+        merged = inherited | value
         args, ok = [], True
         for param in params:
-            if param not in value:
+            if param not in merged:
+                article = "an" if name[0] in "aeiou" else "a"
+                needs = ", ".join(params)
                 self.error(
-                    f"{where}.{param}", f"missing: a {name} distribution needs {', '.join(params)}"
+                    f"{where}.{param}", f"missing: {article} {name} distribution needs {needs}"
                 )
                 ok = False
                 continue
             if param in DIMENSIONLESS:
-                v = self.number(value, param, where, None, 0, low_open=(param == "shape"))
+                v = self.number(merged, param, where, None, 0, low_open=(param == "shape"))
             else:
-                v = self.duration(
-                    value, param, where, None, positive=param in ("mean", "median", "scale")
-                )
+                must_be_positive = positive or param in ("mean", "median", "scale")
+                v = self.duration(merged, param, where, None, positive=must_be_positive)
             ok = ok and v is not None
             args.append(v)
         if not ok:
@@ -273,7 +286,8 @@ def _loss(r: _Reader, raw, path, default: sc.Loss) -> sc.Loss:
     if model == "bernoulli":
         extra = [k for k in ("p_gb", "p_bg", "loss_good", "loss_bad") if k in raw]
         if extra:
-            r.error(path, f"{', '.join(extra)} belong to model: gilbert, not bernoulli")
+            verb = "belongs" if len(extra) == 1 else "belong"
+            r.error(path, f"{', '.join(extra)} {verb} to model: gilbert, not bernoulli")
     elif "p" in raw:
         r.error(
             f"{path}.p",
@@ -288,7 +302,7 @@ def _direction(r: _Reader, raw, path, base: sc.Direction) -> sc.Direction:
     raw = r.mapping(raw, path, ["loss", "delay"])
     return sc.Direction(
         loss=_loss(r, raw.get("loss"), f"{path}.loss", base.loss),
-        delay=r.distribution(raw, "delay", path, base.delay),
+        delay=r.distribution(raw, "delay", path, base.delay, positive=False),
     )
 
 
@@ -297,7 +311,7 @@ def _link(r: _Reader, raw) -> sc.Link:
     raw = r.mapping(raw, p, ["transport", "loss", "delay", "uplink", "downlink", "outages", "tcp"])
     base = sc.Direction(
         loss=_loss(r, raw.get("loss"), f"{p}.loss", sc.Loss()),
-        delay=r.distribution(raw, "delay", p, Constant(0.02)),
+        delay=r.distribution(raw, "delay", p, Constant(0.02), positive=False),
     )
     outages = None
     if raw.get("outages") is not None:
@@ -344,6 +358,10 @@ def _peer(r: _Reader, raw) -> sc.Peer:
     crash = stall = None
     if raw.get("crash") is not None:
         c = r.mapping(raw["crash"], f"{p}.crash", ["mtbf"])
+        if isinstance(raw["crash"], dict) and "mtbf" not in c:
+            r.error(
+                f"{p}.crash.mtbf", "missing: a crash section needs mtbf (or crash: null for none)"
+            )
         mtbf = r.duration(c, "mtbf", f"{p}.crash", None, nullable=True)
         crash = sc.Crash(mtbf) if mtbf is not None else None
     if raw.get("stall") is not None:
@@ -359,7 +377,24 @@ def _peer(r: _Reader, raw) -> sc.Peer:
 
 
 def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
-    """Combinations that cannot work (errors) or probably do not mean what was meant (warnings)."""
+    """Combinations that cannot work (errors) or probably do not mean what was meant (warnings).
+
+    Sections that already have a problem are left out: their values are defaults
+    standing in for what the user wrote, and would give misleading messages.
+    """
+    bad = {p.path.split(".")[0] for p in r.errors}
+    if not bad & {"heartbeat", "detector"}:
+        _detector_checks(r, s)
+    if not bad & {"heartbeat", "nat", "app"}:
+        _nat_checks(r, s)
+    if not bad & {"heartbeat", "horizon"} and s.heartbeat.interval > s.horizon:
+        r.warn(
+            "heartbeat.interval",
+            f"{s.heartbeat.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent",
+        )
+
+
+def _detector_checks(r: _Reader, s: sc.Scenario) -> None:
     hb, det = s.heartbeat, s.detector
     side = s.detector_side
     senders = {"client", "server"} if hb.initiator == "both" else {hb.initiator}
@@ -408,19 +443,14 @@ def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
             "detector.kind",
             "nfd (NFD-S) assumes heartbeats sent exactly every interval; with jitter its freshness points are off by up to jitter * interval",
         )
-    if (
-        s.nat.idle_timeout is not None
-        and hb.interval >= s.nat.idle_timeout.mean
-        and s.app.rate == 0
-    ):
+
+
+def _nat_checks(r: _Reader, s: sc.Scenario) -> None:
+    interval, idle = s.heartbeat.interval, s.nat.idle_timeout
+    if idle is not None and interval >= idle.mean and s.app.rate == 0:
         r.warn(
             "nat.idle_timeout",
-            f"heartbeat.interval ({hb.interval:g}s) is not below the NAT idle timeout (mean {s.nat.idle_timeout.mean:g}s) and there is no application traffic: expect NAT breaks",
-        )
-    if hb.interval > s.horizon:
-        r.warn(
-            "heartbeat.interval",
-            f"{hb.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent",
+            f"heartbeat.interval ({interval:g}s) is not below the NAT idle timeout (mean {idle.mean:g}s) and there is no application traffic: expect NAT breaks",
         )
 
 
@@ -458,8 +488,7 @@ def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[
         ),
         reconnect=sc.Reconnect(delay=r.duration(rec, "delay", "reconnect", 1.0, positive=False)),
     )
-    if not r.errors:
-        _cross_checks(r, s)
+    _cross_checks(r, s)
     if r.errors:
         raise ScenarioError(r.errors, source)
     return s, r.warnings
@@ -473,6 +502,8 @@ def set_dotted(raw: dict, key: str, value: object) -> None:
         nxt = node.get(part)
         if nxt is None:
             nxt = node[part] = {}
+        if not isinstance(nxt, dict) and (full := _expand_shorthand(part, nxt)) is not None:
+            nxt = node[part] = full
         if not isinstance(nxt, dict):
             where = ".".join(parts[: i + 1])
             raise ScenarioError(
@@ -480,6 +511,16 @@ def set_dotted(raw: dict, key: str, value: object) -> None:
             )
         node = nxt
     node[parts[-1]] = value
+
+
+def _expand_shorthand(key: str, value: object) -> dict | None:
+    """The mapping a shorthand scalar stands for (``loss: 0.01``, ``delay: 40ms``), or None."""
+    if key == "loss" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"model": "bernoulli", "p": value}
+    try:
+        return {"dist": "constant", "value": parse_duration(value)}
+    except ValueError:
+        return None
 
 
 def parse_sets(items: list[str]) -> dict[str, object]:
@@ -502,7 +543,10 @@ def parse_sets(items: list[str]) -> dict[str, object]:
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem("", f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
+        raise ScenarioError([problem], str(path)) from None
     except OSError as exc:
         raise ScenarioError(
             [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
@@ -528,4 +572,6 @@ def load(
         )
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
+    if overrides:
+        name += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
     return from_dict(raw, name)
