@@ -5,7 +5,8 @@
 Prints JSON: ``model_rounds_per_s`` (heartbeat rounds simulated per wall second
 by the full model), ``bare_simpy_rounds_per_s`` (the same connections as bare
 SimPy processes doing one ``yield env.timeout(interval)`` per round, each in its
-own environment like the model's slots) and ``ratio``. The two are interleaved
+own environment like the model's slots) and ``ratio``; for scale, also the
+``lean_pingpong`` floor: three bare callback events per round and no logic. The runs are interleaved
 and the best of ``repeat`` runs is kept, so a noisy shared machine disturbs the
 ratio as little as possible. Not a test: machines differ, ratios are what to compare.
 """
@@ -49,6 +50,29 @@ def run_bare(connections: int, interval: float, horizon: float) -> tuple[int, fl
     return counter[0], time.perf_counter() - started
 
 
+def run_lean(connections: int, interval: float, horizon: float, delay: float) -> tuple[int, float]:
+    """The floor for any callback model: ping, delivery, pong delivery, nothing else."""
+    counter = [0]
+    started = time.perf_counter()
+    for _ in range(connections):
+        env = simpy.Environment()
+
+        def ping(_ev, env=env):
+            counter[0] += 1
+            env.timeout(delay).callbacks.append(arrive)
+            env.timeout(interval).callbacks.append(ping)
+
+        def arrive(_ev, env=env):
+            env.timeout(delay).callbacks.append(pong)
+
+        def pong(_ev):
+            pass
+
+        env.timeout(interval).callbacks.append(ping)
+        env.run(until=horizon)
+    return counter[0], time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m simlab.bench", description=__doc__.split("\n")[0])
     p.add_argument("scenario", nargs="?", default=str(DEFAULT))
@@ -56,15 +80,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
     scenario, _ = load(args.scenario, {"connections": args.connections})
-    best_model = best_bare = 0.0
+    best_model = best_bare = best_lean = 0.0
     rounds = 0
+    n, interval, horizon = scenario.connections, scenario.heartbeat.interval, scenario.horizon
     for _ in range(args.repeat):
         rounds, wall = run_model(scenario)
         best_model = max(best_model, rounds / wall)
-        bare_rounds, bare_wall = run_bare(
-            scenario.connections, scenario.heartbeat.interval, scenario.horizon
-        )
+        bare_rounds, bare_wall = run_bare(n, interval, horizon)
         best_bare = max(best_bare, bare_rounds / bare_wall)
+        lean_rounds, lean_wall = run_lean(n, interval, horizon, scenario.link.up.delay.mean)
+        best_lean = max(best_lean, lean_rounds / lean_wall)
     out = {
         "scenario": scenario.name,
         "connections": scenario.connections,
@@ -72,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model_rounds_per_s": round(best_model),
         "bare_simpy_rounds_per_s": round(best_bare),
         "ratio": round(best_model / best_bare, 3),
+        "lean_pingpong_rounds_per_s": round(best_lean),
+        "lean_ratio": round(best_lean / best_bare, 3),
         "repeat": args.repeat,
         "python": platform.python_version(),
         "simpy": simpy.__version__ if hasattr(simpy, "__version__") else None,

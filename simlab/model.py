@@ -72,13 +72,16 @@ class _Call:
     __slots__ = ("callbacks", "_ok", "_value", "fn", "args")
 
     def __init__(self, fn, args):
-        self.callbacks = [self._fire]
+        self.callbacks = _FIRE  # SimPy calls each callback with the event: _fire(self)
         self._ok = True
         self._value = None
         self.fn, self.args = fn, args
 
-    def _fire(self, _event) -> None:
+    def _fire(self) -> None:
         self.fn(*self.args)
+
+
+_FIRE = (_Call._fire,)
 
 
 class Connection:
@@ -390,7 +393,7 @@ class SlotModel:
         if side == self.P:
             if now >= conn.crash_at or conn.peer_closed:
                 return
-            end = self.stalls.end_if_down(now) if self.stalls else None
+            end = self.stalls.end_if_down(now) if self.stalls is not None else None
             if end is not None:  # a blocked event loop runs the overdue timer when it unblocks
                 self._at(end, self._beat, conn, side)
                 return
@@ -411,7 +414,7 @@ class SlotModel:
         if side == self.P:
             if now >= conn.crash_at or conn.peer_closed:
                 return
-            end = self.stalls.end_if_down(now) if self.stalls else None
+            end = self.stalls.end_if_down(now) if self.stalls is not None else None
             if end is not None:
                 self._at(end, self._app, conn, side)
                 return
@@ -429,12 +432,13 @@ class SlotModel:
             st.blackholed += 1
         if src == CLIENT:
             self._radio(now)
-        self._trace(conn, "send", msg)
+        if self.trace is not None:
+            self._trace(conn, "send", msg)
         outages, loss = self.outages, self.loss[src]
         wire = msg.kind != APP  # bytes count heartbeat traffic only: the cost of the settings
         if not self.tcp:
             st.bytes += wire * (msg.size + UDP_HEADER)
-            if (outages and outages.end_if_down(now) is not None) or loss.lost():
+            if (outages is not None and outages.end_if_down(now) is not None) or loss.lost():
                 self._trace(conn, "lost", msg)
                 return
             if src == CLIENT and not self._nat_cross(conn, msg, True):
@@ -445,7 +449,7 @@ class SlotModel:
         t, attempt, retries = now, 0, self.s.link.tcp.max_retries
         while True:
             st.bytes += wire * (msg.size + TCP_HEADER)
-            if not ((outages and outages.end_if_down(t) is not None) or loss.lost()):
+            if not ((outages is not None and outages.end_if_down(t) is not None) or loss.lost()):
                 break
             self._trace(conn, "lost", msg, attempt)
             if attempt == retries:
@@ -517,7 +521,7 @@ class SlotModel:
                 if self.tcp:
                     self._at(now + self.delay[dst](), self._transport_error, conn, self.D, "reset")
                 return
-            end = self.stalls.end_if_down(now) if self.stalls else None
+            end = self.stalls.end_if_down(now) if self.stalls is not None else None
             if end is not None:  # the application catches up when the stall ends
                 self._at(end, self._receive, conn, msg)
                 return
