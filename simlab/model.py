@@ -20,6 +20,9 @@ Simplifications, each chosen so the model stays explainable:
 - Ground truth: a connection is *broken* from the first instant it can never
   deliver again: the peer's crash, the NAT mapping's expiry, TCP giving up.
   A declaration on a broken connection is a detection; on a live one, a mistake.
+- In monitor mode a mistaken suspicion keeps the connection (it ends when a
+  heartbeat restores trust); a suspicion of a broken connection ends it, and the
+  next connection opens ``reconnect.delay`` later, as in reconnect mode.
 - The detector runs on one side (``detector_side``); the other side is the
   *peer*, the one that can crash or stall. Detectors are :mod:`simlab.detector`'s
   pure state machines, fed with ``env.now``; their deadline is checked lazily
@@ -267,7 +270,14 @@ class SlotModel:
         self._record(conn, "close", "horizon" if end else None)
 
     def _reconnect(self, now: float) -> None:
-        self._at(now + self.s.reconnect.delay, self._open)
+        """Open the next connection after the reconnect delay, or when the link comes back.
+
+        A handshake cannot complete during an outage: the attempt succeeds when the
+        outage ends (retry schedules are the fleet model's subject, not this one's).
+        """
+        at = now + self.s.reconnect.delay
+        end = self.outages.end_if_down(at) if self.outages is not None else None
+        self._at(at if end is None else end, self._open)
 
     def _on_crash(self, conn: Connection) -> None:
         if not conn.closed:

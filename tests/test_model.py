@@ -397,3 +397,23 @@ def test_same_seed_same_results_and_slots_independent_of_connection_count():
     assert first.equals(a.records)
     other = simlab.simulate(scenario(connections=100, seed=2, **kw))
     assert not other.records.equals(a.records)
+
+
+def test_a_long_outage_is_one_false_positive_and_reconnects_when_it_ends():
+    from simlab.model import SlotModel
+
+    s = scenario(
+        horizon="12h",
+        connections=3,
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "30s"},
+        link={"outages": {"mtbf": "1h", "duration": "300s"}},
+    )
+    for slot in range(s.connections):
+        m = SlotModel(s, slot).run()
+        starts = [t for t in m.outages.starts if t < s.horizon - 60]
+        assert len(starts) > 3
+        assert m.stats.false_positives == len(starts)
+        opened = [r[2] for r in m.records if r[3] == "open"][1:]
+        ends = [e for t, e in zip(m.outages.starts, m.outages.ends, strict=True) if t in starts]
+        assert opened == pytest.approx(ends[: len(opened)])
