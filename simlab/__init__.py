@@ -15,7 +15,15 @@ from .scenario import Scenario
 from .validate import ScenarioError
 
 __version__ = "0.1.0"
-__all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "simulate", "__version__"]
+__all__ = [
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "simulate",
+    "sweep",
+    "__version__",
+]
 
 
 def load_scenario(
@@ -31,3 +39,10 @@ def load_scenario(
     if warnings is not None:
         warnings.extend(found)
     return scenario
+
+
+def sweep(source, out, **kwargs):
+    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweep."""
+    from .sweep import sweep as run
+
+    return run(source, out, **kwargs)

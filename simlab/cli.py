@@ -11,11 +11,11 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .validate import ScenarioError, load, parse_sets
+from .io import write_atomic
+from .validate import Problem, ScenarioError, load, parse_sets
 
 EXIT_BAD_INPUT = 2
 
@@ -45,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the JSON to this file (and per-event records beside it as .records.csv)",
     )
     run.add_argument("--progress", action="store_true", help="show a progress bar")
+
+    sw = sub.add_parser(
+        "sweep", help="run a parameter sweep into a tidy CSV (plus .summary.csv, .meta.json)"
+    )
+    sw.add_argument("sweep", help="sweep YAML file")
+    sw.add_argument("--out", required=True, help="the tidy CSV to write, e.g. data/NAME.csv")
+    sw.add_argument("--workers", type=int, help="local processes (default: the number of cores)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dask-scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster"
+    )
+    where.add_argument("--dask-local", action="store_true", help="start a Dask LocalCluster")
+    sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep's CSV")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
     val = sub.add_parser("validate", help="check a scenario file and print its resolved settings")
     val.add_argument("scenario")
@@ -133,19 +147,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_default(value):
     return None if isinstance(value, float) and math.isnan(value) else str(value)
 
@@ -172,6 +173,44 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import load_sweep, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise ScenarioError(
+            [Problem("--workers", f"{args.workers}: must be at least 1")], "simlab sweep"
+        )
+    spec = load_sweep(args.sweep)
+    outcome = run_sweep(
+        spec,
+        args.out,
+        workers=args.workers,
+        dask_scheduler=args.dask_scheduler,
+        dask_local=args.dask_local,
+        resume=args.resume,
+        progress=not args.quiet,
+        sweep_text=Path(args.sweep).read_text(),
+    )
+    out = Path(args.out)
+    print(
+        f"{len(outcome.rows)} rows in {out}; summary {out.with_suffix('.summary.csv')}; meta {out.with_suffix('.meta.json')}",
+        file=sys.stderr,
+    )
+    if outcome.interrupted:
+        print(
+            f"interrupted: complete it with simlab sweep {args.sweep} --out {args.out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    if outcome.failed:
+        print(
+            f"failed points ({len(outcome.failed)}): {', '.join(outcome.failed)} (see the error column)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .scenario import flatten, to_dict
 
@@ -185,7 +224,7 @@ def cmd_validate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "validate": cmd_validate}[args.command](args)
+        return {"run": cmd_run, "sweep": cmd_sweep, "validate": cmd_validate}[args.command](args)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -93,3 +93,61 @@ def summarize(scenario, slots) -> dict:
     if out["tcp_retransmissions"] is None:
         del out["tcp_retransmissions"]
     return out
+
+
+# Every key a run reports, in JSON order; sweeps use it for their columns (a key
+# an engine does not produce stays empty there).
+METRIC_KEYS = (
+    "connections_opened",
+    "connected_hours",
+    "false_positives",
+    "fp_per_conn_hour",
+    "fp_per_conn_hour_ci_low",
+    "fp_per_conn_hour_ci_high",
+    "breaks",
+    "breaks_crash",
+    "breaks_nat",
+    "breaks_tcp_timeout",
+    "detections",
+    "detections_by_detector",
+    "detections_by_reset",
+    "detections_by_tcp_timeout",
+    "undetected_breaks",
+    "detection_latency_mean_s",
+    "detection_latency_p50_s",
+    "detection_latency_p95_s",
+    "detection_latency_p99_s",
+    "detection_latency_max_s",
+    "mistakes",
+    "mistake_rate_per_s",
+    "mistake_duration_mean_s",
+    "query_accuracy",
+    "heartbeats_sent",
+    "app_msgs_sent",
+    "app_msgs_blackholed",
+    "tcp_retransmissions",
+    "overhead_msgs_per_conn_hour",
+    "overhead_bytes_per_conn_hour",
+    "wakeups_per_conn_hour",
+)
+# Counts of rare independent events: pooled over replications with Poisson intervals.
+COUNT_KEYS = frozenset(
+    {
+        "false_positives",
+        "breaks",
+        "breaks_crash",
+        "breaks_nat",
+        "breaks_tcp_timeout",
+        "detections",
+        "detections_by_detector",
+        "detections_by_reset",
+        "detections_by_tcp_timeout",
+        "undetected_breaks",
+        "mistakes",
+        "app_msgs_blackholed",
+    }
+)
+# Rates whose pooled value is a count over an exposure: (count key, exposure key).
+RATE_KEYS = {"fp_per_conn_hour": ("false_positives", "connected_hours")}
+# Per-run interval bounds: a sweep's summary recomputes them from pooled counts.
+PER_RUN_ONLY = frozenset({"fp_per_conn_hour_ci_low", "fp_per_conn_hour_ci_high"})

@@ -1,0 +1,702 @@
+"""Parameter sweeps: a sweep file, its points, and runs written as tidy CSV that survives interruption.
+
+A sweep file names a base scenario and the dotted keys to vary:
+
+    base: ../examples/demo.yaml        # a path (relative to the sweep file) or an inline mapping
+    grid:                              # full factorial
+      heartbeat.interval: [10s, 20s, 30s]
+    zip:                               # groups of keys that move together
+      - {detector.timeout: [25s, 45s, 65s], detector.kind: [timeout, timeout, timeout]}
+    sample:                            # a space-filling design, crossed with the rest
+      method: lhs                      # lhs | sobol
+      count: 16
+      ranges:
+        link.loss.p: {low: 0.001, high: 0.05, scale: log}
+    replications: 4
+    engine: simpy
+    seed: 1
+
+The points are the product of the grid, each zip group and the sample. A point is
+known by its id, a hash of its parameter values, so its seeds (and results) do not
+change when other points are added. Seeds come from ``SeedSequence(seed)`` keyed
+by the point id and the replication.
+
+Rows are appended as runs finish (any order, any executor); when the sweep ends the
+file is rewritten atomically in point order, so the bytes do not depend on the
+number of workers. ``NAME.summary.csv`` has one row per point with 95 % intervals,
+``NAME.meta.json`` the provenance.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import BrokenExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import __version__
+from .io import RowAppender, read_rows, write_atomic, write_rows
+from .metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
+from .theory import poisson_interval
+from .units import parse_duration
+from .validate import Problem, ScenarioError, load, read_yaml
+
+ENGINES = ("simpy",)
+SWEEP_KEYS = ["base", "grid", "zip", "sample", "replications", "engine", "seed", "name"]
+SAMPLE_KEYS = ["method", "count", "ranges"]
+RANGE_KEYS = ["low", "high", "scale"]
+LEAD_COLUMNS = ["point_id", "replication", "seed"]
+TAIL_COLUMNS = ["error", "wall_s"]
+TIMING_COLUMNS = ("wall_s",)
+
+
+class SweepError(ScenarioError):
+    """A bad sweep file: every problem, before any run starts."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting of the varied keys."""
+
+    id: str
+    params: dict = field(hash=False)
+
+    def spawn_key(self) -> tuple[int, ...]:
+        digest = bytes.fromhex(self.id)
+        return tuple(int.from_bytes(digest[i : i + 4], "big") for i in range(0, len(digest), 4))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: a point, a replication, its seed, and the base scenario it overrides."""
+
+    point: Point
+    replication: int
+    seed: int
+    base: dict = field(hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: dict
+    keys: tuple[str, ...]  # varied keys, in column order
+    points: tuple[Point, ...]
+    replications: int
+    engine: str
+    seed: int
+    source: str = ""
+
+    def tasks(self) -> list[Task]:
+        out = []
+        for point in self.points:
+            for rep in range(self.replications):
+                seq = np.random.SeedSequence(self.seed, spawn_key=(*point.spawn_key(), rep))
+                hi, lo = seq.generate_state(2, np.uint32)
+                out.append(Task(point, rep, (int(hi) << 32) | int(lo), self.base))
+        return out
+
+    @property
+    def columns(self) -> list[str]:
+        return LEAD_COLUMNS + list(self.keys) + list(METRIC_KEYS) + TAIL_COLUMNS
+
+
+def _normalize(value):
+    """Durations written with units become seconds, so '30s' and 30 are the same point."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _point(params: dict) -> Point:
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    return Point(hashlib.sha256(canonical.encode()).hexdigest()[:16], params)
+
+
+def _design(method: str, count: int, ranges: dict, seed: int) -> list[dict]:
+    """Space-filling points in the ranges (log scale where asked)."""
+    from scipy.stats import qmc
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5A3B1E,)))
+    keys = list(ranges)
+    if method == "lhs":
+        unit = qmc.LatinHypercube(d=len(keys), seed=rng).random(count)
+    else:
+        unit = qmc.Sobol(d=len(keys), scramble=True, seed=rng).random_base2(int(math.log2(count)))
+    rows = []
+    for u in unit:
+        row = {}
+        for key, x in zip(keys, u, strict=True):
+            low, high, scale = ranges[key]
+            if scale == "log":
+                row[key] = float(math.exp(math.log(low) + x * (math.log(high) - math.log(low))))
+            else:
+                row[key] = float(low + x * (high - low))
+        rows.append(row)
+    return rows
+
+
+def _read_ranges(raw, problems) -> dict:
+    out = {}
+    if not isinstance(raw, dict) or not raw:
+        problems.append(
+            Problem(
+                "sample.ranges",
+                "expected a non-empty mapping of dotted key -> {low, high[, scale]}",
+            )
+        )
+        return out
+    for key, spec in raw.items():
+        where = f"sample.ranges.{key}"
+        if isinstance(spec, list) and len(spec) == 2:
+            spec = {"low": spec[0], "high": spec[1]}
+        if not isinstance(spec, dict):
+            problems.append(
+                Problem(where, f"expected [low, high] or {{low, high, scale}}, got {spec!r}")
+            )
+            continue
+        unknown = [k for k in spec if k not in RANGE_KEYS]
+        if unknown:
+            problems.append(
+                Problem(where, f"unknown key(s) {unknown} (allowed: {', '.join(RANGE_KEYS)})")
+            )
+        try:
+            low, high = (_to_number(spec.get(k)) for k in ("low", "high"))
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
+        scale = spec.get("scale", "linear")
+        if scale not in ("linear", "log"):
+            problems.append(Problem(f"{where}.scale", f"{scale!r}: must be linear or log"))
+        elif not low < high:
+            problems.append(Problem(where, f"low ({low:g}) must be below high ({high:g})"))
+        elif scale == "log" and low <= 0:
+            problems.append(Problem(where, f"a log scale needs low > 0, got {low:g}"))
+        else:
+            out[key] = (low, high, scale)
+    return out
+
+
+def _to_number(value) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a number or a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    return parse_duration(value)
+
+
+def _list(raw, where, problems) -> list | None:
+    if not isinstance(raw, list) or not raw:
+        problems.append(Problem(where, f"expected a non-empty list of values, got {raw!r}"))
+        return None
+    return raw
+
+
+def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
+    """Check a sweep mapping and every scenario it implies; raise SweepError listing all problems."""
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        raise SweepError(
+            [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source
+        )
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            import difflib
+
+            hint = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
+            tip = f"; did you mean '{hint[0]}'?" if hint else ""
+            problems.append(
+                Problem(str(key), f"unknown key{tip} (allowed: {', '.join(SWEEP_KEYS)})")
+            )
+    base_raw = raw.get("base")
+    base: dict = {}
+    if isinstance(base_raw, str):
+        path = Path(base_raw)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        try:
+            base = read_yaml(path)
+        except ScenarioError as exc:
+            problems += [Problem("base", str(p)) for p in exc.problems]
+    elif isinstance(base_raw, dict):
+        base = copy.deepcopy(base_raw)
+    else:
+        problems.append(
+            Problem(
+                "base",
+                f"expected a scenario file path or an inline scenario mapping, got {base_raw!r}",
+            )
+        )
+    if not isinstance(base, dict):
+        problems.append(Problem("base", "the base scenario is not a mapping"))
+        base = {}
+
+    axes: list[list[dict]] = []  # each axis: a list of partial parameter settings
+    keys: list[str] = []
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        problems.append(Problem("grid", f"expected a mapping of dotted key -> list, got {grid!r}"))
+        grid = {}
+    for key, values in grid.items():
+        values = _list(values, f"grid.{key}", problems)
+        if values is not None:
+            axes.append([{key: _normalize(v)} for v in values])
+            keys.append(key)
+    zips = raw.get("zip") or []
+    if not isinstance(zips, list):
+        problems.append(
+            Problem("zip", f"expected a list of groups {{key: [values]}}, got {zips!r}")
+        )
+        zips = []
+    for i, group in enumerate(zips):
+        where = f"zip[{i}]"
+        if not isinstance(group, dict) or not group:
+            problems.append(
+                Problem(where, f"expected a mapping of dotted key -> list, got {group!r}")
+            )
+            continue
+        lists = {k: _list(v, f"{where}.{k}", problems) for k, v in group.items()}
+        if any(v is None for v in lists.values()):
+            continue
+        lengths = {k: len(v) for k, v in lists.items()}
+        if len(set(lengths.values())) > 1:
+            problems.append(
+                Problem(where, f"the lists of a group must have one length, got {lengths}")
+            )
+            continue
+        n = next(iter(lengths.values()))
+        axes.append([{k: _normalize(v[j]) for k, v in lists.items()} for j in range(n)])
+        keys += list(lists)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        problems.append(Problem("seed", f"{seed!r}: must be an integer >= 0"))
+        seed = 0
+    sample = raw.get("sample")
+    if sample is not None:
+        if not isinstance(sample, dict):
+            problems.append(
+                Problem("sample", f"expected {{method, count, ranges}}, got {sample!r}")
+            )
+        else:
+            for key in sample:
+                if key not in SAMPLE_KEYS:
+                    problems.append(
+                        Problem(f"sample.{key}", f"unknown key (allowed: {', '.join(SAMPLE_KEYS)})")
+                    )
+            method = sample.get("method", "lhs")
+            count = sample.get("count")
+            ranges = _read_ranges(sample.get("ranges"), problems)
+            ok = True
+            if method not in ("lhs", "sobol"):
+                problems.append(Problem("sample.method", f"{method!r}: must be lhs or sobol"))
+                ok = False
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                problems.append(Problem("sample.count", f"{count!r}: must be an integer >= 1"))
+                ok = False
+            elif method == "sobol" and count & (count - 1):
+                problems.append(
+                    Problem(
+                        "sample.count",
+                        f"{count}: Sobol points are balanced only in powers of 2 (e.g. {2 ** round(math.log2(count))})",
+                    )
+                )
+                ok = False
+            if ok and ranges:
+                axes.append(_design(method, count, ranges, seed))
+                keys += list(ranges)
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        problems.append(Problem("", f"keys varied twice: {', '.join(duplicates)}"))
+    reps = raw.get("replications", 1)
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        problems.append(Problem("replications", f"{reps!r}: must be an integer >= 1"))
+        reps = 1
+    engine = raw.get("engine", "simpy")
+    if engine not in ENGINES:
+        problems.append(
+            Problem(
+                "engine",
+                f"{engine!r}: must be one of {', '.join(ENGINES)} (the engines this version has)",
+            )
+        )
+    name = raw.get("name", Path(source).stem if source != "sweep" else "sweep")
+
+    points: list[Point] = []
+    if not problems:
+        for combo in itertools.product(*axes) if axes else [()]:
+            params: dict = {}
+            for part in combo:
+                params.update(part)
+            points.append(_point(params))
+        problems += _check_points(base, points)
+    if problems:
+        raise SweepError(problems, source)
+    return SweepSpec(str(name), base, tuple(keys), tuple(points), reps, engine, seed, source)
+
+
+def _check_points(base: dict, points: list[Point]) -> list[Problem]:
+    """Load every point's scenario now, so a bad value stops the sweep before any run."""
+    seen: dict[str, Problem] = {}
+    for point in points:
+        try:
+            load(base, point.params)
+        except ScenarioError as exc:
+            for p in exc.problems:
+                where = p.path or "base"
+                value = {
+                    k: v
+                    for k, v in point.params.items()
+                    if where.startswith(k) or k.startswith(where)
+                }
+                shown = f" (at {value})" if value else ""
+                seen.setdefault(f"{where}: {p.message}", Problem(where, p.message + shown))
+    return list(seen.values())
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    return parse_sweep(read_yaml(path), str(path), path.parent)
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def run_task(task: Task) -> dict:
+    """Run one replication of one point; never raises (an error becomes the row's error text)."""
+    from .runner import simulate
+
+    started = time.perf_counter()
+    try:
+        scenario, _ = load(task.base, {**task.point.params, "seed": task.seed})
+        summary = simulate(scenario).summary
+        error = None
+    except Exception as exc:  # noqa: BLE001 - a failing run must not kill the sweep
+        summary = {}
+        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        if not str(exc):
+            error += " " + traceback.format_exc(limit=1).splitlines()[-1]
+    return {"summary": summary, "error": error, "wall_s": time.perf_counter() - started}
+
+
+def _cell(value) -> object:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def task_row(spec: SweepSpec, task: Task, result: dict) -> list:
+    s = result["summary"]
+    return (
+        [task.point.id, task.replication, task.seed]
+        + [_cell(task.point.params[k]) for k in spec.keys]
+        + [_cell(s.get(k)) for k in METRIC_KEYS]
+        + [result["error"] or "", f"{result['wall_s']:.3f}"]
+    )
+
+
+class _Serial:
+    name = "serial"
+
+    def run(self, fn, tasks):
+        for task in tasks:
+            yield task, fn(task)
+
+    def close(self):
+        pass
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops handing out work and keeps what is done."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Pool:
+    name = "processes"
+
+    def __init__(self, workers: int):
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+
+    def run(self, fn, tasks):
+        from concurrent.futures import as_completed
+
+        futures = {self.pool.submit(fn, t): t for t in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Dask:
+    name = "dask"
+
+    def __init__(self, scheduler: str | None, workers: int):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise SweepError(
+                [
+                    Problem(
+                        "",
+                        "Dask is not installed: pip install 'simlab[dask]' (or dask[distributed])",
+                    )
+                ],
+                "--dask",
+            ) from None
+        self.cluster = None
+        if scheduler is None:
+            self.cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            scheduler = self.cluster.scheduler_address
+        self.client = Client(scheduler, timeout="20s")
+
+    def run(self, fn, tasks):
+        from distributed import as_completed
+
+        futures = {self.client.submit(fn, t, pure=False): t for t in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+@dataclass
+class SweepOutcome:
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+    failed: list[str]
+    interrupted: bool = False
+    path: Path | None = None
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    dask_scheduler: str | None = None,
+    dask_local: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    sweep_text: str | None = None,
+) -> SweepOutcome:
+    """Run every (point, replication) not yet in ``out``; write the rows, the summary and the meta."""
+    out = Path(out)
+    columns = spec.columns
+    tasks = spec.tasks()
+    done: dict[tuple[str, str], list] = {}
+    if out.exists():
+        if not resume:
+            raise SweepError(
+                [Problem("--out", f"{out} exists: use --resume to complete it, or remove it")],
+                str(out),
+            )
+        header, rows = read_rows(out)
+        if header != columns:
+            raise SweepError(
+                [
+                    Problem(
+                        "--out",
+                        f"{out} has other columns than this sweep: it comes from another sweep file",
+                    )
+                ],
+                str(out),
+            )
+        done = {(r[0], r[1]): r for r in rows if not r[-2]}  # rows with an error are run again
+        write_rows(out, columns, list(done.values()))  # drops torn or superseded rows
+    else:
+        write_rows(out, columns, [])
+    todo = [t for t in tasks if (t.point.id, str(t.replication)) not in done]
+    workers = workers or os.cpu_count() or 1
+    if dask_scheduler or dask_local:
+        executor = _Dask(dask_scheduler, workers)
+    elif workers > 1 and len(todo) > 1:
+        executor = _Pool(min(workers, len(todo)))
+    else:
+        executor = _Serial()
+    started_at = dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    interrupted = False
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=spec.name, unit="run")
+    try:
+        with RowAppender(out) as appender:
+            for task, result in executor.run(run_task, todo):
+                appender.append(task_row(spec, task, result))
+                if bar is not None:
+                    bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BrokenExecutor as exc:  # a worker died (killed, out of memory): keep what is done
+        interrupted = True
+        print(f"sweep stopped: {exc}", file=sys.stderr)
+    finally:
+        executor.close()
+        if bar is not None:
+            bar.close()
+    # rewrite in point order: the bytes do not depend on the executor or the completion order
+    order = {(t.point.id, str(t.replication)): i for i, t in enumerate(tasks)}
+    _, rows = read_rows(out)
+    latest = {(r[0], r[1]): r for r in rows}
+    rows = sorted((r for k, r in latest.items() if k in order), key=lambda r: order[(r[0], r[1])])
+    write_rows(out, columns, rows)
+    frame = pd.read_csv(out, keep_default_na=True)
+    failed = sorted(set(frame.loc[frame.error.notna(), "point_id"]))
+    summary = summarize_sweep(frame, spec)
+    write_atomic(out.with_suffix(".summary.csv"), summary.to_csv(index=False))
+    meta = {
+        "sweep": spec.source,
+        "sweep_text": sweep_text,
+        "name": spec.name,
+        "simlab": __version__,
+        "git_revision": _git_revision(),
+        "engine": spec.engine,
+        "seed": spec.seed,
+        "points": len(spec.points),
+        "replications": spec.replications,
+        "runs": len(tasks),
+        "runs_this_time": len(todo),
+        "executor": executor.name,
+        "workers": workers,
+        "started": started_at.isoformat(),
+        "ended": dt.datetime.now(dt.UTC).isoformat(),
+        "wall_s": time.perf_counter() - started,
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "interrupted": interrupted,
+        "failed_points": failed,
+        "complete": len(rows) == len(tasks),
+    }
+    write_atomic(out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
+    return SweepOutcome(frame, summary, failed, interrupted, out)
+
+
+def _bootstrap_ci(
+    values: np.ndarray, rng: np.random.Generator, n: int = 2000
+) -> tuple[float, float]:
+    if len(values) < 2:
+        return math.nan, math.nan
+    means = rng.choice(values, size=(n, len(values)), replace=True).mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
+    """One row per point: means over replications with 95 % intervals.
+
+    Counts of rare events are pooled with exact Poisson intervals (a mean count per
+    replication); rates are pooled count over pooled exposure; everything else gets a
+    bootstrap interval of the mean over replications (fixed seed).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(0xB007,)))
+    rows = []
+    ok = frame[frame.error.isna()]
+    for point in spec.points:
+        runs = ok[ok.point_id == point.id]
+        row = {"point_id": point.id, **{k: point.params[k] for k in spec.keys}}
+        row["replications"] = len(runs)
+        row["errors"] = int((frame.point_id == point.id).sum() - len(runs))
+        for key in METRIC_KEYS:
+            if key in PER_RUN_ONLY:
+                continue
+            values = runs[key].dropna().to_numpy(dtype=float) if key in runs else np.array([])
+            if len(values) == 0:
+                row |= {
+                    f"{key}_mean": math.nan,
+                    f"{key}_ci_low": math.nan,
+                    f"{key}_ci_high": math.nan,
+                }
+                continue
+            mean = float(values.mean())
+            if key in RATE_KEYS:
+                count_key, exposure_key = RATE_KEYS[key]
+                count, exposure = runs[count_key].sum(), runs[exposure_key].sum()
+                mean = count / exposure if exposure > 0 else math.nan
+                low, high = (
+                    poisson_interval(int(count), exposure) if exposure > 0 else (math.nan, math.nan)
+                )
+            elif key in COUNT_KEYS:
+                low, high = poisson_interval(int(values.sum()), len(values))
+            else:
+                low, high = _bootstrap_ci(values, rng)
+            row |= {f"{key}_mean": mean, f"{key}_ci_low": low, f"{key}_ci_high": high}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep(
+    source: str | Path | dict,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    dask_scheduler: str | None = None,
+    dask_local: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run a sweep (file path or mapping) into ``out``; return the tidy rows as a DataFrame.
+
+    The summary is written beside it (``.summary.csv``) and in ``result.attrs['summary']``.
+    """
+    if isinstance(source, dict):
+        spec, text = parse_sweep(source), yaml.safe_dump(source)
+    else:
+        spec, text = load_sweep(source), Path(source).read_text()
+    outcome = run_sweep(
+        spec,
+        out,
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        dask_local=dask_local,
+        resume=resume,
+        progress=progress,
+        sweep_text=text,
+    )
+    frame = outcome.rows
+    frame.attrs["summary"] = outcome.summary
+    frame.attrs["failed_points"] = outcome.failed
+    return frame
