@@ -73,12 +73,92 @@ def run_lean(connections: int, interval: float, horizon: float, delay: float) ->
     return counter[0], time.perf_counter() - started
 
 
+SWEEP_BASE = {
+    "name": "bench-sweep",
+    "horizon": "1h",
+    "connections": 2,
+    "heartbeat": {"interval": "10s"},
+    "detector": {"timeout": "25s"},
+    "link": {"transport": "tcp", "loss": 0.01, "delay": "40ms"},
+    "nat": {"idle_timeout": "60s"},
+    "peer": {"stall": {"mtbf": "10m", "duration": "3s"}},
+}
+
+
+def _noop(task) -> dict:
+    return {"summary": {}, "error": None, "wall_s": 0.0}
+
+
+def bench_sweep(points: int = 64, replications: int = 8, workers: int = 2) -> dict:
+    """A sweep of short SimPy runs: serial vs a process pool vs a Dask LocalCluster.
+
+    Each executor's fixed start-up cost is measured apart: starting it, running one
+    no-op task per worker, and shutting it down.
+    """
+    import tempfile
+
+    from .sweep import _Dask, _Pool, _Serial, parse_sweep, run_sweep
+
+    side = int(round(points**0.5))
+    raw = {
+        "base": SWEEP_BASE,
+        "grid": {
+            "heartbeat.interval": [f"{5 + 2 * i}s" for i in range(side)],
+            "link.loss.p": [0.001 * (i + 1) for i in range(points // side)],
+        },
+        "replications": replications,
+        "seed": 1,
+    }
+    spec = parse_sweep(raw)
+    runs = len(spec.tasks())
+    out: dict = {
+        "sweep_points": len(spec.points),
+        "sweep_replications": replications,
+        "sweep_runs": runs,
+    }
+    executors = {
+        "serial": lambda: _Serial(),
+        "processes": lambda: _Pool(workers),
+        "dask_local": lambda: _Dask(None, workers),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in executors.items():
+            try:
+                started = time.perf_counter()
+                executor = make()
+                list(executor.run(_noop, spec.tasks()[:workers]))
+                executor.close()
+                startup = time.perf_counter() - started
+            except Exception as exc:  # noqa: BLE001 - e.g. dask not installed: report, go on
+                out[f"{name}_error"] = str(exc)
+                continue
+            kwargs = {"workers": 1} if name == "serial" else {"workers": workers}
+            if name == "dask_local":
+                kwargs["dask_local"] = True
+            started = time.perf_counter()
+            run_sweep(spec, Path(tmp) / f"{name}.csv", progress=False, **kwargs)
+            out[f"{name}_wall_s"] = round(time.perf_counter() - started, 2)
+            out[f"{name}_startup_s"] = round(startup, 2)
+    for name in ("processes", "dask_local"):
+        if f"{name}_wall_s" in out:
+            out[f"{name}_speedup"] = round(out["serial_wall_s"] / out[f"{name}_wall_s"], 2)
+            warm = out[f"{name}_wall_s"] - out[f"{name}_startup_s"]
+            out[f"{name}_speedup_after_startup"] = round(out["serial_wall_s"] / warm, 2)
+    out["workers"] = workers
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m simlab.bench", description=__doc__.split("\n")[0])
     p.add_argument("scenario", nargs="?", default=str(DEFAULT))
     p.add_argument("--connections", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--sweep", action="store_true", help="benchmark sweep executors instead")
     args = p.parse_args(argv)
+    if args.sweep:
+        result = bench_sweep()
+        print(json.dumps(result, indent=2))
+        return result
     scenario, _ = load(args.scenario, {"connections": args.connections})
     best_model = best_bare = best_lean = 0.0
     rounds = 0

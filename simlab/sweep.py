@@ -431,20 +431,31 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _map(fn, tasks: list) -> list:
+    return [fn(t) for t in tasks]
+
+
+def _chunks(tasks: list, workers: int) -> list[list]:
+    """Runs grouped so each worker gets several chunks (balance) of up to 16 runs (overhead)."""
+    size = max(1, min(16, len(tasks) // (4 * workers)))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
 class _Pool:
     name = "processes"
 
     def __init__(self, workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
+        self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
 
     def run(self, fn, tasks):
         from concurrent.futures import as_completed
 
-        futures = {self.pool.submit(fn, t): t for t in tasks}
+        futures = {self.pool.submit(_map, fn, c): c for c in _chunks(tasks, self.workers)}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            yield from zip(futures[future], future.result(), strict=True)
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -467,6 +478,7 @@ class _Dask:
                 "--dask",
             ) from None
         self.cluster = None
+        self.workers = workers
         if scheduler is None:
             self.cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -477,9 +489,10 @@ class _Dask:
     def run(self, fn, tasks):
         from distributed import as_completed
 
-        futures = {self.client.submit(fn, t, pure=False): t for t in tasks}
+        chunks = _chunks(tasks, self.workers)
+        futures = {self.client.submit(_map, fn, c, pure=False): i for i, c in enumerate(chunks)}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            yield from zip(chunks[futures[future]], future.result(), strict=True)
 
     def close(self):
         self.client.close()
