@@ -1,4 +1,4 @@
-"""The ``simlab`` command: ``simlab run SCENARIO``, ``simlab validate SCENARIO``.
+"""The ``simlab`` command: ``simlab run SCENARIO``, ``simlab check SCENARIO``, ``simlab sweep SWEEP``.
 
 Bad input (a broken scenario file, an unknown key in ``--set``) prints every
 problem and exits with code 2, never a traceback.
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep's CSV")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    val = sub.add_parser("validate", help="check a scenario file and print its resolved settings")
+    val = sub.add_parser("check", help="check a scenario file and print its resolved settings")
     val.add_argument("scenario")
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return p
@@ -211,7 +211,7 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_validate(args) -> int:
+def cmd_check(args) -> int:
     from .scenario import flatten, to_dict
 
     scenario = _load(args)
@@ -224,7 +224,7 @@ def cmd_validate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "sweep": cmd_sweep, "validate": cmd_validate}[args.command](args)
+        return {"run": cmd_run, "sweep": cmd_sweep, "check": cmd_check}[args.command](args)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

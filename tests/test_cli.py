@@ -1,4 +1,4 @@
-"""Tests for the ``simlab`` command: run, validate, --set, --seed, --json, --out, exit codes.
+"""Tests for the ``simlab`` command: run, check, --set, --seed, --json, --out, exit codes.
 
 Every run is tiny (a few connections, at most an hour of simulated time).
 """
@@ -160,8 +160,8 @@ def test_out_without_suffix(tmp_path, capsys):
     assert (tmp_path / "summary.records.csv").exists()
 
 
-def test_validate_prints_resolved_dotted_keys(capsys):
-    assert main(["validate", DEMO, "--set", "heartbeat.interval=15s"]) == 0
+def test_check_prints_resolved_dotted_keys(capsys):
+    assert main(["check", DEMO, "--set", "heartbeat.interval=15s"]) == 0
     out, err = capsys.readouterr()
     resolved = dict(line.split(" = ", 1) for line in out.splitlines())
     assert resolved["heartbeat.interval"] == "15.0"
@@ -183,7 +183,7 @@ def test_set_unknown_key_exits_2_with_suggestion(capsys):
 
 
 def test_set_unknown_section_exits_2_with_suggestion(capsys):
-    assert main(["validate", DEMO, "--set", "hearbeat.interval=10s"]) == 2
+    assert main(["check", DEMO, "--set", "hearbeat.interval=10s"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'heartbeat'?" in err
 
