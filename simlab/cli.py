@@ -45,6 +45,42 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the JSON to this file (and per-event records beside it as .records.csv)",
     )
     run.add_argument("--progress", action="store_true", help="show a progress bar")
+    run.add_argument(
+        "--engine",
+        default="simpy",
+        choices=["simpy", "analytic", "auto"],
+        help="simpy (default), analytic (exact, a subset), auto (the most exact that covers the scenario)",
+    )
+
+    conf = sub.add_parser(
+        "configure", help="NFD-S settings meeting QoS bounds (Chen, Toueg, Aguilera 2002)"
+    )
+    conf.add_argument(
+        "--max-detection",
+        required=True,
+        metavar="DURATION",
+        help="upper bound on the crash detection time T_D",
+    )
+    conf.add_argument(
+        "--min-mistake-recurrence",
+        required=True,
+        metavar="DURATION",
+        help="lower bound on the mean time between false suspicions E(T_MR)",
+    )
+    conf.add_argument(
+        "--max-mistake-duration",
+        required=True,
+        metavar="DURATION",
+        help="upper bound on the mean length of a false suspicion E(T_M)",
+    )
+    conf.add_argument("--loss", required=True, type=float, help="message loss probability")
+    conf.add_argument(
+        "--delay",
+        required=True,
+        metavar="DIST:PARAMS",
+        help="delay distribution, e.g. exponential:20ms, constant:40ms, uniform:10ms:50ms, lognormal:20ms:1, pareto:10ms:2.5",
+    )
+    conf.add_argument("--json", action="store_true")
 
     sw = sub.add_parser(
         "sweep", help="run a parameter sweep into a tidy CSV (plus .summary.csv, .meta.json)"
@@ -131,7 +167,7 @@ SECTIONS = [
             "app_msgs_blackholed",
         ],
     ),
-    ("provenance", ["engine", "seed", "wall_s"]),
+    ("provenance", ["engine", "engine_reason", "seed", "wall_s"]),
 ]
 
 
@@ -157,19 +193,26 @@ def _clean(summary: dict) -> dict:
 
 
 def cmd_run(args) -> int:
+    from .engines import run
     from .runner import simulate
     from .scenario import flatten, to_dict
 
     scenario = _load(args)
-    result = simulate(scenario, progress=args.progress)
-    summary = _clean(result.summary)
+    records = None
+    if args.engine == "simpy":  # the model also gives per-event records
+        result = simulate(scenario, progress=args.progress)
+        figures, records = result.summary, result.records
+    else:
+        figures = run(scenario, args.engine, progress=args.progress)
+    summary = _clean(figures)
     text = json.dumps(summary, indent=None if args.json else 2, default=_json_default)
     if args.out:
         out = Path(args.out)
         full = summary | {"parameters": flatten(to_dict(scenario))}
         write_atomic(out, json.dumps(full, indent=2, default=_json_default) + "\n")
-        write_atomic(out.with_suffix(".records.csv"), result.records.to_csv(index=False))
-    print(text if args.json else format_table(result.summary))
+        if records is not None:
+            write_atomic(out.with_suffix(".records.csv"), records.to_csv(index=False))
+    print(text if args.json else format_table(figures))
     return 0
 
 
@@ -211,6 +254,84 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def parse_delay(text: str):
+    """``exponential:20ms`` -> Exponential(0.02): the family, then its parameters in order."""
+    from .distributions import DIMENSIONLESS, FAMILIES
+    from .units import parse_duration
+
+    name, *params = text.split(":")
+    if name not in FAMILIES:
+        raise ValueError(f"{name!r}: the family must be one of {', '.join(FAMILIES)}")
+    cls, names = FAMILIES[name]
+    if len(params) != len(names):
+        raise ValueError(
+            f"{name} takes {len(names)} parameter(s) ({', '.join(names)}), e.g. {name}:"
+            + ":".join("1" if n in DIMENSIONLESS else "20ms" for n in names)
+        )
+    return cls(
+        *(
+            float(v) if n in DIMENSIONLESS else parse_duration(v)
+            for n, v in zip(names, params, strict=True)
+        )
+    )
+
+
+def cmd_configure(args) -> int:
+    from .theory import nfd_s_configure, nfd_s_qos
+    from .units import format_duration, parse_duration
+
+    problems, bounds = [], {}
+    for key in ("max_detection", "min_mistake_recurrence", "max_mistake_duration"):
+        try:
+            bounds[key] = parse_duration(getattr(args, key))
+            if bounds[key] <= 0:
+                raise ValueError(
+                    f"{getattr(args, key)!r} is not allowed: must be a positive duration"
+                )
+        except ValueError as exc:
+            problems.append(Problem("--" + key.replace("_", "-"), str(exc)))
+    if not 0 <= args.loss < 1:
+        problems.append(Problem("--loss", f"{args.loss!r} is not allowed: must be >= 0 and < 1"))
+    try:
+        delay = parse_delay(args.delay)
+    except ValueError as exc:
+        problems.append(Problem("--delay", str(exc)))
+    if problems:
+        raise ScenarioError(problems, "simlab configure")
+    try:
+        eta, delta = nfd_s_configure(
+            bounds["max_detection"],
+            bounds["min_mistake_recurrence"],
+            bounds["max_mistake_duration"],
+            args.loss,
+            delay,
+        )
+    except ValueError as exc:
+        print(f"no setting meets the bounds: {exc}", file=sys.stderr)
+        return 1
+    qos = nfd_s_qos(eta, delta, args.loss, delay)
+    out = {
+        "interval_s": eta,
+        "delta_s": delta,
+        "detection_time_bound_s": qos.detection_time_bound,
+        "mistake_recurrence_mean_s": qos.mistake_recurrence_mean,
+        "mistake_duration_mean_s": qos.mistake_duration_mean,
+        "mistake_rate_per_s": qos.mistake_rate,
+        "query_accuracy": qos.query_accuracy,
+    }
+    if args.json:
+        print(json.dumps(_clean(out)))
+        return 0
+    print(
+        f"heartbeat interval eta = {eta:.6g} s, freshness shift delta = {delta:.6g} s (detector.kind: nfd, detector.nfd.delta)"
+    )
+    print(f"  detection time     T_D   <= {format_duration(qos.detection_time_bound)}")
+    print(f"  mistake recurrence E(T_MR) = {format_duration(qos.mistake_recurrence_mean)}")
+    print(f"  mistake duration   E(T_M)  = {format_duration(qos.mistake_duration_mean)}")
+    print(f"  query accuracy     P_A     = {qos.query_accuracy:.9f}")
+    return 0
+
+
 def cmd_check(args) -> int:
     from .scenario import flatten, to_dict
 
@@ -224,7 +345,13 @@ def cmd_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "sweep": cmd_sweep, "check": cmd_check}[args.command](args)
+        commands = {
+            "run": cmd_run,
+            "sweep": cmd_sweep,
+            "check": cmd_check,
+            "configure": cmd_configure,
+        }
+        return commands[args.command](args)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
