@@ -328,8 +328,8 @@ def run(s: Scenario) -> dict:
         rule = round_rule(s)
         per_round, rounds = _monitor(chain, rule.m)
         rate_s = per_round / T
-        duration = (rule.m + rounds) * T + rule.d_ev - rule.A
-        accuracy = 1 - rate_s * duration
+        duration = (rule.m + rounds) * T + rule.d_ev - rule.A if per_round > 0 else None
+        accuracy = 1 - rate_s * duration if per_round > 0 else 1.0
         fp_hour = rate_s * 3600
         if s.peer.crash is not None:
             lat = crash_latency(chain, rule, T)
@@ -371,6 +371,7 @@ def run(s: Scenario) -> dict:
             )
             pongs = float(_stationary(ping_lost + ping_ok) @ ping_ok.sum(axis=1))
         out["overhead_msgs_per_conn_hour"] = 3600 / T * (1 + pongs)
+    out = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in out.items()}
     out["engine"] = ENGINE
     out["seed"] = s.seed
     return out

@@ -7,6 +7,7 @@ process pools and Dask clusters are started only where the test is about them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -962,14 +963,11 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
         return
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # anything left in the group we created (a worker the nanny forked)
+    # anything left in the group we created (a worker the nanny forked)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if proc.poll() is None:
         proc.wait(timeout=timeout)
 
@@ -985,80 +983,85 @@ def test_a_real_dask_scheduler_and_worker_on_loopback(tmp_path, capsys):
     run_sweep(parse_sweep(raw), reference, workers=1, progress=False)
 
     scheduler_file = tmp_path / "scheduler.json"
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "worker")}
-    scheduler = worker = None
-    try:
-        scheduler = subprocess.Popen(
-            [
-                dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            stdout=logs["scheduler"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=tmp_path,
-        )
-        deadline = time.monotonic() + 30
-        address = None
-        while address is None:
-            if scheduler.poll() is not None:
-                pytest.fail(f"dask scheduler exited: {(tmp_path / 'scheduler.log').read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail("dask scheduler did not write its scheduler file within 30 s")
-            try:
-                address = json.loads(scheduler_file.read_text())["address"]
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.1)
-        assert address.startswith("tcp://127.0.0.1:")
+    with (
+        open(tmp_path / "scheduler.log", "w") as scheduler_log,
+        open(tmp_path / "worker.log", "w") as worker_log,
+    ):
+        scheduler = worker = None
+        try:
+            scheduler = subprocess.Popen(
+                [
+                    dask,
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                stdout=scheduler_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=tmp_path,
+            )
+            deadline = time.monotonic() + 30
+            address = None
+            while address is None:
+                if scheduler.poll() is not None:
+                    pytest.fail(
+                        f"dask scheduler exited: {(tmp_path / 'scheduler.log').read_text()}"
+                    )
+                if time.monotonic() > deadline:
+                    pytest.fail("dask scheduler did not write its scheduler file within 30 s")
+                try:
+                    address = json.loads(scheduler_file.read_text())["address"]
+                except (OSError, ValueError, KeyError):
+                    time.sleep(0.1)
+            assert address.startswith("tcp://127.0.0.1:")
 
-        worker = subprocess.Popen(
-            [
-                dask,
-                "worker",
-                address,
-                "--nworkers",
-                "1",
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=tmp_path,
-        )
-        from distributed import Client
+            worker = subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=tmp_path,
+            )
+            from distributed import Client
 
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(1, timeout=30)
-            workers = client.scheduler_info()["workers"]
-            assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(1, timeout=30)
+                workers = client.scheduler_info()["workers"]
+                assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
 
-        out = tmp_path / "dask.csv"
-        capsys.readouterr()
-        code = main(["sweep", str(path), "--out", str(out), "--dask-scheduler", address, "--quiet"])
-        assert code == 0, capsys.readouterr().err
-        assert without_timing(out) == without_timing(reference)
-        assert (
-            out.with_suffix(".summary.csv").read_bytes()
-            == reference.with_suffix(".summary.csv").read_bytes()
-        )
-        meta = json.loads(out.with_suffix(".meta.json").read_text())
-        assert meta["executor"] == "dask" and meta["complete"]
-    finally:
-        _stop(worker)
-        _stop(scheduler)
-        for f in logs.values():
-            f.close()
+            out = tmp_path / "dask.csv"
+            capsys.readouterr()
+            code = main(
+                ["sweep", str(path), "--out", str(out), "--dask-scheduler", address, "--quiet"]
+            )
+            assert code == 0, capsys.readouterr().err
+            assert without_timing(out) == without_timing(reference)
+            assert (
+                out.with_suffix(".summary.csv").read_bytes()
+                == reference.with_suffix(".summary.csv").read_bytes()
+            )
+            meta = json.loads(out.with_suffix(".meta.json").read_text())
+            assert meta["executor"] == "dask" and meta["complete"]
+        finally:
+            _stop(worker)
+            _stop(scheduler)
     for proc in (worker, scheduler):
         assert proc.poll() is not None
         assert _group_gone(proc.pid), f"processes of group {proc.pid} are left behind"
