@@ -42,7 +42,7 @@ def load_scenario(
 
 
 def sweep(source, out, **kwargs):
-    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweep."""
-    from .sweep import sweep as run
+    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.experiment."""
+    from .experiment import sweep as run
 
     return run(source, out, **kwargs)

@@ -97,7 +97,7 @@ def bench_sweep(points: int = 64, replications: int = 8, workers: int = 2) -> di
     """
     import tempfile
 
-    from .sweep import _Dask, _Pool, _Serial, parse_sweep, run_sweep
+    from .experiment import _Dask, _Pool, _Serial, parse_sweep, run_sweep
 
     side = int(round(points**0.5))
     raw = {

@@ -217,7 +217,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import load_sweep, run_sweep
+    from .experiment import load_sweep, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise ScenarioError(

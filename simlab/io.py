@@ -31,10 +31,14 @@ def write_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+# RFC 4180 line ends: the writer then quotes any field holding a \r or \n
+EOL = "\r\n"
+
+
 def csv_line(values: list) -> str:
-    """One CSV line, quoted as needed ('' for None)."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    """One CSV record, quoted as needed ('' for None)."""
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator=EOL).writerow(["" if v is None else v for v in values])
     return buf.getvalue()
 
 
@@ -65,11 +69,23 @@ class RowAppender:
 
 
 def read_rows(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV written by RowAppender; a torn last line is dropped."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Header and rows of a CSV written by RowAppender; a torn last record is dropped.
+
+    A record is complete only if it ends with a line end outside quotes: the text is
+    cut after the last line end, and a record whose quotes do not close by the end
+    of the text (it was torn inside a quoted field) is dropped by the strict reader.
+    """
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    rows = list(csv.reader(io.StringIO(text)))
+    rows: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error:
+        pass  # the torn last record
     if not rows:
         return [], []
     header, body = rows[0], rows[1:]

@@ -1,4 +1,4 @@
-"""Tests for simlab.sweep and ``simlab sweep``: points and seeds, bad files, determinism across
+"""Tests for simlab.experiment (simlab.sweep) and ``simlab sweep``: points and seeds, bad files, determinism across
 executors, resume after a kill or Ctrl-C, failing points, the summary, and a real Dask cluster.
 
 Every sweep is tiny (inline base scenarios, 1-2 connections, minutes of simulated time);
@@ -28,10 +28,10 @@ import yaml
 import simlab
 import simlab.runner
 from simlab.cli import main
+from simlab.experiment import SweepError, parse_sweep, run_sweep
+from simlab.experiment import sweep as sweep_api
 from simlab.io import read_rows
 from simlab.metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
-from simlab.sweep import SweepError, parse_sweep, run_sweep
-from simlab.sweep import sweep as sweep_api
 from simlab.theory import poisson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,12 +216,6 @@ def test_durations_are_normalized_in_point_ids():
     assert len(ids) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: _normalize converts only strings, so the int 30 stays 30 while '30s' "
-    "becomes 30.0; json.dumps gives '30' vs '30.0', hence another point id, other seeds and "
-    "a '30' instead of '30.0' in the CSV column",
-)
 def test_an_integer_and_a_duration_string_are_the_same_point():
     a = parse_sweep(tiny(base=LONG_TIMEOUT, grid={"heartbeat.interval": ["30s"]}))
     b = parse_sweep(tiny(base=LONG_TIMEOUT, grid={"heartbeat.interval": [30]}))
@@ -229,12 +223,6 @@ def test_an_integer_and_a_duration_string_are_the_same_point():
     assert [t.seed for t in a.tasks()] == [t.seed for t in b.tasks()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: a value listed twice (heartbeat.interval: [10s, 10s]) gives two points "
-    "with the same id and duplicate (point_id, replication) tasks; the rewrite keeps one row, "
-    "so meta.complete is false on a finished sweep",
-)
 def test_a_repeated_grid_value_is_rejected_or_merged():
     try:
         spec = parse_sweep(tiny(grid={"heartbeat.interval": ["10s", "10s", 10.0]}))
@@ -269,17 +257,11 @@ def test_seeds_differ_between_replications_and_points_and_follow_the_sweep_seed(
     assert not set(other) & set(seeds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="example bug (examples/sweeps/interval-vs-nat.yaml, not sweep.py): its zip of "
-    "detector.timeout [25s, 45s] is crossed with intervals up to 60s, so 5 points have a "
-    "timeout not longer than the interval and the file is rejected",
-)
 def test_the_example_sweep_file_parses():
-    from simlab.sweep import load_sweep
+    from simlab.experiment import load_sweep
 
     spec = load_sweep(ROOT / "examples" / "sweeps" / "interval-vs-nat.yaml")
-    assert len(spec.points) == 5 * 2 * 2
+    assert len(spec.points) == 5 * 2  # five (interval, timeout) pairs x two loss rates
     assert spec.replications == 2 and spec.seed == 1 and spec.engine == "simpy"
     assert spec.name == "interval-vs-nat"
 
@@ -425,12 +407,6 @@ def test_scenario_problems_of_several_points_are_all_reported():
     assert "heartbeat.intervall" in text and "psychic" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: parse_sweep checks the points' scenarios only when the sweep-level keys "
-    "have no problem, so 'replications: 0' hides an unknown grid key (one problem reported, "
-    "not all)",
-)
 def test_sweep_and_scenario_problems_are_reported_together():
     raw = tiny(grid={"heartbeat.intervall": [5]}, replications=0)
     with pytest.raises(SweepError) as info:
@@ -464,12 +440,6 @@ def test_missing_dask_gives_a_clear_message(tmp_path, capsys, monkeypatch):
     assert "Dask is not installed" in err and "pip install" in err and "Traceback" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: run_sweep writes the CSV header before it starts the executor, so a "
-    "refused --dask-local (no Dask) leaves a header-only CSV and the next attempt is refused "
-    "with 'exists: use --resume'",
-)
 def test_missing_dask_leaves_no_output_file(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     path = write_sweep(tmp_path, tiny())
@@ -478,11 +448,6 @@ def test_missing_dask_leaves_no_output_file(tmp_path, monkeypatch):
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: an unreachable --dask-scheduler makes distributed.Client raise OSError, "
-    "which neither run_sweep nor the CLI catches: a traceback, and a header-only CSV left behind",
-)
 def test_an_unreachable_scheduler_is_reported_without_traceback(tmp_path, monkeypatch, capsys):
     distributed = pytest.importorskip("distributed")
 
@@ -768,12 +733,6 @@ def test_a_failing_point_in_a_process_pool(tmp_path, monkeypatch):
     assert outcome.rows.error.notna().sum() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep bug: run_task replaces '\\n' but not '\\r' in the error text; csv_line leaves a "
-    "lone '\\r' unquoted and read_rows splits the row there, so the error rows vanish on the final "
-    "rewrite: no failed points, exit 0, 4 rows of 6",
-)
 def test_an_error_text_with_a_carriage_return_keeps_its_row(tmp_path, capsys, monkeypatch):
     path = write_sweep(tmp_path, tiny())
     out = tmp_path / "r.csv"
@@ -933,14 +892,8 @@ def test_simlab_sweep_from_a_fresh_interpreter(tmp_path):
     assert out.with_suffix(".summary.csv").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug (simlab/__init__.py): importing the submodule simlab.sweep (which the "
-    "function simlab.sweep itself does on its first call) rebinds the attribute simlab.sweep to "
-    "the module, so a second simlab.sweep(...) raises TypeError: 'module' object is not callable",
-)
 def test_simlab_sweep_stays_callable_after_the_module_is_imported(tmp_path):
-    import simlab.sweep  # noqa: F401 - what the first simlab.sweep(...) call does
+    import simlab.experiment  # noqa: F401 - what the first simlab.sweep(...) call does
 
     frame = simlab.sweep(tiny(replications=1), tmp_path / "r.csv", workers=1, progress=False)
     assert len(frame) == 3

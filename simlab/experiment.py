@@ -127,8 +127,14 @@ def _normalize(value):
     return value
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _point(params: dict) -> Point:
-    canonical = json.dumps(params, sort_keys=True, default=str)
+    # numbers hash as floats: 30, 30.0 and '30s' are one point
+    same = {k: float(v) if _is_number(v) else v for k, v in params.items()}
+    canonical = json.dumps(same, sort_keys=True, default=str)
     return Point(hashlib.sha256(canonical.encode()).hexdigest()[:16], params)
 
 
@@ -341,13 +347,23 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
     name = raw.get("name", Path(source).stem if source != "sweep" else "sweep")
 
     points: list[Point] = []
-    if not problems:
+    if not duplicates:  # the scenarios are checked even when the sweep's own keys have problems
         for combo in itertools.product(*axes) if axes else [()]:
             params: dict = {}
             for part in combo:
                 params.update(part)
             points.append(_point(params))
         problems += _check_points(base, points)
+        ids = [p.id for p in points]
+        repeated = [p.params for i, p in enumerate(points) if p.id in ids[:i]]
+        if repeated:
+            example = repeated[0]
+            problems.append(
+                Problem(
+                    "grid",
+                    f"{len(repeated)} point(s) listed more than once, e.g. {example}: a value repeats in a list",
+                )
+            )
     if problems:
         raise SweepError(problems, source)
     return SweepSpec(str(name), base, tuple(keys), tuple(points), reps, engine, seed, source)
@@ -391,7 +407,7 @@ def run_task(task: Task) -> dict:
         error = None
     except Exception as exc:  # noqa: BLE001 - a failing run must not kill the sweep
         summary = {}
-        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever it held
         if not str(exc):
             error += " " + traceback.format_exc(limit=1).splitlines()[-1]
     return {"summary": summary, "error": error, "wall_s": time.perf_counter() - started}
@@ -484,7 +500,13 @@ class _Dask:
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
             )
             scheduler = self.cluster.scheduler_address
-        self.client = Client(scheduler, timeout="20s")
+        try:
+            self.client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            if self.cluster is not None:
+                self.cluster.close()
+            problem = Problem("--dask-scheduler", f"cannot reach {scheduler}: {exc}")
+            raise SweepError([problem], "--dask-scheduler") from None
 
     def run(self, fn, tasks):
         from distributed import as_completed
@@ -539,35 +561,26 @@ def run_sweep(
     columns = spec.columns
     tasks = spec.tasks()
     done: dict[tuple[str, str], list] = {}
-    if out.exists():
-        if not resume:
-            raise SweepError(
-                [Problem("--out", f"{out} exists: use --resume to complete it, or remove it")],
-                str(out),
-            )
-        header, rows = read_rows(out)
-        if header != columns:
-            raise SweepError(
-                [
-                    Problem(
-                        "--out",
-                        f"{out} has other columns than this sweep: it comes from another sweep file",
-                    )
-                ],
-                str(out),
-            )
-        done = {(r[0], r[1]): r for r in rows if not r[-2]}  # rows with an error are run again
-        write_rows(out, columns, list(done.values()))  # drops torn or superseded rows
-    else:
-        write_rows(out, columns, [])
+    if out.exists() and not resume:
+        problem = Problem("--out", f"{out} exists: use --resume to complete it, or remove it")
+        raise SweepError([problem], str(out))
+    header, rows = read_rows(out) if out.exists() else (columns, [])
+    if header != columns:
+        problem = Problem(
+            "--out", f"{out} has other columns than this sweep: another sweep wrote it"
+        )
+        raise SweepError([problem], str(out))
+    done = {(r[0], r[1]): r for r in rows if not r[-2]}  # rows with an error are run again
     todo = [t for t in tasks if (t.point.id, str(t.replication)) not in done]
     workers = workers or os.cpu_count() or 1
+    # the executor first: if it cannot start, no file has been touched
     if dask_scheduler or dask_local:
         executor = _Dask(dask_scheduler, workers)
     elif workers > 1 and len(todo) > 1:
         executor = _Pool(min(workers, len(todo)))
     else:
         executor = _Serial()
+    write_rows(out, columns, list(done.values()))  # drops torn or superseded rows
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
     interrupted = False
