@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep's CSV")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    panel = sub.add_parser(
+        "validate",
+        help="cross-check the engines on a built-in panel of scenarios (exit 1 if any disagree)",
+    )
+    panel.add_argument(
+        "--engines",
+        metavar="NAME,NAME",
+        help="comma-separated engines to compare (default: every engine but auto)",
+    )
+    panel.add_argument("--json", action="store_true", help="print one JSON object with a row per check")
+    panel.add_argument("--quick", action="store_true", help="a shorter horizon: a smoke run")
+
     val = sub.add_parser("check", help="check a scenario file and print its resolved settings")
     val.add_argument("scenario")
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -342,6 +354,18 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from .panel import format_table as panel_table
+    from .panel import parse_engines, run_panel, to_json
+
+    report = run_panel(parse_engines(args.engines), quick=args.quick)
+    if args.json:
+        print(json.dumps(to_json(report), default=_json_default))
+    else:
+        print(panel_table(report))
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -350,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "sweep": cmd_sweep,
             "check": cmd_check,
             "configure": cmd_configure,
+            "validate": cmd_validate,
         }
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -18,7 +18,9 @@ Simplifications, each chosen so the model stays explainable:
   delivery is in order per direction (a late segment holds back later ones);
   ACKs are never lost (cumulative ACKs make a lost pure ACK nearly harmless).
 - Ground truth: a connection is *broken* from the first instant it can never
-  deliver again: the peer's crash, the NAT mapping's expiry, TCP giving up.
+  deliver again: the peer's crash, the NAT mapping's expiry, the sending of a
+  segment TCP will give up on (its transmissions' fates are drawn when it is
+  sent; nothing behind it can be delivered, in order).
   A declaration on a broken connection is a detection; on a live one, a mistake.
 - In monitor mode a mistaken suspicion keeps the connection (it ends when a
   heartbeat restores trust); a suspicion of a broken connection ends it, and the
@@ -49,7 +51,19 @@ RADIO_TAIL = 10.0  # s of silence after which a mobile radio has gone idle
 
 
 class Msg:
-    __slots__ = ("kind", "src", "seq", "stamp", "sent", "size", "attempts", "blocked")
+    __slots__ = (
+        "kind",
+        "src",
+        "seq",
+        "stamp",
+        "sent",
+        "size",
+        "attempts",
+        "blocked",
+        "at",
+        "rto",
+        "crossed",
+    )
 
     def __init__(self, kind, src, seq, stamp, sent, size):
         self.kind, self.src, self.seq, self.stamp, self.sent, self.size = (
@@ -62,6 +76,9 @@ class Msg:
         )
         self.attempts = 1
         self.blocked = False  # dropped at the NAT on its way (known only when it crosses)
+        self.at = sent  # TCP: when the transmission that gets through leaves
+        self.rto = 0.0  # TCP: the sender's RTO when the segment was first sent
+        self.crossed = False  # inbound: already through the NAT (held back, delivered later)
 
 
 class _Call:
@@ -108,7 +125,9 @@ class Connection:
         self.seq = {CLIENT: 0, SERVER: 0}
         self.rto = {}
         self.last_delivery = {CLIENT: start, SERVER: start}  # per sender: in-order delivery
-        self.giveup_at = {CLIENT: INF, SERVER: INF}
+        self.giveup_at = {CLIENT: INF, SERVER: INF}  # when each side's socket failed (or will)
+        self.unacked: list = []  # TCP segments no ACK will come for, with retransmissions to count
+        self.cut: set[str] = set()  # senders whose byte stream stopped at a segment that never arrived
 
 
 class Stats:
@@ -262,6 +281,11 @@ class SlotModel:
     def _close(self, conn: Connection, now: float, end: bool = False) -> None:
         conn.closed = True
         st = self.stats
+        for msg, times in conn.unacked:  # retransmissions that happened before the close
+            stop = min(now, conn.crash_at) if msg.src == self.P else now
+            n = sum(1 for t in times if t < stop)
+            st.retransmissions += n
+            st.bytes += (msg.kind != APP) * n * (msg.size + TCP_HEADER)
         st.connected_s += now - conn.start
         alive_until = min(now, conn.broken_at)
         st.alive_s += alive_until - conn.start
@@ -269,7 +293,7 @@ class SlotModel:
             st.suspect_alive_s += max(0.0, alive_until - conn.suspect_since)
         self._record(conn, "close", "horizon" if end else None)
 
-    def _reconnect(self, now: float) -> None:
+    def _reconnect(self, now: float) -> float:
         """Open the next connection after the reconnect delay, or when the link comes back.
 
         A handshake cannot complete during an outage: the attempt succeeds when the
@@ -277,7 +301,9 @@ class SlotModel:
         """
         at = now + self.s.reconnect.delay
         end = self.outages.end_if_down(at) if self.outages is not None else None
-        self._at(at if end is None else end, self._open)
+        at = at if end is None else end
+        self._at(at, self._open)
+        return at
 
     def _on_crash(self, conn: Connection) -> None:
         if not conn.closed:
@@ -319,12 +345,12 @@ class SlotModel:
             conn.suspected, conn.suspect_since = True, now
             return
         self._close(conn, now)
-        down = min(self.s.reconnect.delay, self.horizon - now)
+        up_at = self._reconnect(now)
+        down = min(up_at, self.horizon) - now  # the mistake lasts until the new connection is up
         st.alive_s += down
         st.suspect_alive_s += down
-        if now + self.s.reconnect.delay <= self.horizon:
-            st.mistake_durations.append(self.s.reconnect.delay)
-        self._reconnect(now)
+        if up_at <= self.horizon:
+            st.mistake_durations.append(up_at - now)
 
     # -- the detector -----------------------------------------------------------------
 
@@ -387,7 +413,7 @@ class SlotModel:
                 back = 0.0 if outbound else self.delay[CLIENT]()
                 self._at(now + back, self._transport_error, conn, msg.src, "reset")
             elif self.tcp:
-                self._give_up_later(conn, msg)
+                self._give_up_later(conn, msg, msg.attempts)
             return False
         if outbound or self.s.nat.refresh == "both":
             conn.last_refresh = now
@@ -421,16 +447,22 @@ class SlotModel:
         if conn.closed:
             return
         now = self.env.now
+        self._at(now + self.app_gap[side](), self._app, conn, side)
         if side == self.P:
             if now >= conn.crash_at or conn.peer_closed:
                 return
             end = self.stalls.end_if_down(now) if self.stalls is not None else None
-            if end is not None:
-                self._at(end, self._app, conn, side)
+            if end is not None:  # written during the stall, sent when the peer catches up
+                self._at(end, self._app_send, conn, side)
                 return
+        self._app_send(conn, side)
+
+    def _app_send(self, conn: Connection, side: str) -> None:
+        if conn.closed or (side == self.P and (self.env.now >= conn.crash_at or conn.peer_closed)):
+            return
+        now = self.env.now
         self.stats.app_msgs += 1
         self._send(conn, Msg(APP, side, 0, now, now, self.s.app.bytes))
-        self._at(now + self.app_gap[side](), self._app, conn, side)
 
     def _send(self, conn: Connection, msg: Msg) -> None:
         now = self.env.now
@@ -456,19 +488,22 @@ class SlotModel:
             self._at(now + self.delay[src](), self._deliver, conn, msg)
             return
         rto = conn.rto[src]
+        msg.rto = rto.rto
         t, attempt, retries = now, 0, self.s.link.tcp.max_retries
-        while True:
-            st.bytes += wire * (msg.size + TCP_HEADER)
-            if not ((outages is not None and outages.end_if_down(t) is not None) or loss.lost()):
-                break
+        # every transmission's fate is drawn now; the ladder's times follow from the RTO
+        while (outages is not None and outages.end_if_down(t) is not None) or loss.lost():
             self._trace(conn, "lost", msg, attempt)
-            if attempt == retries:
-                self._give_up_later(conn, msg)
+            if attempt == retries:  # doomed: nothing sent from now on can ever be delivered
+                st.bytes += wire * (msg.size + TCP_HEADER)
+                conn.last_delivery[src] = INF
+                self._break(conn, "tcp_timeout")
+                self._give_up_later(conn, msg, 1)
                 return
             t += rto.backoff(attempt)
             attempt += 1
         st.retransmissions += attempt
-        msg.attempts = attempt + 1
+        st.bytes += wire * (attempt + 1) * (msg.size + TCP_HEADER)
+        msg.attempts, msg.at = attempt + 1, t
         if msg.kind in (PONG, BEAT):
             st.bytes += TCP_HEADER  # a pure ACK comes back (a ping's ACK rides on its pong)
         delay = self.delay[src]()
@@ -483,19 +518,60 @@ class SlotModel:
             else:  # a retransmission crosses the NAT when it is sent, in the future
                 msg.blocked = True
                 self._at(t, self._cross_later, conn, msg)
+        elif arrive > t + delay:  # held back in order: it reaches (and crosses) the NAT earlier
+            self._at(t + delay, self._cross_inbound, conn, msg)
         # scheduled now, so deliveries due at the same instant keep their sending order
         self._at(arrive, self._deliver, conn, msg)
+
+    def _cross_inbound(self, conn: Connection, msg: Msg) -> None:
+        """An inbound segment reaches the NAT and the client before its turn to be delivered."""
+        if conn.closed or not self._sender_alive(conn, msg):
+            return
+        msg.crossed = True
+        if self._nat_cross(conn, msg, False):
+            self._client_ack(conn)
+        else:
+            msg.blocked = True
 
     def _cross_later(self, conn: Connection, msg: Msg) -> None:
         if not conn.closed and self._nat_cross(conn, msg, True):
             msg.blocked = False
 
-    def _give_up_later(self, conn: Connection, msg: Msg) -> None:
-        """This segment will never be acknowledged: its sender's TCP gives up after the full ladder."""
-        at = msg.sent + conn.rto[msg.src].give_up_after()
+    def _ladder(self, msg: Msg) -> list[float]:
+        """Send times of a segment's transmissions: the first, then after each backoff."""
+        tcp, times, t = self.s.link.tcp, [msg.sent], msg.sent
+        for i in range(tcp.max_retries + 1):
+            t += min(msg.rto * (1 << i), tcp.max_rto)
+            times.append(t)
+        return times  # the last entry is when the sender gives up
+
+    def _give_up_later(self, conn: Connection, msg: Msg, first_extra: int) -> None:
+        """No ACK will ever come: the sender retransmits until it gives up after the full ladder.
+
+        Transmissions from ``first_extra`` on (those not yet counted) are counted when the
+        connection closes, as far as they happened by then.
+        """
+        times = self._ladder(msg)
+        conn.unacked.append((msg, times[first_extra:-1]))
+        at = times[-1]
         if at < conn.giveup_at[msg.src]:
             conn.giveup_at[msg.src] = at
             self._at(at, self._transport_error, conn, msg.src, "tcp_timeout")
+
+    def _sender_alive(self, conn: Connection, msg: Msg) -> bool:
+        """Did the transmission that gets through leave a live sender with a working socket?"""
+        if msg.src == self.P and msg.at >= conn.crash_at:
+            return False  # a dead host sends nothing, retransmissions included
+        return msg.at < conn.giveup_at[msg.src]
+
+    def _client_ack(self, conn: Connection) -> None:
+        """The client's kernel acknowledges an inbound segment (unless the client is dead)."""
+        now = self.env.now
+        if self.P == CLIENT and now >= conn.crash_at:
+            return
+        if self.tcp and conn.idle is not None:
+            conn.last_refresh = now  # the ACK goes out through the NAT
+        self._radio(now)
 
     def _transport_error(self, conn: Connection, side: str, cause: str) -> None:
         """``side``'s socket fails: TCP gave up, or an RST arrived."""
@@ -509,23 +585,25 @@ class SlotModel:
             self._declare(conn, cause)
         else:
             conn.peer_closed = True
+            conn.giveup_at[side] = min(conn.giveup_at[side], self.env.now)
 
     def _deliver(self, conn: Connection, msg: Msg) -> None:
         """A message reaches the other side's host (its kernel, not yet its application)."""
-        if conn.closed or msg.blocked:
+        if conn.closed or msg.blocked or msg.src in conn.cut:
+            return
+        if self.tcp and not self._sender_alive(conn, msg):
+            conn.cut.add(msg.src)  # in order: nothing behind a segment that never arrives gets through
             return
         now = self.env.now
         dst = SERVER if msg.src == CLIENT else CLIENT
-        if dst == CLIENT:
+        if dst == CLIENT and not msg.crossed:
             if not self._nat_cross(conn, msg, False):
                 return
-            if self.tcp and conn.idle is not None:
-                conn.last_refresh = now  # the client's ACK goes out through the NAT
-            self._radio(now)
+            self._client_ack(conn)
         if dst == self.P:
             if now >= conn.crash_at:
                 if self.tcp:
-                    self._give_up_later(conn, msg)
+                    self._give_up_later(conn, msg, msg.attempts)
                 return
             if conn.peer_closed:  # the peer's kernel answers a closed socket with an RST
                 if self.tcp:

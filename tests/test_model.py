@@ -417,3 +417,108 @@ def test_a_long_outage_is_one_false_positive_and_reconnects_when_it_ends():
         opened = [r[2] for r in m.records if r[3] == "open"][1:]
         ends = [e for t, e in zip(m.outages.starts, m.outages.ends, strict=True) if t in starts]
         assert opened == pytest.approx(ends[: len(opened)])
+
+
+# -- regressions from the model review ----------------------------------------------------------
+
+
+def test_a_reconnect_held_up_by_an_outage_counts_the_whole_gap():
+    s = scenario(
+        horizon="1h",
+        connections=1,
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "30s"},
+        link={"outages": {"mtbf": "20m", "duration": "5m"}},
+    )
+    r = simlab.simulate(s)
+    rec = r.records
+    fp_times = rec[rec.event == "false_positive"].time.to_numpy()
+    opens = rec[rec.event == "open"].time.to_numpy()[1:]
+    gaps = [
+        min(o for o in opens if o > t) - t if any(opens > t) else s.horizon - t for t in fp_times
+    ]
+    assert r["false_positives"] >= 1
+    assert r.slots.suspect_alive_s.sum() == pytest.approx(sum(gaps))
+    assert r.slots.alive_s.sum() == pytest.approx(s.horizon)  # no crash: alive all along
+
+
+def test_a_crashed_peer_sends_nothing_not_even_retransmissions():
+    # TCP with heavy loss: without the fix, retransmissions scheduled before the crash arrived
+    # after it and pushed the detection past timeout + delay
+    s = scenario(
+        horizon="2h",
+        connections=20,
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"timeout": "5s"},
+        link={"transport": "tcp", "loss": 0.3},
+        peer={"crash": {"mtbf": "10m"}},
+    )
+    r = simlab.simulate(s)
+    assert r["detections"] > 100
+    assert r["detection_latency_max_s"] <= 5 + 0.05 + 1e-9
+
+
+def test_a_crashed_client_does_not_ack_so_the_nat_expires_and_resets():
+    s = scenario(
+        horizon="6h",
+        connections=4,
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "5m"},
+        link={"transport": "tcp"},
+        nat={"idle_timeout": "60s", "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "1h"}},
+    )
+    r = simlab.simulate(s)
+    assert r["breaks_crash"] > 5
+    # the mapping expires 60 s after the dead client's last packet; the next ping meets the RST
+    assert r["detections_by_reset"] == r["detections"]
+    assert r["detection_latency_max_s"] <= 60 + 20 + 0.1 + 1e-9
+
+
+def test_a_segment_tcp_will_give_up_on_breaks_the_connection_when_it_is_sent():
+    s = scenario(
+        horizon="6h",
+        connections=4,
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"timeout": "5s"},
+        link={
+            "transport": "tcp",
+            "tcp": {"max_retries": 6},
+            "outages": {"mtbf": "30m", "duration": "10m"},
+        },
+        reconnect={"delay": "1s"},
+    )
+    r = simlab.simulate(s)
+    # a 10-minute outage outlasts TCP's 6 retries: the declarations during it are detections
+    assert r["breaks_tcp_timeout"] > 0
+    assert r["detections_by_detector"] >= r["breaks_tcp_timeout"] - r["undetected_breaks"]
+    assert r["false_positives"] == 0
+
+
+def test_a_stalled_peer_sends_its_app_messages_when_it_resumes():
+    s = scenario(
+        horizon="4h",
+        connections=4,
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "200s"},
+        peer={"stall": {"mtbf": "5m", "duration": "2m"}},
+        app={"rate": 1.0},
+    )
+    trace = simlab.simulate(s, trace=True).trace
+    sent = trace[(trace.event == "send") & (trace.kind == "app")]
+    by_side = sent.src.value_counts()
+    n = by_side.sum() / 2
+    assert abs(by_side["client"] - by_side["server"]) < Z * math.sqrt(2 * n)
+
+
+def test_retransmissions_to_a_dead_peer_are_counted_until_the_close():
+    s = scenario(
+        horizon="2h",
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "60s"},
+        link={"transport": "tcp", "loss": 0.0},
+        peer={"crash": {"mtbf": "20m"}},
+    )
+    r = simlab.simulate(s)
+    # no loss at all: every retransmission is a ping to a crashed peer
+    assert r["breaks_crash"] > 0 and r["tcp_retransmissions"] > r["breaks_crash"]
