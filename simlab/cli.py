@@ -105,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME,NAME",
         help="comma-separated engines to compare (default: every engine but auto)",
     )
-    panel.add_argument("--json", action="store_true", help="print one JSON object with a row per check")
+    panel.add_argument(
+        "--json", action="store_true", help="print one JSON object with a row per check"
+    )
     panel.add_argument("--quick", action="store_true", help="a shorter horizon: a smoke run")
 
     val = sub.add_parser("check", help="check a scenario file and print its resolved settings")

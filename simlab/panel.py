@@ -535,7 +535,11 @@ def format_table(report: Report) -> str:
         f" (tolerance {Z:g} combined standard errors; exact engines to a relative {EXACT_REL:g});"
         f" {len(report.outcomes)} scenarios in {report.wall_s:.1f} s"
     )
-    out.append("intervals: 95 %, value +- 1.96 SE; '-': the engine does not cover the scenario")
+    out.append(
+        "intervals: 95 %, the engine's own where it reports one (simpy: the exact Poisson"
+        " interval of fp_per_conn_hour), else value +- 1.96 SE across connection slots;"
+        " '-': the engine does not cover the scenario; n/a: no value, or nothing to compare"
+    )
     for name, by in report.outcomes.items():
         for o in by.values():
             if o.status == "refused":

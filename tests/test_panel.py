@@ -57,9 +57,7 @@ def test_the_panel_spans_what_the_issue_asks_and_the_analytic_engine_covers_most
     assert {s.link.transport for s in scenarios.values()} == {"datagram", "tcp"}
     assert {s.link.down.loss.model for s in scenarios.values()} == {"bernoulli", "gilbert"}
     assert {s.detector.on_declare for s in scenarios.values()} == {"monitor", "reconnect"}
-    assert any(
-        s.peer.crash and s.detector.on_declare == "monitor" for s in scenarios.values()
-    )
+    assert any(s.peer.crash and s.detector.on_declare == "monitor" for s in scenarios.values())
     assert any(s.nat.idle_timeout is not None for s in scenarios.values())
     assert len(COVERED) >= 5
     # every scenario has a fixed seed of its own
@@ -193,6 +191,23 @@ def test_compare():
     assert panel.compare("a", exact, "b", noisy).agree
     assert not panel.compare("a", exact, "b", panel.Estimate(2.45, 0.1, False)).agree
     # the standard errors combine: sqrt(0.1^2 + 0.1^2) * 4 = 0.566
-    assert panel.compare("a", panel.Estimate(2.0, 0.1, False), "b", panel.Estimate(2.5, 0.1, False)).agree
+    assert panel.compare(
+        "a", panel.Estimate(2.0, 0.1, False), "b", panel.Estimate(2.5, 0.1, False)
+    ).agree
     unknown = panel.Estimate(2.0, math.nan, False)
     assert panel.compare("a", exact, "b", unknown).agree is None
+
+
+def test_an_engine_that_fails_fails_the_panel(monkeypatch):
+    real = analytic.run
+
+    def broken(s):
+        if s.name == COVERED[1]:
+            raise RuntimeError("boom")
+        return real(s)
+
+    monkeypatch.setattr(analytic, "run", broken)
+    code, text = _main(["validate", "--engines", "analytic"])
+    assert code == 1
+    assert _rows(text)[(COVERED[1], "fp_per_conn_hour")].split()[-2:] == ["error", "n/a"]
+    assert f"analytic FAILED on {COVERED[1]}: RuntimeError: boom" in text
