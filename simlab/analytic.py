@@ -291,6 +291,9 @@ class Latency:
 def crash_latency(chain: RoundChain, rule: RoundRule, period: float) -> Latency:
     """The detection time of a crash at a uniformly random moment of a long-lived connection.
 
+    Stationary: a crash in a connection's first round (before the peer's first
+    message) is detected from the opening instead, up to ``rule.B`` after it.
+
     L is the number of failed rounds between the last successful one and the crash:
     P(L = l) = pi S F^l 1 (the stationary chain read backwards from the crash).
     """

@@ -34,6 +34,17 @@ def run_model(scenario) -> tuple[int, float]:
     return rounds, time.perf_counter() - started
 
 
+def run_fast(scenario) -> tuple[int, float]:
+    from .fast import FastSlot
+
+    started = time.perf_counter()
+    rounds = sum(FastSlot(scenario, i).run().stats.rounds for i in range(scenario.connections))
+    return rounds, time.perf_counter() - started
+
+
+FAST_OVERRIDES = {"nat": None, "peer.stall": None, "link.outages": None}
+
+
 def run_bare(connections: int, interval: float, horizon: float) -> tuple[int, float]:
     counter = [0]
 
@@ -170,6 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
         best_bare = max(best_bare, bare_rounds / bare_wall)
         lean_rounds, lean_wall = run_lean(n, interval, horizon, scenario.link.up.delay.mean)
         best_lean = max(best_lean, lean_rounds / lean_wall)
+    # the fast engine against the model on the same scenario, the demo without what fast lacks
+    covered, _ = load(args.scenario, {"connections": args.connections, **FAST_OVERRIDES})
+    best_fast = best_same = 0.0
+    for _ in range(args.repeat):
+        fast_rounds, fast_wall = run_fast(covered)
+        best_fast = max(best_fast, fast_rounds / fast_wall)
+        same_rounds, same_wall = run_model(covered)
+        best_same = max(best_same, same_rounds / same_wall)
     out = {
         "scenario": scenario.name,
         "connections": scenario.connections,
@@ -179,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": round(best_model / best_bare, 3),
         "lean_pingpong_rounds_per_s": round(best_lean),
         "lean_ratio": round(best_lean / best_bare, 3),
+        "fast_scenario": "the same without NAT, stalls and outages",
+        "fast_rounds_per_s": round(best_fast),
+        "model_rounds_per_s_same_scenario": round(best_same),
+        "fast_over_model": round(best_fast / best_same, 1),
         "repeat": args.repeat,
         "python": platform.python_version(),
         "simpy": simpy.__version__ if hasattr(simpy, "__version__") else None,

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--engine",
         default="simpy",
-        choices=["simpy", "analytic", "auto"],
+        choices=["simpy", "analytic", "fast", "auto"],
         help="simpy (default), analytic (exact, a subset), auto (the most exact that covers the scenario)",
     )
 

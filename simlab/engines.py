@@ -1,7 +1,8 @@
 """One scenario, several engines: pick one, or let ``auto`` pick the most exact that covers it.
 
 - ``simpy``: the discrete-event model (everything the scenario format has);
-- ``analytic``: exact answers for the round-chain subset (:mod:`simlab.analytic`).
+- ``analytic``: exact answers for the round-chain subset (:mod:`simlab.analytic`);
+- ``fast``: a vectorized Monte Carlo of the model's round-by-round subset (:mod:`simlab.fast`).
 
 An engine asked for a scenario it does not cover refuses, naming each feature it
 lacks; it never approximates silently. A key an engine cannot produce is absent
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import time
 
-from . import analytic
+from . import analytic, fast
 from .scenario import Scenario
 from .validate import Problem, ScenarioError
 
-ENGINES = ("simpy", "analytic", "auto")
+ENGINES = ("simpy", "analytic", "fast", "auto")
 
 
 class EngineRefusal(ScenarioError):
@@ -29,11 +30,15 @@ class EngineRefusal(ScenarioError):
 
 
 def choose(scenario: Scenario) -> tuple[str, str]:
-    """(engine, why) for ``auto``: analytic where it is exact, else simpy."""
+    """(engine, why) for ``auto``: analytic where it is exact, else fast where it covers, else simpy."""
     missing = analytic.unsupported(scenario)
     if not missing:
         return "analytic", "exact: the scenario is a chain of heartbeat rounds over datagrams"
-    return "simpy", "the analytic engine does not cover: " + "; ".join(missing)
+    why = "analytic does not cover: " + "; ".join(missing)
+    outside = fast.unsupported(scenario)
+    if not outside:
+        return "fast", why
+    return "simpy", why + "; fast does not cover: " + "; ".join(outside)
 
 
 def run(scenario: Scenario, engine: str = "simpy", **options) -> dict:
@@ -48,6 +53,8 @@ def run(scenario: Scenario, engine: str = "simpy", **options) -> dict:
         engine, why = choose(scenario)
     if engine == "analytic":
         out = analytic.run(scenario)
+    elif engine == "fast":
+        out = fast.run(scenario)
     else:
         from .runner import simulate
 

@@ -127,7 +127,9 @@ class Connection:
         self.last_delivery = {CLIENT: start, SERVER: start}  # per sender: in-order delivery
         self.giveup_at = {CLIENT: INF, SERVER: INF}  # when each side's socket failed (or will)
         self.unacked: list = []  # TCP segments no ACK will come for, with retransmissions to count
-        self.cut: set[str] = set()  # senders whose byte stream stopped at a segment that never arrived
+        self.cut: set[str] = (
+            set()
+        )  # senders whose byte stream stopped at a segment that never arrived
 
 
 class Stats:
@@ -592,7 +594,9 @@ class SlotModel:
         if conn.closed or msg.blocked or msg.src in conn.cut:
             return
         if self.tcp and not self._sender_alive(conn, msg):
-            conn.cut.add(msg.src)  # in order: nothing behind a segment that never arrives gets through
+            conn.cut.add(
+                msg.src
+            )  # in order: nothing behind a segment that never arrives gets through
             return
         now = self.env.now
         dst = SERVER if msg.src == CLIENT else CLIENT

@@ -1,0 +1,151 @@
+"""The fast engine against the analytic engine (exact) and the SimPy model (both stochastic).
+
+Fixed seeds; tolerance Z standard errors from the spread across independent slots.
+Seeds differ from test to test, so one unlucky stretch of a random stream does not
+sway several checks at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simlab
+from simlab import analytic, engines, fast
+
+from .test_analytic import PANEL
+from .test_model import Z, mean_and_se, scenario
+
+
+def slot_rates(slots):
+    fp = np.array([sl.stats.false_positives / (sl.stats.connected_s / 3600) for sl in slots])
+    acc = np.array([1 - sl.stats.suspect_alive_s / sl.stats.alive_s for sl in slots])
+    return fp, acc
+
+
+@pytest.mark.parametrize("name", list(PANEL))
+def test_fast_agrees_with_the_analytic_engine(name):
+    seed = 11 + list(PANEL).index(name)
+    s = scenario(horizon="20000s", connections=24, seed=seed, **PANEL[name])
+    a = analytic.run(s)
+    out, slots = fast.simulate(s)
+    fp, acc = slot_rates(slots)
+    mean, se = mean_and_se(fp)
+    assert abs(mean - a["fp_per_conn_hour"]) < Z * se, (mean, se, a["fp_per_conn_hour"])
+    mean, se = mean_and_se(acc)
+    assert abs(mean - a["query_accuracy"]) <= Z * se, (mean, se, a["query_accuracy"])
+    durations = np.concatenate([sl.stats.mistake_durations for sl in slots])
+    if durations.std() > 0:
+        mean, se = mean_and_se(durations)
+        assert abs(mean - a["mistake_duration_mean_s"]) < Z * se
+    if "detection_latency_mean_s" in a:
+        latency = np.concatenate([sl.stats.latencies for sl in slots])
+        mean, se = mean_and_se(latency)
+        assert abs(mean - a["detection_latency_mean_s"]) < Z * se
+        # the hard bound also covers a crash before a connection's first round
+        rule = analytic.round_rule(s)
+        assert latency.max() <= max(rule.A - rule.emit, rule.B) + 1e-9
+
+
+TCP_PANEL = {
+    "tcp-timeout-reconnect": dict(
+        detector={"timeout": "2.5s"},
+        link={"transport": "tcp", "loss": 0.05},
+        reconnect={"delay": 0},
+    ),
+    "tcp-client-pings-crash-jitter-lognormal": dict(
+        heartbeat={"initiator": "client", "interval": "2s", "jitter": 0.2},
+        detector={"timeout": "5s"},
+        link={
+            "transport": "tcp",
+            "loss": 0.1,
+            "delay": {"dist": "lognormal", "median": 0.05, "sigma": 0.5},
+        },
+        peer={"crash": {"mtbf": "300s"}},
+    ),
+    "tcp-nfd-monitor-crash": dict(
+        detector={"kind": "nfd", "nfd": {"delta": 1.5}, "on_declare": "monitor"},
+        link={"transport": "tcp", "loss": 0.1},
+        peer={"crash": {"mtbf": "300s"}},
+    ),
+    "tcp-oneway-missed-gilbert": dict(
+        detector={"kind": "missed", "missed": {"k": 2, "ack_timeout": "0.8s"}},
+        link={
+            "transport": "tcp",
+            "loss": {
+                "model": "gilbert",
+                "p_gb": 0.05,
+                "p_bg": 0.4,
+                "loss_good": 0.01,
+                "loss_bad": 0.5,
+            },
+        },
+        reconnect={"delay": "0.5s"},
+    ),
+    "datagram-oneway-exponential-crash": dict(
+        heartbeat={"style": "oneway", "interval": "1s"},
+        detector={"timeout": "3s"},
+        link={"loss": 0.1, "delay": {"dist": "exponential", "mean": 0.2}},
+        peer={"crash": {"mtbf": "200s"}},
+    ),
+}
+
+
+def _compare(a_values, b_values):
+    (ma, sa), (mb, sb) = mean_and_se(a_values), mean_and_se(b_values)
+    return abs(ma - mb) <= Z * np.hypot(sa, sb), (ma, sa, mb, sb)
+
+
+@pytest.mark.parametrize("name", list(TCP_PANEL))
+def test_fast_agrees_with_the_model(name):
+    seed = 31 + list(TCP_PANEL).index(name)
+    s = scenario(horizon="10000s", connections=16, seed=seed, **TCP_PANEL[name])
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    fp, acc = slot_rates(slots)
+    ok, info = _compare(fp, model.slots.false_positives / (model.slots.connected_s / 3600))
+    assert ok, info
+    ok, info = _compare(acc, 1 - model.slots.suspect_alive_s / model.slots.alive_s)
+    assert ok, info
+    latency = np.concatenate([sl.stats.latencies for sl in slots])
+    model_latency = model.records.loc[model.records.event == "detection", "value"].to_numpy()
+    if len(model_latency) > 20:
+        ok, info = _compare(latency, model_latency)
+        assert ok, info
+        assert latency.max() <= model_latency.max() * 1.5 + 1  # same support, roughly
+    per_hour = out["overhead_msgs_per_conn_hour"], model.summary["overhead_msgs_per_conn_hour"]
+    assert per_hour[0] == pytest.approx(per_hour[1], rel=0.02)
+
+
+def test_same_seed_same_results_and_different_seed_different():
+    s = scenario(horizon="2h", connections=6, seed=5, **TCP_PANEL["tcp-nfd-monitor-crash"])
+    a, b = fast.run(s), fast.run(s)
+    drop = {"wall_s"}
+    assert {k: v for k, v in a.items() if k not in drop} == {
+        k: v for k, v in b.items() if k not in drop
+    }
+    c = fast.run(
+        scenario(horizon="2h", connections=6, seed=6, **TCP_PANEL["tcp-nfd-monitor-crash"])
+    )
+    assert c["detections"] != a["detections"] or c["false_positives"] != a["false_positives"]
+
+
+def test_refuses_what_it_does_not_cover_and_auto_uses_it_where_analytic_cannot():
+    demo = simlab.load_scenario("examples/demo.yaml")
+    missing = " | ".join(fast.unsupported(demo))
+    for feature in ("nat.idle_timeout", "link.outages", "peer.stall"):
+        assert feature in missing
+    with pytest.raises(simlab.ScenarioError):
+        fast.run(demo)
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    out = engines.run(s, "auto")
+    assert out["engine"] == "fast" and "link.transport: tcp" in out["engine_reason"]
+
+
+def test_keys_are_the_models_minus_what_it_cannot_count():
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    out = fast.run(s)
+    model = simlab.simulate(s).summary
+    assert {k for k in out if not k.endswith("_se")} <= set(model)
+    assert not set(fast.NOT_PRODUCED) & set(out)
+    assert out["query_accuracy_se"] >= 0
