@@ -159,13 +159,53 @@ def bench_sweep(points: int = 64, replications: int = 8, workers: int = 2) -> di
     return out
 
 
+def bench_rare() -> dict:
+    """Rare false positives by importance sampling, against the exact value (datagram, k = 3)."""
+    from .analytic import run as exact
+    from .rare import estimate
+
+    out = {}
+    for label, loss in (("1e-6", 0.005), ("1e-9", 0.0005)):
+        s, _ = load(
+            {
+                "name": f"rare-{label}",
+                "heartbeat": {"interval": "30s"},
+                "detector": {
+                    "kind": "missed",
+                    "missed": {"k": 3, "ack_timeout": "10s"},
+                    "on_declare": "monitor",
+                },
+                "link": {"transport": "datagram", "loss": loss, "delay": "40ms"},
+            }
+        )
+        truth = exact(s)["fp_per_conn_hour"]
+        r = estimate(s, 0.1, max_wall=60)
+        out[f"rare_{label}_per_round_exact"] = truth * 30 / 3600
+        out[f"rare_{label}_per_round_estimate"] = r["fp_per_round"]
+        out[f"rare_{label}_rel_half_width"] = round(r["rare_event_rel_half_width"], 4)
+        out[f"rare_{label}_exact_inside_interval"] = (
+            r["fp_per_conn_hour_ci_low"] <= truth <= r["fp_per_conn_hour_ci_high"]
+        )
+        out[f"rare_{label}_wall_s"] = round(r["wall_s"], 2)
+        out[f"rare_{label}_windows"] = r["rare_event_windows"]
+        out[f"rare_{label}_brute_force_rounds_needed"] = float(
+            f"{(1.96 / 0.1) ** 2 / r['fp_per_round']:.2g}"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m simlab.bench", description=__doc__.split("\n")[0])
     p.add_argument("scenario", nargs="?", default=str(DEFAULT))
     p.add_argument("--connections", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--sweep", action="store_true", help="benchmark sweep executors instead")
+    p.add_argument("--rare", action="store_true", help="benchmark rare-event estimation instead")
     args = p.parse_args(argv)
+    if args.rare:
+        result = bench_rare()
+        print(json.dumps(result, indent=2))
+        return result
     if args.sweep:
         result = bench_sweep()
         print(json.dumps(result, indent=2))

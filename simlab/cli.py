@@ -52,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
         help="simpy (default), analytic (exact, a subset), auto (the most exact that covers the scenario)",
     )
 
+    run.add_argument(
+        "--rel-error",
+        type=float,
+        metavar="R",
+        help="fast engine: estimate the false-positive rate to this relative 95%% half-width by importance sampling",
+    )
+    run.add_argument(
+        "--max-wall",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time budget for --rel-error (default 60)",
+    )
+
     conf = sub.add_parser(
         "configure", help="NFD-S settings meeting QoS bounds (Chen, Toueg, Aguilera 2002)"
     )
@@ -181,6 +195,17 @@ SECTIONS = [
             "app_msgs_blackholed",
         ],
     ),
+    (
+        "rare events",
+        [
+            "fp_per_round",
+            "rare_event_method",
+            "rare_event_windows",
+            "rare_event_effective_sample_size",
+            "rare_event_rel_half_width",
+            "rare_event_budget_exhausted",
+        ],
+    ),
     ("provenance", ["engine", "engine_reason", "seed", "wall_s"]),
 ]
 
@@ -213,11 +238,17 @@ def cmd_run(args) -> int:
 
     scenario = _load(args)
     records = None
-    if args.engine == "simpy":  # the model also gives per-event records
+    if args.engine == "simpy" and args.rel_error is None:  # the model also gives per-event records
         result = simulate(scenario, progress=args.progress)
         figures, records = result.summary, result.records
     else:
-        figures = run(scenario, args.engine, progress=args.progress)
+        figures = run(
+            scenario,
+            args.engine,
+            rel_error=args.rel_error,
+            max_wall=args.max_wall,
+            progress=args.progress,
+        )
     summary = _clean(figures)
     text = json.dumps(summary, indent=None if args.json else 2, default=_json_default)
     if args.out:

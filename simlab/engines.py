@@ -41,12 +41,37 @@ def choose(scenario: Scenario) -> tuple[str, str]:
     return "simpy", why + "; fast does not cover: " + "; ".join(outside)
 
 
-def run(scenario: Scenario, engine: str = "simpy", **options) -> dict:
-    """The run's figures from ``engine`` (``options`` go to the simpy engine: progress)."""
+def run(
+    scenario: Scenario,
+    engine: str = "simpy",
+    *,
+    rel_error: float | None = None,
+    max_wall: float = 60.0,
+    **options,
+) -> dict:
+    """The run's figures from ``engine`` (``options`` go to the simpy engine: progress).
+
+    ``rel_error``: estimate the false-positive rate to this relative 95 % half-width by
+    importance sampling (:mod:`simlab.rare`, on the fast engine), within ``max_wall`` seconds.
+    """
     if engine not in ENGINES:
-        raise ScenarioError(
-            [Problem("--engine", f"{engine!r}: must be one of {', '.join(ENGINES)}")], "--engine"
-        )
+        problem = Problem("--engine", f"{engine!r}: must be one of {', '.join(ENGINES)}")
+        raise ScenarioError([problem], "--engine")
+    if rel_error is not None:
+        from . import rare
+
+        problems = []
+        if engine not in ("fast", "auto"):
+            problems.append(
+                Problem(
+                    "--rel-error", f"rare-event estimation runs on the fast engine, not {engine}"
+                )
+            )
+        if not 0 < rel_error < 1:
+            problems.append(Problem("--rel-error", f"{rel_error!r}: must be between 0 and 1"))
+        if problems:
+            raise ScenarioError(problems, "--rel-error")
+        return rare.estimate(scenario, rel_error, max_wall)
     started = time.perf_counter()
     why = None
     if engine == "auto":
