@@ -129,3 +129,22 @@ def test_configured_detector_meets_its_bounds_in_the_model(capsys):
     # T_D <= eta + delta, except that a heartbeat still in flight at the crash can
     # restore trust after it (random delays): the bound holds for the permanent suspicion
     assert latency.max() <= eta + delta + 1e-9
+
+
+def test_sweeps_run_on_any_engine_and_refuse_uncovered_points_before_running(tmp_path):
+    from simlab.experiment import SweepError, parse_sweep, run_sweep
+
+    base = simlab.scenario.to_dict(simlab.load_scenario(CHEN))
+    spec = parse_sweep(
+        {"base": base, "grid": {"detector.nfd.delta": [0.2, 0.3, 0.5]}, "engine": "analytic"}
+    )
+    outcome = run_sweep(spec, tmp_path / "a.csv", workers=1, progress=False)
+    assert outcome.failed == [] and len(outcome.rows) == 3
+    # a larger margin, fewer mistakes: exact values, so strictly decreasing
+    assert outcome.rows.fp_per_conn_hour.is_monotonic_decreasing
+    with pytest.raises(SweepError) as info:
+        parse_sweep(
+            {"base": base, "grid": {"link.transport": ["datagram", "tcp"]}, "engine": "analytic"}
+        )
+    assert "does not cover the point" in str(info.value) and "tcp" in str(info.value)
+    assert not (tmp_path / "b.csv").exists()
