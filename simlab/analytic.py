@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distributions import Constant
+from .network import UDP_HEADER
 from .scenario import Loss, Scenario
 from .theory import nfd_s_qos
 
@@ -374,6 +375,10 @@ def run(s: Scenario) -> dict:
             )
             pongs = float(_stationary(ping_lost + ping_ok) @ ping_ok.sum(axis=1))
         out["overhead_msgs_per_conn_hour"] = 3600 / T * (1 + pongs)
+        # datagrams: every heartbeat is one packet, frame plus IPv4 and UDP headers
+        out["overhead_bytes_per_conn_hour"] = out["overhead_msgs_per_conn_hour"] * (
+            s.heartbeat.frame_bytes + UDP_HEADER
+        )
     out = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in out.items()}
     out["engine"] = ENGINE
     out["seed"] = s.seed

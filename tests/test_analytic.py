@@ -102,7 +102,19 @@ def test_gilbert_with_equal_states_is_bernoulli():
 def test_overhead_in_monitor_mode():
     s = scenario(detector={"timeout": 2.5, "on_declare": "monitor"}, link={"loss": 0.1})
     # a ping every second, and a pong for every ping that arrives
-    assert analytic.run(s)["overhead_msgs_per_conn_hour"] == pytest.approx(3600 * 1.9)
+    out = analytic.run(s)
+    assert out["overhead_msgs_per_conn_hour"] == pytest.approx(3600 * 1.9)
+    assert out["overhead_bytes_per_conn_hour"] == pytest.approx(3600 * 1.9 * (6 + 28))
+    model = simlab.simulate(
+        scenario(
+            horizon="4h",
+            connections=4,
+            **{"detector": {"timeout": 2.5, "on_declare": "monitor"}, "link": {"loss": 0.1}},
+        )
+    )
+    assert model["overhead_bytes_per_conn_hour"] == pytest.approx(
+        out["overhead_bytes_per_conn_hour"], rel=0.01
+    )
 
 
 # -- equal to the SimPy model where there is no closed form --------------------------------------
