@@ -21,6 +21,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a result file is not
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()
@@ -33,6 +34,12 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 # RFC 4180 line ends: the writer then quotes any field holding a \r or \n
 EOL = "\r\n"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def csv_line(values: list) -> str:

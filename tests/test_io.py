@@ -218,3 +218,13 @@ def test_write_rows_is_atomic_and_complete(tmp_path):
     write_rows(path, HEADER, TRICKY)
     assert read_rows(path) == (HEADER, TRICKY)
     assert _leftovers(tmp_path, "rows.csv") == []
+
+
+def test_write_atomic_gives_an_ordinary_file_mode(tmp_path):
+    import os
+
+    path = tmp_path / "result.json"
+    write_atomic(path, "{}\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
