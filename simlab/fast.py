@@ -4,8 +4,10 @@ It covers connections whose heartbeat rounds carry everything that matters:
 pingpong or oneway heartbeats from one side, datagram or TCP (the retransmission
 ladder with the RFC 6298 estimator, in-order delivery, giving up), Bernoulli or
 Gilbert-Elliott loss, any delay distributions, jitter, the ``timeout``, ``missed``
-and ``nfd`` detectors in both conventions, and peer crashes. Not NAT, outages,
-stalls, application traffic, phi or adaptive detectors: it refuses those.
+and ``nfd`` detectors in both conventions, peer crashes, and the NAT (idle expiry
+with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, drop
+or reset). Not outages, stalls, application traffic, phi or adaptive detectors:
+it refuses those.
 
 A connection is computed a window of rounds at a time, from its opening: all
 sends, losses, ladders and arrivals of the window at once, then the detector as
@@ -37,8 +39,6 @@ _TAG = 0xFA57  # keeps the fast engine's streams apart from the model's
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` outside this engine's subset (empty: covered)."""
     out = []
-    if s.nat.idle_timeout is not None:
-        out.append("nat.idle_timeout (NAT expiry)")
     if s.link.outages is not None:
         out.append("link.outages")
     if s.peer.stall is not None:
@@ -113,14 +113,16 @@ class Direction:
     sent: np.ndarray  # first transmission
     at: np.ndarray  # the transmission that gets through (inf: none)
     arrive: np.ndarray  # delivery to the receiver, in order (inf: never)
+    raw: np.ndarray  # arrival at the receiver's host before in-order hold-back (inf: never)
     rto: np.ndarray  # the sender's RTO when each was first sent (TCP)
     doomed_at: float  # send time of the first segment TCP gives up on (inf: none)
     giveup_at: float  # when the sender's socket fails over it
     packets: np.ndarray  # packets used by the first i+1 messages
 
-    def used(self, before: float) -> int:
-        """Packets used by the messages sent before ``before``."""
-        k = int(np.searchsorted(self.sent, before, side="left"))
+    def used(self, until: float) -> int:
+        """Packets used by the messages sent up to ``until`` (a send at the close, such as
+        the one that meets an expired mapping, did happen)."""
+        k = int(np.searchsorted(self.sent, until, side="right"))
         return int(self.packets[k - 1]) if k else 0
 
 
@@ -133,6 +135,7 @@ class Window:
     suspicions: list  # [(start, end)] of the detector's suspicions
     transport: list  # [(time, cause)] of the detector side's socket failing
     broken: float  # ground truth: the break, or inf
+    expiry: float = INF  # the NAT mapping's expiry, or inf
 
 
 class _Conn:
@@ -140,7 +143,7 @@ class _Conn:
 
     def __init__(self, seed: int, slot: int, number: int):
         root = np.random.SeedSequence(seed, spawn_key=(slot, _TAG, number))
-        self.rngs = [np.random.Generator(np.random.PCG64(c)) for c in root.spawn(6)]
+        self.rngs = [np.random.Generator(np.random.PCG64(c)) for c in root.spawn(7)]
         self.cache: dict[int, np.ndarray] = {}
 
     def draws(self, which: int, n: int, make) -> np.ndarray:
@@ -153,7 +156,7 @@ class _Conn:
         return have[:n]
 
 
-JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH = range(6)
+JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT = range(7)
 
 
 class FastSlot:
@@ -188,7 +191,9 @@ class FastSlot:
             lost = stream.peek(n)
             arrive = np.where(lost, INF, sent + delay)
             at = np.where(lost, INF, sent)
-            return Direction(src, sent, at, arrive, np.zeros(n), INF, INF, np.arange(1, n + 1))
+            return Direction(
+                src, sent, at, arrive, arrive, np.zeros(n), INF, INF, np.arange(1, n + 1)
+            )
         tcp = self.s.link.tcp
         cap = tcp.max_retries + 1  # transmissions before giving up
         packets = stream.peek(max(64, int(n * 1.5) + 64))
@@ -223,8 +228,9 @@ class FastSlot:
             at[doomed] = INF
             doomed_at = float(sent[doomed])
             giveup_at = doomed_at + _full_ladder(float(rto[doomed]), tcp)
+        raw = arrive.copy()
         arrive = np.maximum.accumulate(arrive) if n else arrive
-        return Direction(src, sent, at, arrive, rto, doomed_at, giveup_at, ends)
+        return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
 
     def _cut_after_death(self, d: Direction, death: float) -> np.ndarray:
         """Arrivals of a sender that dies at ``death``: no transmission leaves after it.
@@ -289,31 +295,58 @@ class FastSlot:
             sigma, seq = sigma[sigma < crash], seq[sigma < crash]
         first = self._direction(conn, sender, sigma, DELAY_FWD, RTT_FWD)
         first_arrive = self._cut_after_death(first, crash) if sender == P else first.arrive
-        p_closed = INF  # when the peer's socket fails (it gave up on a segment)
+        expiry = INF  # the NAT mapping's expiry
         second = None
         if pingpong:
             receiver = D if sender == P else P
-            gets = first_arrive < s.horizon
-            if receiver == P:
-                gets &= first_arrive < crash
-            order = np.argsort(first_arrive[gets], kind="stable")
-            replied = np.flatnonzero(gets)[order]  # which pings get a pong, in pong order
-            second = self._direction(conn, receiver, first_arrive[replied], DELAY_BACK, RTT_BACK)
+            second, replied = self._replies(conn, first, first_arrive, receiver, crash, INF)
+            if s.nat.idle_timeout is not None:
+                expiry = self._nat_expiry(conn, t0, [first, second], crash)
+                if expiry < INF:  # pings that meet the expired mapping get no pong
+                    second, replied = self._replies(
+                        conn, first, first_arrive, receiver, crash, expiry
+                    )
             second_arrive = self._cut_after_death(second, crash) if receiver == P else second.arrive
+        elif s.nat.idle_timeout is not None:
+            expiry = self._nat_expiry(conn, t0, [first], crash)
         if sender == D:  # the detector's own pings: the evidence is the pongs
-            ev_seq, ev_stamp, ev_time = seq[replied], sigma[replied], second_arrive
+            ev_dir, ev_seq, ev_stamp, ev_time = second, seq[replied], sigma[replied], second_arrive
         else:  # the peer's pings or heartbeats
-            ev_seq, ev_stamp, ev_time = seq, sigma, first_arrive
-        peer_dirs = [d for d in (first, second) if d is not None and d.src == P]
-        mine = [d for d in (first, second) if d is not None and d.src == D]
-        broken = min([crash] + [d.doomed_at for d in (first, second) if d is not None])
-        p_closed = min([d.giveup_at for d in peer_dirs], default=INF)
+            ev_dir, ev_seq, ev_stamp, ev_time = first, seq, sigma, first_arrive
+        if expiry < INF:
+            ev_time = self._cut_at_nat(ev_dir, ev_time, expiry)
+        dirs = [d for d in (first, second) if d is not None]
+        mine = [d for d in dirs if d.src == D]
+        broken = min([crash, expiry] + [d.doomed_at for d in dirs])
+        p_closed = min([d.giveup_at for d in dirs if d.src == P], default=INF)
         transport = [(d.giveup_at, "tcp_timeout") for d in mine if d.giveup_at < INF]
+        back = lambda: float(self.delay[P].sample(conn.rngs[RTT_BACK], 1)[0])  # noqa: E731
+        if expiry < INF:
+            for d in dirs:
+                cross = self._crossings(d)
+                met = (cross >= expiry) & np.isfinite(cross)
+                if not met.any():
+                    continue
+                i = int(np.argmax(met))
+                if (
+                    s.nat.on_expiry == "reset"
+                ):  # the sender gets an RST: at once at the client's end
+                    at = float(cross[i]) + (0.0 if d.src == "client" else back())
+                    if d.src == D:
+                        transport.append((at, "reset"))
+                    else:
+                        p_closed = min(p_closed, at)
+                elif self.tcp and d.src == D:  # dropped: never acknowledged, the sender gives up
+                    transport.append(
+                        (
+                            float(d.sent[i]) + _full_ladder(float(d.rto[i]), s.link.tcp),
+                            "tcp_timeout",
+                        )
+                    )
         if self.tcp:
             for d in mine:
                 # segments that reach a dead peer are never acknowledged: the sender gives up
-                dead = d.arrive >= crash
-                dead &= d.arrive < INF
+                dead = (d.arrive >= crash) & (d.arrive < INF)
                 if dead.any():
                     i = int(np.argmax(dead))
                     transport.append(
@@ -326,10 +359,62 @@ class FastSlot:
                 closed = (d.arrive >= p_closed) & (d.arrive < crash) & (d.arrive < INF)
                 if closed.any():
                     i = int(np.argmax(closed))
-                    back = float(self.delay[P].sample(conn.rngs[RTT_BACK], 1)[0])
-                    transport.append((float(d.arrive[i]) + back, "reset"))
+                    transport.append((float(d.arrive[i]) + back(), "reset"))
         suspicions = self._detector(t0, sigma, ev_seq, ev_stamp, ev_time)
-        return Window(first, second, suspicions, transport, broken)
+        return Window(first, second, suspicions, transport, broken, expiry)
+
+    def _replies(self, conn, first, first_arrive, receiver, crash, expiry):
+        """The pongs: one for each ping that reaches a live receiver through a live mapping."""
+        gets = first_arrive < self.s.horizon
+        if receiver == self.P:
+            gets &= first_arrive < crash
+        if expiry < INF:
+            gets &= self._crossings(first, first_arrive) < expiry
+        order = np.argsort(first_arrive[gets], kind="stable")
+        replied = np.flatnonzero(gets)[order]  # which pings get a pong, in pong order
+        return self._direction(conn, receiver, first_arrive[replied], DELAY_BACK, RTT_BACK), replied
+
+    def _crossings(self, d: Direction, arrive: np.ndarray | None = None) -> np.ndarray:
+        """When each message crosses the NAT (at the client's end): an outbound one when its
+        transmission that gets through leaves, an inbound one when it reaches the client."""
+        if d.src == "client":
+            return d.at
+        return d.raw
+
+    def _nat_expiry(self, conn: _Conn, t0: float, dirs: list, crash: float) -> float:
+        """When the mapping expires: the first silence of idle_timeout between refreshes.
+
+        Refreshes: the opening, every outbound packet that crosses, and inbound ones with
+        refresh both, or over TCP while the client is alive (its ACK goes out). Computed as
+        if every packet got through, which is exact up to the expiry.
+        """
+        s = self.s
+        idle = float(conn.draws(NAT, 1, lambda r, m: s.nat.idle_timeout.sample(r, m))[0])
+        times = [np.array([t0])]
+        client_dead = crash if self.P == "client" else INF
+        for d in dirs:
+            cross = self._crossings(d)
+            if d.src == "client":
+                times.append(cross[np.isfinite(cross) & (cross < client_dead)])
+            elif s.nat.refresh == "both":
+                times.append(cross[np.isfinite(cross)])
+            elif self.tcp:
+                times.append(cross[np.isfinite(cross) & (cross < client_dead)])
+        r = np.sort(np.concatenate(times))
+        gaps = np.flatnonzero(np.diff(r) >= idle)
+        return float(r[gaps[0]] + idle) if len(gaps) else float(r[-1] + idle)
+
+    def _cut_at_nat(self, d: Direction, arrive: np.ndarray, expiry: float) -> np.ndarray:
+        """Evidence that meets the expired mapping is dropped (and, in order, all behind it)."""
+        met = (self._crossings(d) >= expiry) & np.isfinite(self._crossings(d))
+        if not met.any():
+            return arrive
+        arrive = arrive.copy()
+        if self.tcp:
+            arrive[int(np.argmax(met)) :] = INF
+        else:
+            arrive[met] = INF
+        return arrive
 
     def _detector(self, t0, sigma, ev_seq, ev_stamp, ev_time):
         """Suspicion intervals [(start, end)], sorted, from the detector's deadlines."""
@@ -411,15 +496,17 @@ class FastSlot:
         horizon = s.horizon
         close = horizon if end is None else min(end[0], horizon)
         if w.broken < close:
-            cause = "crash" if w.broken == crash else "tcp_timeout"
+            cause = (
+                "crash" if w.broken == crash else "nat" if w.broken == w.expiry else "tcp_timeout"
+            )
             st.breaks[cause] += 1
             self.records.append((self.slot, number, w.broken, "break", cause, None))
         for d in (w.first, w.second):
             if d is not None:
-                sent = int(np.searchsorted(d.sent, close, side="left"))
+                sent = int(np.searchsorted(d.sent, close, side="right"))
                 st.heartbeats += sent
                 self.loss[d.src].advance(d.used(close))
-        st.rounds += int(np.searchsorted(w.first.sent, close, side="left"))
+        st.rounds += int(np.searchsorted(w.first.sent, close, side="right"))
         alive_until = min(close, w.broken)
         st.connected_s += close - t0
         st.alive_s += alive_until - t0

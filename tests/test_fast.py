@@ -82,6 +82,25 @@ TCP_PANEL = {
         },
         reconnect={"delay": "0.5s"},
     ),
+    "datagram-server-pings-nat-uniform": dict(
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "45s"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": "15s", "high": "60s"}},
+    ),
+    "tcp-server-pings-nat-reset-crash": dict(
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "5m"},
+        link={"transport": "tcp", "loss": 0.02},
+        nat={"idle_timeout": "60s", "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "1h"}},
+    ),
+    "datagram-client-pings-nat-both-reset": dict(
+        heartbeat={"initiator": "client", "interval": "25s", "jitter": 0.3},
+        detector={"timeout": "60s"},
+        link={"loss": 0.1},
+        nat={"idle_timeout": "40s", "refresh": "both", "on_expiry": "reset"},
+    ),
     "datagram-oneway-exponential-crash": dict(
         heartbeat={"style": "oneway", "interval": "1s"},
         detector={"timeout": "3s"},
@@ -99,9 +118,19 @@ def _compare(a_values, b_values):
 @pytest.mark.parametrize("name", list(TCP_PANEL))
 def test_fast_agrees_with_the_model(name):
     seed = 31 + list(TCP_PANEL).index(name)
-    s = scenario(horizon="10000s", connections=16, seed=seed, **TCP_PANEL[name])
+    nat = "nat" in TCP_PANEL[name]
+    s = scenario(
+        horizon="6h" if nat else "10000s",
+        connections=24 if nat else 16,
+        seed=seed,
+        **TCP_PANEL[name],
+    )
     out, slots = fast.simulate(s)
     model = simlab.simulate(s)
+    if nat:  # NAT breaks per connected hour, slot by slot
+        breaks = np.array([sl.stats.breaks["nat"] / sl.stats.connected_s for sl in slots])
+        ok, info = _compare(breaks * 3600, model.slots.breaks_nat / model.slots.connected_s * 3600)
+        assert ok, info
     fp, acc = slot_rates(slots)
     ok, info = _compare(fp, model.slots.false_positives / (model.slots.connected_s / 3600))
     assert ok, info
@@ -133,7 +162,7 @@ def test_same_seed_same_results_and_different_seed_different():
 def test_refuses_what_it_does_not_cover_and_auto_uses_it_where_analytic_cannot():
     demo = simlab.load_scenario("examples/demo.yaml")
     missing = " | ".join(fast.unsupported(demo))
-    for feature in ("nat.idle_timeout", "link.outages", "peer.stall"):
+    for feature in ("link.outages", "peer.stall"):
         assert feature in missing
     with pytest.raises(simlab.ScenarioError):
         fast.run(demo)
