@@ -34,6 +34,10 @@ from .theory import nfd_s_qos
 
 ENGINE = "analytic"
 TIE = 1e-9  # relative: a deadline this close to an arrival is an ordering tie
+# Crashes are analysed in the stationary regime; the model's connections also open, and a
+# crash in a connection's first round is detected from the opening. That share of crashes
+# is about (rounds to the first evidence) / (mtbf / interval): below 1e-3 at this bound.
+CRASH_RARE = 1000
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,18 @@ def _stationary(P: np.ndarray) -> np.ndarray:
     return pi / pi.sum()
 
 
+def watches_peer(s: Scenario) -> bool:
+    """Does the detector watch the peer's heartbeats or pings (one packet per round)
+    rather than the pongs to its own pings?"""
+    return s.heartbeat.style == "oneway" or s.heartbeat.initiator != s.detector_side
+
+
 def round_chain(s: Scenario) -> RoundChain:
-    """Rounds of the scenario's heartbeat stream (oneway, or ping then pong)."""
+    """Rounds of the scenario's heartbeat stream (the peer's beats or pings, or ping then pong)."""
     down, up = _packet(s.link.down.loss), _packet(s.link.up.loss)
-    hb_from_client = s.detector_side == "server"
-    if s.heartbeat.style == "oneway":
-        lost, ok = up if hb_from_client else down
+    to_detector = up if s.detector_side == "server" else down
+    if watches_peer(s):
+        lost, ok = to_detector
         return RoundChain(lost, ok, _stationary(lost + ok))
     # the ping goes out from the detector side, the pong comes back; a lost ping sends no pong
     (pl, pd), (ql, qd) = (down, up) if s.detector_side == "server" else (up, down)
@@ -96,7 +106,7 @@ def _delays(s: Scenario) -> tuple[float, float]:
     d = {"up": s.link.up.delay.value, "down": s.link.down.delay.value}
     to_detector = "up" if s.detector_side == "server" else "down"
     from_detector = "down" if to_detector == "up" else "up"
-    if s.heartbeat.style == "oneway":
+    if watches_peer(s):
         return d[to_detector], 0.0
     return d[from_detector] + d[to_detector], d[from_detector]
 
@@ -140,6 +150,11 @@ def unsupported(s: Scenario) -> list[str]:
         out.append("heartbeat.initiator: both")
     if det.kind not in ("timeout", "missed", "nfd"):
         out.append(f"detector.kind: {det.kind} (analytic: timeout, missed, nfd)")
+    if s.peer.crash is not None and s.peer.crash.mtbf < CRASH_RARE * hb.interval:
+        out.append(
+            f"peer.crash.mtbf below {CRASH_RARE} intervals (the crash analysis is stationary: "
+            "connections' first rounds, where a crash is detected from the opening, must be rare)"
+        )
     if s.peer.crash is not None and det.on_declare == "reconnect":
         out.append(
             "peer.crash with detector.on_declare: reconnect (crash latency is exact in monitor mode)"
@@ -249,11 +264,16 @@ def _monitor(chain: RoundChain, m: int) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Latency:
-    """T_D = max(0, a - L T - U): L with the given weights, U ~ U[0, T)."""
+    """T_D = max(0, a - L T - U): L with the given weights, U ~ U[0, T).
+
+    ``bound``: the largest T_D possible at all, a crash in a connection's first round
+    (detected from the opening) included; the distribution itself is stationary.
+    """
 
     weights: np.ndarray
     reach: float
     period: float
+    bound: float = 0.0
 
     def _parts(self):
         return [(w, self.reach - i * self.period) for i, w in enumerate(self.weights) if w > 0]
@@ -268,7 +288,7 @@ class Latency:
 
     @property
     def max(self) -> float:
-        return max((a for w, a in self._parts()), default=0.0)
+        return max([a for w, a in self._parts()] + [self.bound])
 
     def cdf(self, t: float) -> float:
         if t < 0:
@@ -306,7 +326,7 @@ def crash_latency(chain: RoundChain, rule: RoundRule, period: float) -> Latency:
         weights.append(float(mass.sum()))
         mass = mass @ chain.F
     weights[-1] += max(0.0, 1 - sum(weights))  # the tail: T_D is 0 there anyway
-    return Latency(np.array(weights), reach, period)
+    return Latency(np.array(weights), reach, period, rule.B)
 
 
 def run(s: Scenario) -> dict:
@@ -369,10 +389,9 @@ def run(s: Scenario) -> dict:
     }
     if monitor and s.peer.crash is None and not random_delay:
         pongs = 0.0
-        if s.heartbeat.style == "pingpong":
-            ping_lost, ping_ok = _packet(
-                s.link.down.loss if s.detector_side == "server" else s.link.up.loss
-            )
+        if s.heartbeat.style == "pingpong":  # a pong for every ping that arrives, whoever pings
+            pings_from_server = s.heartbeat.initiator == "server"
+            ping_lost, ping_ok = _packet(s.link.down.loss if pings_from_server else s.link.up.loss)
             pongs = float(_stationary(ping_lost + ping_ok) @ ping_ok.sum(axis=1))
         out["overhead_msgs_per_conn_hour"] = 3600 / T * (1 + pongs)
         # datagrams: every heartbeat is one packet, frame plus IPv4 and UDP headers

@@ -88,7 +88,7 @@ class LossStream:
                     self.bad = not self.bad
                 self._started = True
                 p = loss.p_bg if self.bad else loss.p_gb
-                self.left = int(rng.geometric(p)) if p > 0 else n + 1
+                self.left = int(rng.geometric(p)) if p > 0 else 1 << 62  # p = 0: stays forever
             take = min(self.left, n - i)
             states[i : i + take] = self.bad
             self.left -= take
@@ -119,10 +119,10 @@ class Direction:
     giveup_at: float  # when the sender's socket fails over it
     packets: np.ndarray  # packets used by the first i+1 messages
 
-    def used(self, until: float) -> int:
-        """Packets used by the messages sent up to ``until`` (a send at the close, such as
-        the one that meets an expired mapping, did happen)."""
-        k = int(np.searchsorted(self.sent, until, side="right"))
+    def used(self, until: float, side: str = "left") -> int:
+        """Packets used by the messages sent before ``until`` (``side="right"``: up to and
+        including it)."""
+        k = int(np.searchsorted(self.sent, until, side=side))
         return int(self.packets[k - 1]) if k else 0
 
 
@@ -136,6 +136,7 @@ class Window:
     transport: list  # [(time, cause)] of the detector side's socket failing
     broken: float  # ground truth: the break, or inf
     expiry: float = INF  # the NAT mapping's expiry, or inf
+    p_closed: float = INF  # when the peer's socket failed: it sends nothing after that
 
 
 class _Conn:
@@ -328,10 +329,10 @@ class FastSlot:
                 if not met.any():
                     continue
                 i = int(np.argmax(met))
-                if (
-                    s.nat.on_expiry == "reset"
-                ):  # the sender gets an RST: at once at the client's end
-                    at = float(cross[i]) + (0.0 if d.src == "client" else back())
+                if s.nat.on_expiry == "reset":
+                    # the NAT's RST: at once to the client, over the uplink to the server
+                    up = float(self.delay["client"].sample(conn.rngs[RTT_FWD], 1)[0])
+                    at = float(cross[i]) + (0.0 if d.src == "client" else up)
                     if d.src == D:
                         transport.append((at, "reset"))
                     else:
@@ -361,7 +362,7 @@ class FastSlot:
                     i = int(np.argmax(closed))
                     transport.append((float(d.arrive[i]) + back(), "reset"))
         suspicions = self._detector(t0, sigma, ev_seq, ev_stamp, ev_time)
-        return Window(first, second, suspicions, transport, broken, expiry)
+        return Window(first, second, suspicions, transport, broken, expiry, p_closed)
 
     def _replies(self, conn, first, first_arrive, receiver, crash, expiry):
         """The pongs: one for each ping that reaches a live receiver through a live mapping."""
@@ -458,7 +459,9 @@ class FastSlot:
             )
         nxt = np.concatenate([u[1:], [INF]])
         start = np.maximum(D, u)
-        susp = start < nxt
+        # a deadline reached exactly when evidence arrives: the model's timer, armed
+        # earlier, fires first (a mistake of length zero)
+        susp = start <= nxt
         cont = np.concatenate([[False], susp[:-1] & (start[1:] <= u[1:])])
         out, cur = [], None
         for k in np.flatnonzero(susp):
@@ -495,18 +498,23 @@ class FastSlot:
         s, st = self.s, self.stats
         horizon = s.horizon
         close = horizon if end is None else min(end[0], horizon)
-        if w.broken < close:
+        if w.broken < horizon and w.broken <= close:  # a break can end a suspected connection
             cause = (
                 "crash" if w.broken == crash else "nat" if w.broken == w.expiry else "tcp_timeout"
             )
             st.breaks[cause] += 1
             self.records.append((self.slot, number, w.broken, "break", cause, None))
+        # a message due at the very instant of the close was sent only if it caused it (it met
+        # the expired mapping); the detector's declaration comes before a timer due then
+        side = "right" if end is not None and end[1] == "reset" else "left"
         for d in (w.first, w.second):
             if d is not None:
-                sent = int(np.searchsorted(d.sent, close, side="right"))
+                until = min(close, w.p_closed) if d.src == self.P else close
+                sent = int(np.searchsorted(d.sent, until, side=side))
                 st.heartbeats += sent
-                self.loss[d.src].advance(d.used(close))
-        st.rounds += int(np.searchsorted(w.first.sent, close, side="right"))
+                self.loss[d.src].advance(d.used(until, side))
+                if d is w.first:
+                    st.rounds += sent
         alive_until = min(close, w.broken)
         st.connected_s += close - t0
         st.alive_s += alive_until - t0
@@ -523,7 +531,7 @@ class FastSlot:
                 else:  # cut short by the break or the horizon
                     st.suspect_alive_s += alive_until - a
         if end is None:
-            if w.broken <= horizon:
+            if w.broken < horizon:
                 st.undetected += 1
             self.records.append((self.slot, number, horizon, "close", "horizon", None))
             return INF

@@ -116,7 +116,7 @@ _CASES = [
         106,
         detector={"kind": "nfd", "nfd": {"delta": "1.2s"}, "on_declare": "monitor"},
         link={"loss": GILBERT, "uplink": {"loss": 0.05}},
-        peer={"crash": {"mtbf": "300s"}},
+        peer={"crash": {"mtbf": "1200s"}},
     ),
     _case(
         "tcp-timeout-reconnect-bernoulli",

@@ -16,8 +16,10 @@ rate is estimated from short independent windows of rounds instead:
   the estimate, or the wall-time budget runs out (then said so).
 
 The estimate is the stationary S-transition rate: the monitor-mode false-positive
-rate, and the reconnect-mode one up to a relative error of the order of the rate
-per round itself (a restarted count needs m0 rather than m failures first).
+rate. In reconnect mode it is also the false-positive rate when a new connection's
+first declaration needs as many failed rounds as any later one (constant delays, no
+jitter; checked, else refused): then they differ by a relative amount of the order
+of the (rare) rate per round itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,28 @@ def unsupported(s: Scenario) -> list[str]:
             out.append(f"link.{name}.loss: gilbert (the tilt is defined for bernoulli loss)")
     if s.peer.crash is not None:
         out.append("peer.crash (the rare-event estimate is of false positives on live connections)")
+    if out:
+        return out
+    from .analytic import round_rule
+    from .distributions import Constant
+
+    constant = isinstance(s.link.up.delay, Constant) and isinstance(s.link.down.delay, Constant)
+    if constant and s.heartbeat.jitter == 0:
+        rule = round_rule(s)
+        if rule.m == 0 or rule.m0 == 0:
+            out.append(
+                "a detector that declares before a heartbeat can arrive (margin not above the delay)"
+            )
+        elif s.detector.kind == "missed" and rule.d_ev >= s.ack_timeout:
+            out.append("pongs that always arrive after ack_timeout")
+        elif s.detector.on_declare == "reconnect" and rule.m0 != rule.m:
+            out.append(
+                "on_declare: reconnect where a new connection's first declaration needs fewer failed rounds than later ones (the estimate is the long-lived rate)"
+            )
+    elif s.detector.on_declare == "reconnect":
+        out.append(
+            "on_declare: reconnect with jitter or random delays (the estimate is the monitor-mode rate; use on_declare: monitor)"
+        )
     return out
 
 
@@ -58,15 +82,13 @@ class _Setup:
         side = s.detector_side
         self.pingpong = s.heartbeat.style == "pingpong"
         down, up = s.link.down, s.link.up
-        if self.pingpong:  # the detector side pings (validated for missed; timeout/nfd watch pongs)
-            pinger = s.heartbeat.initiator
-            self.first = down if pinger == "server" else up
-            self.second = up if pinger == "server" else down
-            self.own = pinger == side  # False: the detector watches the peer's pings
-        else:
+        if self.pingpong and s.heartbeat.initiator == side:  # its own pings, then the pongs
+            self.first = down if side == "server" else up
+            self.second = up if side == "server" else down
+        else:  # the peer's heartbeats or pings: one packet per round, towards the detector
+            self.pingpong = False
             self.first = up if side == "server" else down
             self.second = None
-            self.own = False
         # how many rounds must fail for a suspicion: the band to tilt
         if det.kind == "timeout":
             m = math.ceil(det.timeout / T)
@@ -165,7 +187,7 @@ def _s_transitions(setup: _Setup, sigma, arrive, lo, hi) -> np.ndarray:
         nxt[:, c] = later
         later = np.where(update[:, c], times[:, c], later)
     start = np.maximum(deadline, u)
-    suspect = update & (start < nxt)
+    suspect = update & (start <= nxt)  # at a tie the model's timer fires first
     # a suspicion continues (no new S-transition) if the previous update's segment was still
     # suspect when this update came and this deadline had already passed
     prev_suspect = np.zeros((n, W), bool)

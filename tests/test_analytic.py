@@ -149,7 +149,7 @@ PANEL = {
     "pingpong-nfd-monitor-crash-mixed": dict(
         detector={"kind": "nfd", "nfd": {"delta": 1.2}, "on_declare": "monitor"},
         link={"loss": GILBERT, "uplink": {"loss": 0.05}},
-        peer={"crash": {"mtbf": "300s"}},
+        peer={"crash": {"mtbf": "1200s"}},
     ),
 }
 
@@ -225,3 +225,38 @@ def test_analytic_keys_are_a_subset_of_the_models():
     assert not any(isinstance(v, float) and math.isnan(v) for v in a.values())
     # no loss: no mistakes, so no mistake duration, and the monitor is always right
     assert a["mistake_duration_mean_s"] is None and a["query_accuracy"] == 1.0
+
+
+def test_crashes_must_be_rare_against_the_interval_and_the_max_covers_the_opening():
+    frequent = scenario(
+        detector={"timeout": 2.5, "on_declare": "monitor"}, peer={"crash": {"mtbf": "60s"}}
+    )
+    assert any("peer.crash.mtbf" in m for m in analytic.unsupported(frequent))
+    s = scenario(
+        detector={
+            "kind": "missed",
+            "missed": {"k": 2, "ack_timeout": 0.45},
+            "on_declare": "monitor",
+        },
+        peer={"crash": {"mtbf": "2000s"}},
+    )
+    rule = analytic.round_rule(s)
+    assert analytic.run(s)["detection_latency_max_s"] == pytest.approx(
+        max(rule.A - rule.emit, rule.B)
+    )
+
+
+def test_the_detector_watching_the_peers_pings_agrees_with_the_model():
+    s = scenario(
+        horizon="20000s",
+        connections=8,
+        seed=61,
+        detector={"timeout": "2.5s", "side": "client", "on_declare": "monitor"},
+        link={"uplink": {"loss": 0.2}, "downlink": {"loss": 0.05}},
+    )
+    a = analytic.run(s)
+    slots = simlab.simulate(s).slots
+    fp, se = mean_and_se(slots.false_positives / (slots.connected_s / 3600))
+    assert abs(fp - a["fp_per_conn_hour"]) < Z * se
+    # the client watches the server's pings, one packet per round: 0.95 * 0.05^2 per round
+    assert a["mistake_rate_per_s"] == pytest.approx(0.95 * 0.05**2, rel=1e-9)

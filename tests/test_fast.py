@@ -178,3 +178,68 @@ def test_keys_are_the_models_minus_what_it_cannot_count():
     assert {k for k in out if not k.endswith("_se")} <= set(model)
     assert not set(fast.NOT_PRODUCED) & set(out)
     assert out["query_accuracy_se"] >= 0
+
+
+# -- regressions from the engines' review ----------------------------------------------------------
+
+REVIEW = {
+    # the detector watches the peer's pings (not pongs to its own)
+    "watches-peer-pings": dict(
+        heartbeat={"interval": "1s"},
+        detector={"timeout": "2.5s", "side": "client", "on_declare": "monitor"},
+        link={"uplink": {"loss": 0.2}, "downlink": {"loss": 0.05}},
+    ),
+    # a crash during a monitor-mode suspicion: the break is counted with its detection
+    "crash-during-suspicion": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"timeout": "2.5s", "on_declare": "monitor"},
+        link={"loss": 0.3},
+        peer={"crash": {"mtbf": "60s"}},
+    ),
+    # the peer's socket fails (few retries): it stops pinging and answering
+    "peer-gives-up": dict(
+        heartbeat={"interval": "2s"},
+        detector={"timeout": "30s", "side": "client"},
+        link={"transport": "tcp", "loss": 0.25, "tcp": {"max_retries": 2}},
+    ),
+    # a heartbeat arriving exactly at an NFD freshness point (delta - d = one interval)
+    "nfd-tie": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"kind": "nfd", "nfd": {"delta": "1.05s"}, "on_declare": "monitor"},
+        link={"loss": 0.1},
+    ),
+    # a ping due at the very instant of the declaration is not sent
+    "ping-at-declaration": dict(
+        heartbeat={"initiator": "client", "interval": "1s"},
+        detector={"kind": "missed", "missed": {"k": 3}},
+        link={"loss": 0.25, "delay": "100ms"},
+        reconnect={"delay": "2s"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REVIEW))
+def test_review_cases_agree_with_the_model(name):
+    s = scenario(
+        horizon="2000s", connections=20, seed=71 + list(REVIEW).index(name), **REVIEW[name]
+    )
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    fp, _ = slot_rates(slots)
+    ok, info = _compare(fp, model.slots.false_positives / (model.slots.connected_s / 3600))
+    assert ok, info
+    msgs = np.array([sl.stats.heartbeats / sl.stats.connected_s for sl in slots])
+    ok, info = _compare(msgs, model.slots.heartbeats_sent / model.slots.connected_s)
+    assert ok, info
+    for r in (out, model.summary):  # every break is detected or still undetected at the horizon
+        assert r["breaks"] == r["detections"] + r["undetected_breaks"]
+
+
+def test_a_gilbert_chain_that_cannot_move_stays_in_its_state():
+    from simlab.scenario import Loss
+
+    stream = fast.LossStream(
+        Loss(model="gilbert", p_gb=0.0, p_bg=0.5, loss_good=0.0, loss_bad=1.0),
+        np.random.default_rng(1),
+    )
+    assert not stream.peek(5000).any() and not stream.peek(25000).any()

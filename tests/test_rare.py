@@ -108,3 +108,35 @@ def test_cli_rel_error(capsys, tmp_path):
     assert main(["run", str(path), "--rel-error", "0.1"]) == 2  # the simpy engine has no such mode
     assert "fast engine" in capsys.readouterr().err
     assert main(["run", str(path), "--engine", "fast", "--rel-error", "2"]) == 2
+
+
+def test_the_detector_watching_the_peers_pings_is_one_packet_per_round():
+    s = rare_scenario(0.01, {"kind": "timeout", "timeout": "65s", "side": "client"})
+    exact = analytic.run(s)["mistake_rate_per_s"]
+    r = rare.estimate(s, rel_error=0.05)
+    assert abs(r["mistake_rate_per_s"] - exact) < Z * r["mistake_rate_per_s_se"]
+
+
+@pytest.mark.parametrize(
+    "detector, delay, reason",
+    [
+        (
+            {"kind": "timeout", "timeout": "60.05s", "on_declare": "reconnect"},
+            "40ms",
+            "fewer failed rounds",
+        ),
+        (
+            {"kind": "timeout", "timeout": "30.05s", "on_declare": "reconnect"},
+            "40ms",
+            "before a heartbeat",
+        ),
+        (
+            {"kind": "missed", "missed": {"k": 2, "ack_timeout": "60ms"}},
+            "40ms",
+            "after ack_timeout",
+        ),
+    ],
+)
+def test_refuses_cases_where_the_stationary_rate_is_not_the_answer(detector, delay, reason):
+    s = rare_scenario(0.01, detector, link={"delay": delay})
+    assert any(reason in m for m in rare.unsupported(s)), rare.unsupported(s)
