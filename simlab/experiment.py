@@ -63,7 +63,6 @@ SAMPLE_KEYS = ["method", "count", "ranges"]
 RANGE_KEYS = ["low", "high", "scale"]
 LEAD_COLUMNS = ["point_id", "replication", "seed"]
 TAIL_COLUMNS = ["error", "wall_s"]
-TIMING_COLUMNS = ("wall_s",)
 
 
 class SweepError(ScenarioError):

@@ -683,7 +683,3 @@ def slot_row(m: SlotModel) -> tuple:
         st.heartbeats,
         st.wakeups,
     )
-
-
-def simulate_slot(scenario: Scenario, slot: int, trace: bool = False) -> SlotModel:
-    return SlotModel(scenario, slot, trace).run()

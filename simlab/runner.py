@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -32,7 +32,6 @@ class Result:
     records: pd.DataFrame
     slots: pd.DataFrame | None = None
     trace: pd.DataFrame | None = None
-    warnings: list = field(default_factory=list)
 
     def __getitem__(self, key):
         return self.summary[key]
