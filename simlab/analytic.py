@@ -60,10 +60,6 @@ class RoundChain:
     S: np.ndarray  # S[h, h']: the round succeeds
     pi: np.ndarray  # stationary distribution of h before a round
 
-    @property
-    def fail(self) -> np.ndarray:
-        return self.F.sum(axis=1)
-
 
 def _packet(loss: Loss) -> tuple[np.ndarray, np.ndarray]:
     """Per-packet (lost, delivered) matrices: the chain steps, then loses by the new state."""

@@ -178,7 +178,6 @@ class FastSlot:
             "server": LossStream(s.link.down.loss, down_rng),
         }
         self.delay = {"client": s.link.up.delay, "server": s.link.down.delay}
-        self.rounds = 0
         self.last_rounds = 0  # rounds the previous connection needed: the next one's first guess
 
     # -- one direction ------------------------------------------------------------------------
