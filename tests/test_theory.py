@@ -330,3 +330,53 @@ def test_garwood_interval_level():
     assert wide[0] < narrow[0] < 5 < narrow[1] < wide[1]
     with pytest.raises(ValueError):
         poisson_interval(-1, 1.0)
+
+
+# -- NAT survival ---------------------------------------------------------------------------------
+
+
+def test_nat_survival_closed_forms():
+    from simlab.theory import nat_survival
+
+    # one lost heartbeat at 30 s makes a 60 s silence: expired (a refresh at the expiry is late)
+    r = nat_survival(30, 60, 0.1)
+    assert r.p_gap_too_long == pytest.approx(0.1) and not r.survives
+    assert r.mean_time_to_expiry == pytest.approx(30 * 0.9 / 0.1 + 60)
+    assert nat_survival(30, 25).mean_time_to_expiry == 25  # the first silence already too long
+    assert nat_survival(30, 60, 0.0, 0.5).survives  # gaps of 15..45 s never reach 60 s
+    # jitter: two heartbeats' sum in [48, 72] s reaches 60 s half the time
+    j = nat_survival(30, 60, 0.1, 0.2)
+    assert j.p_gap_too_long == pytest.approx(0.9 * 0.1 * 0.5 + 0.1**2, rel=1e-3)
+
+
+@pytest.mark.parametrize("loss, jitter", [(0.1, 0.0), (0.15, 0.3)])
+def test_nat_survival_matches_the_model(loss, jitter):
+    import simlab
+    from simlab.theory import nat_survival
+
+    s = simlab.load_scenario(
+        {
+            "horizon": "20000s",
+            "connections": 8,
+            "seed": 41,
+            "heartbeat": {
+                "style": "oneway",
+                "initiator": "client",
+                "interval": "10s",
+                "jitter": jitter,
+            },
+            "detector": {"timeout": "25s"},
+            "link": {"transport": "datagram", "loss": loss, "delay": "40ms"},
+            "nat": {"idle_timeout": "20s"},
+        }
+    )
+    rec = simlab.simulate(s).records
+    opened = rec[rec.event == "open"].set_index(["slot", "connection"]).time
+    broke = (
+        rec[(rec.event == "break") & (rec.detail == "nat")].set_index(["slot", "connection"]).time
+    )
+    life = (broke - opened.loc[broke.index]).to_numpy()
+    theory = nat_survival(10, 20, loss, jitter)
+    assert len(life) > 300
+    se = life.std(ddof=1) / np.sqrt(len(life))
+    assert abs(life.mean() - theory.mean_time_to_expiry) < 4 * se
