@@ -30,7 +30,7 @@ import numpy as np
 from .distributions import Constant
 from .network import UDP_HEADER
 from .scenario import Loss, Scenario
-from .theory import nfd_s_qos
+from .theory import NatSurvival, nat_survival, nfd_s_qos
 
 ENGINE = "analytic"
 TIE = 1e-9  # relative: a deadline this close to an arrival is an ordering tie
@@ -124,6 +124,34 @@ def round_rule(s: Scenario) -> RoundRule:
     return RoundRule(m, m, T + delta, T + delta, d_ev, emit)
 
 
+def _nat_problems(s: Scenario) -> list[str]:
+    """What keeps the NAT's survival from being a renewal process this engine can solve."""
+    nat = s.nat
+    if nat.idle_timeout is None:
+        return []
+    out = []
+    if not isinstance(nat.idle_timeout, Constant):
+        out.append("nat.idle_timeout as a distribution (analytic: a constant timeout)")
+    if nat.refresh != "outbound":
+        out.append("nat.refresh: both (two refreshes per round; analytic: outbound)")
+    if s.app.rate > 0:
+        out.append("app.rate with a NAT (application traffic refreshes it)")
+    for name, d in (("uplink", s.link.up), ("downlink", s.link.down)):
+        if d.loss.model != "bernoulli":
+            out.append(f"link.{name}.loss: gilbert with a NAT (correlated refreshes)")
+    return out
+
+
+def nat_refresh_success(s: Scenario) -> float:
+    """Probability that a heartbeat round refreshes the mapping (outbound refresh)."""
+    hb, up, down = s.heartbeat, s.link.up.loss.p, s.link.down.loss.p
+    if hb.initiator == "client":  # the client's pings or heartbeats go out
+        return 1 - up
+    if hb.style == "pingpong":  # the server's ping must arrive for the client's pong to go out
+        return (1 - down) * (1 - up)
+    return 0.0  # the server's oneway heartbeats: nothing goes out
+
+
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` this engine cannot answer exactly (empty: it can)."""
     out = []
@@ -134,8 +162,7 @@ def unsupported(s: Scenario) -> list[str]:
         )
     if link.outages is not None:
         out.append("link.outages")
-    if s.nat.idle_timeout is not None:
-        out.append("nat.idle_timeout (NAT expiry)")
+    out += _nat_problems(s)
     if s.peer.stall is not None:
         out.append("peer.stall")
     if s.app.rate > 0 and det.liveness == "any":
@@ -364,19 +391,22 @@ def run(s: Scenario) -> dict:
             fp_hour = rate_s * 3600 / (1 + lat.mean / s.peer.crash.mtbf)
     else:
         rule = round_rule(s)
-        n_rounds, p_open, n_open = _reset_renewal(chain, rule.m0, rule.m)
-        # a connection lasts (N - m) T + A, or B if the first m0 rounds failed (then N = m0)
-        connected = (
-            T * (n_rounds - n_open)
-            - T * rule.m * (1 - p_open)
-            + rule.A * (1 - p_open)
-            + rule.B * p_open
-        )
-        r = s.reconnect.delay
-        fp_hour = 3600 / connected
-        rate_s = 1 / (connected + r)
-        duration = r
-        accuracy = 1 - r / (connected + r)
+        if not chain.F.any():  # no round can fail: no declaration, ever
+            fp_hour, rate_s, duration, accuracy = 0.0, 0.0, None, 1.0
+        else:
+            n_rounds, p_open, n_open = _reset_renewal(chain, rule.m0, rule.m)
+            # a connection lasts (N - m) T + A, or B if the first m0 rounds failed (N = m0)
+            connected = (
+                T * (n_rounds - n_open)
+                - T * rule.m * (1 - p_open)
+                + rule.A * (1 - p_open)
+                + rule.B * p_open
+            )
+            r = s.reconnect.delay
+            fp_hour = 3600 / connected
+            rate_s = 1 / (connected + r)
+            duration = r
+            accuracy = 1 - r / (connected + r)
     out |= {
         "fp_per_conn_hour": fp_hour,
         "mistake_rate_per_s": rate_s,
@@ -394,6 +424,31 @@ def run(s: Scenario) -> dict:
         out["overhead_bytes_per_conn_hour"] = out["overhead_msgs_per_conn_hour"] * (
             s.heartbeat.frame_bytes + UDP_HEADER
         )
+    if s.nat.idle_timeout is not None:
+        idle = s.nat.idle_timeout.value
+        success = nat_refresh_success(s)
+        if success > 0:
+            nat = nat_survival(T, idle, 1 - success, s.heartbeat.jitter)
+        else:  # never refreshed: it expires idle after the opening
+            nat = NatSurvival(False, 1.0, idle, 3600 / idle)
+        out |= {
+            "nat_survives": nat.survives,
+            "nat_gap_too_long_p": nat.p_gap_too_long,
+            "nat_mean_time_to_expiry_s": None if nat.survives else nat.mean_time_to_expiry,
+            "nat_expiries_per_mapping_hour": nat.expiries_per_hour,
+        }
+        if not nat.survives:  # breaks interleave with the detector: keep the NAT's figures only
+            keep = (
+                "scenario",
+                "nat_survives",
+                "nat_gap_too_long_p",
+                "nat_mean_time_to_expiry_s",
+                "nat_expiries_per_mapping_hour",
+            )
+            out = {k: v for k, v in out.items() if k in keep}
+            out["analytic_omitted"] = (
+                "the NAT mapping expires: false positives and detection need the simpy or fast engine"
+            )
     out = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in out.items()}
     out["engine"] = ENGINE
     out["seed"] = s.seed

@@ -32,8 +32,10 @@ class EngineRefusal(ScenarioError):
 def choose(scenario: Scenario) -> tuple[str, str]:
     """(engine, why) for ``auto``: analytic where it is exact, else fast where it covers, else simpy."""
     missing = analytic.unsupported(scenario)
-    if not missing:
+    if not missing and not analytic.run(scenario).get("analytic_omitted"):
         return "analytic", "exact: the scenario is a chain of heartbeat rounds over datagrams"
+    if not missing:
+        missing = ["the detector's figures when the NAT mapping expires"]
     why = "analytic does not cover: " + "; ".join(missing)
     outside = fast.unsupported(scenario)
     if not outside:

@@ -260,3 +260,55 @@ def test_the_detector_watching_the_peers_pings_agrees_with_the_model():
     assert abs(fp - a["fp_per_conn_hour"]) < Z * se
     # the client watches the server's pings, one packet per round: 0.95 * 0.05^2 per round
     assert a["mistake_rate_per_s"] == pytest.approx(0.95 * 0.05**2, rel=1e-9)
+
+
+# -- the NAT ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "heartbeat, loss",
+    [
+        ({"initiator": "server"}, {"uplink": {"loss": 0.1}, "downlink": {"loss": 0.05}}),
+        ({"initiator": "client", "style": "oneway"}, {"loss": 0.12}),
+    ],
+)
+def test_nat_expiry_agrees_with_the_model(heartbeat, loss):
+    s = scenario(
+        horizon="20000s",
+        connections=8,
+        seed=91,
+        heartbeat={"interval": "10s", **heartbeat},
+        detector={"timeout": "25s"},
+        link=loss,
+        nat={"idle_timeout": "20s"},
+    )
+    a = analytic.run(s)
+    assert a["nat_survives"] is False and "fp_per_conn_hour" not in a  # absent, not wrong
+    rec = simlab.simulate(s).records
+    opened = rec[rec.event == "open"].set_index(["slot", "connection"]).time
+    broke = (
+        rec[(rec.event == "break") & (rec.detail == "nat")].set_index(["slot", "connection"]).time
+    )
+    life = (broke - opened.loc[broke.index]).to_numpy()
+    mean, se = mean_and_se(life)
+    assert abs(mean - a["nat_mean_time_to_expiry_s"]) < Z * se
+
+
+def test_a_nat_that_survives_changes_nothing_and_auto_knows_when_it_does_not():
+    from simlab import engines
+
+    calm = scenario(
+        heartbeat={"interval": "10s"}, detector={"timeout": "25s"}, nat={"idle_timeout": "25s"}
+    )
+    out = analytic.run(calm)
+    assert out["nat_survives"] is True and out["fp_per_conn_hour"] == 0.0
+    assert engines.choose(calm)[0] == "analytic"
+    lossy = scenario(
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "25s"},
+        nat={"idle_timeout": "25s"},
+        link={"loss": 0.01},
+    )
+    assert engines.choose(lossy)[0] == "fast"
+    both = scenario(nat={"idle_timeout": "25s", "refresh": "both"})
+    assert any("refresh: both" in m for m in analytic.unsupported(both))
