@@ -189,7 +189,6 @@ def test_refuses_each_unsupported_feature_by_name():
     for feature in (
         "link.transport: tcp",
         "link.outages",
-        "nat.idle_timeout",
         "peer.stall",
         "peer.crash",
     ):
