@@ -250,14 +250,13 @@ def cmd_run(args) -> int:
             progress=args.progress,
         )
     summary = _clean(figures)
-    text = json.dumps(summary, indent=None if args.json else 2, default=_json_default)
     if args.out:
         out = Path(args.out)
         full = summary | {"parameters": flatten(to_dict(scenario))}
         write_atomic(out, json.dumps(full, indent=2, default=_json_default) + "\n")
         if records is not None:
             write_atomic(out.with_suffix(".records.csv"), records.to_csv(index=False))
-    print(text if args.json else format_table(figures))
+    print(json.dumps(summary, default=_json_default) if args.json else format_table(figures))
     return 0
 
 

@@ -29,6 +29,7 @@ from scipy.signal import lfilter
 
 from .metrics import summarize
 from .model import Stats
+from .network import give_up_after
 from .scenario import Loss, Scenario
 
 ENGINE = "fast"
@@ -227,24 +228,26 @@ class FastSlot:
             arrive[doomed:] = INF  # in order: nothing behind the doomed segment gets through
             at[doomed] = INF
             doomed_at = float(sent[doomed])
-            giveup_at = doomed_at + _full_ladder(float(rto[doomed]), tcp)
+            giveup_at = doomed_at + give_up_after(float(rto[doomed]), tcp)
         raw = arrive.copy()
         arrive = np.maximum.accumulate(arrive) if n else arrive
         return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
 
-    def _cut_after_death(self, d: Direction, death: float) -> np.ndarray:
-        """Arrivals of a sender that dies at ``death``: no transmission leaves after it.
-
-        Over TCP that also stops everything behind it (in-order delivery).
-        """
-        arrive = d.arrive.copy()
-        late = (d.at >= death) & np.isfinite(d.at)
-        if late.any():
-            if self.tcp:
-                arrive[int(np.argmax(late)) :] = INF
-            else:
-                arrive[late] = INF
+    def _drop(self, arrive: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+        """Arrivals with these messages lost; over TCP everything behind the first is held
+        back for good (in-order delivery)."""
+        if not dropped.any():
+            return arrive
+        arrive = arrive.copy()
+        if self.tcp:
+            arrive[int(np.argmax(dropped)) :] = INF
+        else:
+            arrive[dropped] = INF
         return arrive
+
+    def _cut_after_death(self, d: Direction, death: float) -> np.ndarray:
+        """Arrivals of a sender that dies at ``death``: no transmission leaves after it."""
+        return self._drop(d.arrive, (d.at >= death) & np.isfinite(d.at))
 
     # -- one connection -------------------------------------------------------------------------
 
@@ -339,7 +342,7 @@ class FastSlot:
                 elif self.tcp and d.src == D:  # dropped: never acknowledged, the sender gives up
                     transport.append(
                         (
-                            float(d.sent[i]) + _full_ladder(float(d.rto[i]), s.link.tcp),
+                            float(d.sent[i]) + give_up_after(float(d.rto[i]), s.link.tcp),
                             "tcp_timeout",
                         )
                     )
@@ -351,7 +354,7 @@ class FastSlot:
                     i = int(np.argmax(dead))
                     transport.append(
                         (
-                            float(d.sent[i]) + _full_ladder(float(d.rto[i]), s.link.tcp),
+                            float(d.sent[i]) + give_up_after(float(d.rto[i]), s.link.tcp),
                             "tcp_timeout",
                         )
                     )
@@ -405,16 +408,9 @@ class FastSlot:
         return float(r[gaps[0]] + idle) if len(gaps) else float(r[-1] + idle)
 
     def _cut_at_nat(self, d: Direction, arrive: np.ndarray, expiry: float) -> np.ndarray:
-        """Evidence that meets the expired mapping is dropped (and, in order, all behind it)."""
-        met = (self._crossings(d) >= expiry) & np.isfinite(self._crossings(d))
-        if not met.any():
-            return arrive
-        arrive = arrive.copy()
-        if self.tcp:
-            arrive[int(np.argmax(met)) :] = INF
-        else:
-            arrive[met] = INF
-        return arrive
+        """Evidence that meets the expired mapping is dropped."""
+        cross = self._crossings(d)
+        return self._drop(arrive, (cross >= expiry) & np.isfinite(cross))
 
     def _detector(self, t0, sigma, ev_seq, ev_stamp, ev_time):
         """Suspicion intervals [(start, end)], sorted, from the detector's deadlines."""
@@ -551,10 +547,6 @@ class FastSlot:
                 st.mistake_durations.append(next_open - t)
         self.records.append((self.slot, number, t, "close", None, None))
         return next_open
-
-
-def _full_ladder(rto: float, tcp) -> float:
-    return sum(min(rto * 2.0**i, tcp.max_rto) for i in range(tcp.max_retries + 1))
 
 
 def _rto_before(rtt: np.ndarray, once: np.ndarray, tcp) -> np.ndarray:

@@ -41,7 +41,7 @@ from simpy.core import NORMAL
 from . import rng as rngs
 from .detector import make_detector
 from .distributions import Exponential, Sampler, Uniforms
-from .network import TCP_HEADER, UDP_HEADER, DownPeriods, LossProcess, RtoEstimator
+from .network import TCP_HEADER, UDP_HEADER, DownPeriods, LossProcess, RtoEstimator, backoff
 from .scenario import Scenario
 
 INF = math.inf
@@ -543,7 +543,7 @@ class SlotModel:
         """Send times of a segment's transmissions: the first, then after each backoff."""
         tcp, times, t = self.s.link.tcp, [msg.sent], msg.sent
         for i in range(tcp.max_retries + 1):
-            t += min(msg.rto * (1 << i), tcp.max_rto)
+            t += backoff(msg.rto, i, tcp)
             times.append(t)
         return times  # the last entry is when the sender gives up
 

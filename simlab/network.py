@@ -41,6 +41,16 @@ class LossProcess:
         return self._u() < (self._lb if self._bad else self._lg)
 
 
+def backoff(rto: float, attempt: int, tcp: Tcp) -> float:
+    """Wait before retransmission number ``attempt + 1``: doubling from ``rto``, capped."""
+    return min(rto * (1 << attempt), tcp.max_rto)
+
+
+def give_up_after(rto: float, tcp: Tcp) -> float:
+    """From a segment's first send to giving up after ``max_retries`` retransmissions."""
+    return sum(backoff(rto, i, tcp) for i in range(tcp.max_retries + 1))
+
+
 class RtoEstimator:
     """Retransmission timeout, RFC 6298 smoothing with Linux's floor.
 
@@ -68,12 +78,10 @@ class RtoEstimator:
         self.rto = min(rto, self._cfg.max_rto)
 
     def backoff(self, attempt: int) -> float:
-        """Wait before retransmission number ``attempt + 1`` (exponential backoff, capped)."""
-        return min(self.rto * (1 << attempt), self._cfg.max_rto)
+        return backoff(self.rto, attempt, self._cfg)
 
     def give_up_after(self) -> float:
-        """From a segment's first send to giving up after ``max_retries`` retransmissions."""
-        return sum(self.backoff(i) for i in range(self._cfg.max_retries + 1))
+        return give_up_after(self.rto, self._cfg)
 
 
 class DownPeriods:

@@ -114,14 +114,14 @@ class _Setup:
 
 
 def _losses(rng, n, W, p, tilt, band) -> tuple[np.ndarray, np.ndarray]:
-    """Lost flags (n x W) drawn with the tilt in the band, and their log likelihood ratios."""
+    """Lost flags (n x W) drawn with the tilt in the band, and each draw's log likelihood ratio."""
     q = np.full(W, p)
     q[band] = tilt
     lost = rng.random((n, W)) < q
     with np.errstate(divide="ignore"):
         log_lost = np.log(p) - np.log(q) if p > 0 else np.where(q > 0, -np.inf, 0.0)
         log_ok = np.log1p(-p) - np.log1p(-q)
-    return lost, np.where(lost, log_lost, log_ok).sum(axis=1)
+    return lost, np.where(lost, log_lost, log_ok)
 
 
 def _windows(setup: _Setup, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -130,21 +130,15 @@ def _windows(setup: _Setup, rng: np.random.Generator, n: int) -> np.ndarray:
     T, jitter = s.heartbeat.interval, s.heartbeat.jitter
     gaps = T * (1 + jitter * (2 * rng.random((n, W)) - 1)) if jitter else np.full((n, W), T)
     sigma = np.cumsum(gaps, axis=1)
-    lost1, logw = _losses(rng, n, W, setup.first.loss.p, setup.tilt_first, setup.band)
+    lost1, ratio1 = _losses(rng, n, W, setup.first.loss.p, setup.tilt_first, setup.band)
+    logw = ratio1.sum(axis=1)
     arrive = np.where(lost1, np.inf, sigma + setup.first.delay.sample(rng, n * W).reshape(n, W))
     if setup.pingpong:
-        lost2, _ = _losses(rng, n, W, setup.second.loss.p, setup.tilt_second, setup.band)
+        lost2, ratio2 = _losses(rng, n, W, setup.second.loss.p, setup.tilt_second, setup.band)
         # a lost ping sends no pong: that pong's draw does not happen and carries no weight
-        q2 = np.full(W, setup.second.loss.p)
-        q2[setup.band] = setup.tilt_second
-        p2 = setup.second.loss.p
-        with np.errstate(divide="ignore"):
-            log_lost2 = np.log(p2) - np.log(q2) if p2 > 0 else np.where(q2 > 0, -np.inf, 0.0)
-            log_ok2 = np.log1p(-p2) - np.log1p(-q2)
-        logw += np.where(lost1, 0.0, np.where(lost2, log_lost2, log_ok2)).sum(axis=1)
-        arrive = np.where(
-            lost1 | lost2, np.inf, arrive + setup.second.delay.sample(rng, n * W).reshape(n, W)
-        )
+        logw += np.where(lost1, 0.0, ratio2).sum(axis=1)
+        delay2 = setup.second.delay.sample(rng, n * W).reshape(n, W)
+        arrive = np.where(lost1 | lost2, np.inf, arrive + delay2)
     counts = _s_transitions(setup, sigma, arrive, sigma[:, B - 1], sigma[:, B])
     return counts * np.exp(logw)
 
