@@ -179,3 +179,10 @@ class Uniforms:
         value = self._buf[self._i]
         self._i += 1
         return value
+
+
+def scaled(dist: Distribution, factor: float) -> Distribution:
+    """The same family with every duration parameter multiplied by ``factor`` (shapes kept)."""
+    cls, names = FAMILIES[dist_name(dist)]
+    params = dist_params(dist)
+    return cls(*(params[p] if p in DIMENSIONLESS else params[p] * factor for p in names))

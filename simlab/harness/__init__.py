@@ -1,0 +1,15 @@
+"""The real-socket harness: the scenario's heartbeats over real TCP with the `websockets` library.
+
+One process, one event loop runs both ends of every connection and the
+impairments, so ground truth (when a peer crashed, when a link went down) is
+known exactly. The detector is :mod:`simlab.detector`'s pure state machine,
+driven with the event loop's clock; the timing logic exists once.
+
+- :mod:`.scale` shrinks a scenario's durations (``--time-scale``);
+- :mod:`.nat` the NAT idle-expiry rule, shared by the proxy and the netns inference;
+- :mod:`.endpoint` heartbeats and the detector on a live connection;
+- :mod:`.proxy` the portable backend: an asyncio relay on 127.0.0.1;
+- :mod:`.netns` the Linux backend: namespaces, veths, a netfilter NAT, nftables loss;
+- :mod:`.accounting` raw events -> the model's records and counters -> metrics;
+- :mod:`.run` one harness run; :mod:`.load` the 5,000-connection load test.
+"""

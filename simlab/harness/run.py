@@ -1,0 +1,344 @@
+"""One harness run: every connection slot of a (scaled) scenario over real sockets.
+
+Each slot keeps one connection open at a time, as in the model: it connects,
+the detecting side runs :class:`~.endpoint.Heartbeats` (or the library's own
+keepalive), faults are injected on the slot's schedule (crashes per connection,
+outages and stalls per slot, drawn from the same kind of SeedSequence streams as
+the model's), and after a declaration the slot reconnects after the scenario's
+delay (once any outage is over, the model's convention). Both ends run in this
+process, so the moment of every injected fault is known exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+from ..distributions import Exponential, Sampler
+from ..network import DownPeriods
+from ..rng import stream
+from .accounting import account
+from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
+
+POLICIES = ("detector", "websockets-native")
+
+
+@dataclass(eq=False)
+class Conn:
+    """One harness connection and what the path did to it."""
+
+    slot: int
+    number: int
+    started: float = math.nan  # connect() called (the NAT mapping's birth)
+    opened: float = math.nan
+    client: object = None
+    server: object = None
+    server_ready: asyncio.Future | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    crashed: bool = False
+    hb: Heartbeats | None = None
+    nat_idle: float | None = None
+    crossings: list = field(default_factory=list)  # proxy: exact NAT crossings
+    activity: list = field(default_factory=list)  # netns: client-side sends and receives
+    port: int = 0
+    closed_at: float = math.nan
+
+
+class HarnessRun:
+    """Runs ``scenario`` (already scaled) on ``backend``; :meth:`main` returns raw events."""
+
+    def __init__(self, scenario, backend, policy: str = "detector"):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        self.s = scenario
+        self.backend = backend
+        self.policy = policy
+        self.events: list[tuple] = []
+        self.conns: list[Conn] = []
+        self.by_port: dict[int, Conn] = {}
+        self.by_path: dict[str, Conn] = {}
+        self.D = scenario.detector_side
+        s = scenario
+        n, h = s.connections, s.horizon
+        o, st = s.link.outages, s.peer.stall
+        self.outages = [
+            DownPeriods(o.mtbf, o.duration, h, stream(s.seed, i, "outages")) if o else None
+            for i in range(n)
+        ]
+        self.stalls = [
+            DownPeriods(st.mtbf, st.duration, h, stream(s.seed, i, "stalls")) if st else None
+            for i in range(n)
+        ]
+        self.stalled = [False] * n
+        self.current: list[Conn | None] = [None] * n
+
+    # -- clock and records ----------------------------------------------------------
+
+    def now(self) -> float:
+        return self.loop.time() - self.offset
+
+    def record(self, conn: Conn, event: str, detail=None, value=None, t: float | None = None):
+        self.events.append((conn.slot, conn.number, self.now() if t is None else t, event, detail, value))
+
+    def record_slot(self, slot: int, event: str) -> None:
+        self.events.append((slot, 0, self.now(), event, None, None))
+
+    async def sleep_until(self, t: float) -> None:
+        delay = t - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # -- the run --------------------------------------------------------------------
+
+    async def main(self) -> list[tuple]:
+        try:
+            return await self._main()
+        finally:
+            await self.backend.stop()
+
+    async def _main(self) -> list[tuple]:
+        self.loop = asyncio.get_running_loop()
+        self.rtt = None
+        self.offset = self.loop.time()
+        s = self.s
+        native = self.policy == "websockets-native" and self.D == "server"
+        await self.backend.start(self)
+        server_sock = self.backend.server_socket()
+        async with serve(
+            self._handler,
+            sock=server_sock,
+            create_connection=WatchedServer,
+            compression=None,
+            ping_interval=s.heartbeat.interval if native else None,
+            ping_timeout=s.ack_timeout if native else None,
+            close_timeout=1,
+        ):
+            if hasattr(self.backend, "probe_rtt"):
+                self.rtt = await self.backend.probe_rtt(self)
+            self.offset = self.loop.time()  # time 0: every slot starts now
+            try:
+                await asyncio.gather(*(self._slot(i) for i in range(s.connections)))
+            finally:
+                for conn in self.conns:
+                    self._teardown(conn)
+        return self.events
+
+    async def _slot(self, i: int) -> None:
+        s = self.s
+        tasks = []
+        if self.stalls[i] is not None:
+            tasks.append(asyncio.create_task(self._stall_driver(i)))
+        if self.outages[i] is not None and hasattr(self.backend, "outage"):
+            tasks.append(asyncio.create_task(self._outage_driver(i)))
+        crash = Sampler(Exponential(s.peer.crash.mtbf), stream(s.seed, i, "crash"), 16) if s.peer.crash else None
+        jitter = stream(s.seed, i, "jitter")
+        number = 0
+        try:
+            while self.now() < s.horizon:
+                end = self.outages[i].end_if_down(self.now()) if self.outages[i] else None
+                if end is not None:
+                    await self.sleep_until(end)
+                    continue
+                number += 1
+                conn = Conn(i, number)
+                self.conns.append(conn)
+                if not await self._open(conn, jitter):
+                    await asyncio.sleep(s.reconnect.delay)
+                    continue
+                if crash is not None:
+                    self.loop.call_at(
+                        self.offset + conn.opened + crash(),
+                        lambda c=conn: self.loop.create_task(self._crash(c)),
+                    )
+                remaining = s.horizon - self.now()
+                try:
+                    await asyncio.wait_for(conn.ended.wait(), max(remaining, 0))
+                except TimeoutError:
+                    pass
+                if not conn.ended.is_set():
+                    self._end(conn, "horizon")
+                    break
+                await self.sleep_until(conn.closed_at + s.reconnect.delay)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _open(self, conn: Conn, jitter) -> bool:
+        s, i = self.s, conn.slot
+        path = f"/s{i}/c{conn.number}"
+        conn.server_ready = self.loop.create_future()
+        self.by_path[path] = conn
+        sock, (host, port) = self.backend.client_socket(i)
+        conn.port = sock.getsockname()[1]
+        self.by_port[conn.port] = conn
+        conn.started = self.now()
+        native = self.policy == "websockets-native" and self.D == "client"
+        try:
+            await asyncio.wait_for(self.loop.sock_connect(sock, (host, port)), 5)
+            ws = await connect(
+                f"ws://{host}:{port}{path}",
+                sock=sock,
+                proxy=None,
+                compression=None,
+                create_connection=WatchedClient,
+                ping_interval=s.heartbeat.interval if native else None,
+                ping_timeout=s.ack_timeout if native else None,
+                open_timeout=5,
+                close_timeout=1,
+            )
+            await asyncio.wait_for(conn.server_ready, 5)
+        except (OSError, TimeoutError, asyncio.TimeoutError, Exception) as exc:
+            sock.close()
+            self.record(conn, "connect_failed", type(exc).__name__)
+            return False
+        conn.client = ws
+        conn.opened = self.now()
+        self.current[i] = conn
+        self.record(conn, "open")
+        log = self.backend.nat_log(conn)
+        if log is not None:  # netns: the kernel's NAT; when it expired is read off this log
+            conn.nat_idle = self.backend.nat_timeout
+            log.append(conn.started)
+            ws.on_activity = lambda: log.append(self.now())
+        d_ws = conn.server if self.D == "server" else conn.client
+        p_ws = conn.client if self.D == "server" else conn.server
+        d_ws.on_lost = lambda exc: self._lost(conn, exc)
+        d_ws.on_fail = lambda code, reason: self._declare(conn, "detector")
+        if self.stalled[i]:
+            p_ws.transport.pause_reading()
+        if self.policy == "detector":
+            conn.hb = Heartbeats(
+                s,
+                d_ws,
+                self.now,
+                lambda event, detail=None, value=None: self.record(conn, event, detail, value),
+                lambda by: self._declare(conn, by),
+                jitter,
+            )
+            conn.hb.start()
+        for ws_, is_d in ((d_ws, True), (p_ws, False)):
+            self.loop.create_task(self._drain(conn, ws_, is_d))
+        return True
+
+    async def _handler(self, ws) -> None:
+        if ws.request.path == "/probe":  # the backend's RTT probe
+            await ws.wait_closed()
+            return
+        conn = self.by_path.get(ws.request.path)
+        if conn is None or conn.server_ready.done():
+            await ws.close()
+            return
+        conn.server = ws
+        conn.server_ready.set_result(None)
+        await ws.wait_closed()
+
+    async def _drain(self, conn: Conn, ws, is_d: bool) -> None:
+        """Consume application messages (so flow control never blocks pongs)."""
+        try:
+            async for _ in ws:
+                if is_d and conn.hb is not None:
+                    conn.hb.message()
+        except Exception:
+            pass
+
+    # -- what happens to a connection ----------------------------------------------------
+
+    async def _crash(self, conn: Conn) -> None:
+        if conn.ended.is_set():
+            return
+        await self.backend.crash(conn)  # the break is real once the path drops everything
+        if not conn.ended.is_set():
+            self.record(conn, "break", "crash")
+
+    def _lost(self, conn: Conn, exc) -> None:
+        """The detecting side's socket failed (an RST, or TCP gave up)."""
+        if conn.ended.is_set():
+            return
+        cause = transport_cause(exc)
+        if cause == "tcp_timeout":
+            self.record(conn, "break", "tcp_timeout")
+        self._declare(conn, cause)
+
+    def _declare(self, conn: Conn, by: str) -> None:
+        if conn.ended.is_set():
+            return
+        self.record(conn, "declare", by)
+        self._end(conn, None)
+
+    def _end(self, conn: Conn, why: str | None) -> None:
+        t = self.now() if why is None else min(self.now(), self.s.horizon)
+        self.record(conn, "close", why, t=t)
+        conn.closed_at = t
+        conn.ended.set()
+        self._teardown(conn)
+
+    def _teardown(self, conn: Conn) -> None:
+        if conn.hb is not None:
+            conn.hb.stop()
+        for ws in (conn.client, conn.server):
+            if ws is not None and ws.transport is not None:
+                ws.on_lost = ws.on_fail = None
+                ws.transport.abort()
+        self.backend.end(conn)
+
+    async def _stall_driver(self, i: int) -> None:
+        periods = self.stalls[i]
+        for start, end in zip(periods.starts, periods.ends):
+            await self.sleep_until(start)
+            self.stalled[i] = True
+            self._peer_reading(i, False)
+            await self.sleep_until(end)
+            self.stalled[i] = False
+            self._peer_reading(i, True)
+
+    def _peer_reading(self, i: int, on: bool) -> None:
+        conn = self.current[i]
+        if conn is None or conn.ended.is_set():
+            return
+        ws = conn.client if self.D == "server" else conn.server
+        if ws is not None and ws.transport is not None and not ws.transport.is_closing():
+            (ws.transport.resume_reading if on else ws.transport.pause_reading)()
+
+    async def _outage_driver(self, i: int) -> None:
+        periods = self.outages[i]
+        for start, end in zip(periods.starts, periods.ends):
+            await self.sleep_until(start)
+            await self.backend.outage(i, True)
+            self.record_slot(i, "outage_start")
+            await self.sleep_until(end)
+            await self.backend.outage(i, False)
+            self.record_slot(i, "outage_end")
+
+
+@dataclass
+class HarnessResult:
+    """What the harness measured: the figures, the records and what was run."""
+
+    summary: dict
+    records: object  # DataFrame in the model's record schema (plus ping/pong rows)
+    info: dict
+
+
+def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
+    """Run the scaled ``scenario`` on ``backend`` and account for it like the model."""
+    started = time.perf_counter()
+    run = HarnessRun(scenario, backend, policy)
+    events = asyncio.run(run.main())
+    nat = {}
+    for conn in run.conns:
+        if conn.nat_idle is not None:
+            log = conn.crossings if backend.nat_log(conn) is None else conn.activity
+            nat[(conn.slot, conn.number)] = (conn.started, conn.nat_idle, log)
+    summary, records = account(scenario, events, nat)
+    summary["engine"] = f"harness-{backend.name}"
+    summary["policy"] = policy
+    summary["wall_s"] = time.perf_counter() - started
+    info = {"backend": backend.name, "policy": policy, "rtt_s": run.rtt}
+    if getattr(backend, "nat_timeout", None) is not None:
+        info["kernel_nat_timeout_s"] = backend.nat_timeout
+    return HarnessResult(summary, records, info)
