@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .io import write_atomic
-from .validate import Problem, ScenarioError, load, parse_sets
+from .validate import Problem, ScenarioError, parse_sets
 
 EXIT_BAD_INPUT = 2
 
@@ -29,7 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate a scenario file and print its figures")
-    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario YAML file (optional with --preset/--network: the built-in defaults)",
+    )
+    _preset_options(run)
     run.add_argument(
         "--set",
         action="append",
@@ -109,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--dask-local", action="store_true", help="start a Dask LocalCluster")
     sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep's CSV")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    _preset_options(sw, "the base scenario")
 
     panel = sub.add_parser(
         "validate",
@@ -125,18 +131,40 @@ def _parser() -> argparse.ArgumentParser:
     panel.add_argument("--quick", action="store_true", help="a shorter horizon: a smoke run")
 
     val = sub.add_parser("check", help="check a scenario file and print its resolved settings")
-    val.add_argument("scenario")
+    val.add_argument("scenario", nargs="?")
+    _preset_options(val)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return p
 
 
+def _preset_options(parser: argparse.ArgumentParser, what: str = "the scenario") -> None:
+    """--preset and --network: partial scenarios from data/*.csv applied on top of a file."""
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"a library's heartbeat defaults applied to {what} (simlab presets lists them)",
+    )
+    parser.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"a network path's link and middlebox keys applied to {what} (repeatable, in order)",
+    )
+
+
 def _load(args):
+    """The scenario: defaults < file < --preset < --network < --set (then --seed, --connections)."""
+    from .presets import load_layered
+
     overrides = parse_sets(args.set)
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
     if getattr(args, "connections", None) is not None:
         overrides["connections"] = args.connections
-    scenario, warnings = load(args.scenario, overrides)
+    scenario, warnings = load_layered(
+        args.scenario, preset=args.preset, networks=args.network, overrides=overrides
+    )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return scenario
@@ -377,12 +405,14 @@ def cmd_configure(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from .presets import describe
     from .scenario import flatten, to_dict
 
     scenario = _load(args)
     for key, value in flatten(to_dict(scenario)).items():
         print(f"{key} = {value}")
-    print(f"ok: {args.scenario} (detector side: {scenario.detector_side})", file=sys.stderr)
+    where = describe(args.scenario, args.preset, args.network)
+    print(f"ok: {where} (detector side: {scenario.detector_side})", file=sys.stderr)
     return 0
 
 

@@ -272,6 +272,8 @@ def load_layered(
             "simlab",
         )
     keys = layered(preset, networks, overrides)
+    if source is None and "name" not in keys:  # name the run after what it is made of
+        keys = {"name": "+".join([*([preset] if preset else []), *networks])} | keys
     try:
         return load({} if source is None else source, keys)
     except ScenarioError as exc:
