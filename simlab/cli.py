@@ -134,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("scenario", nargs="?")
     _preset_options(val)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    pre = sub.add_parser(
+        "presets", help="list the --preset and --network presets: settings, caveats, sources"
+    )
+    pre.add_argument("names", nargs="*", metavar="NAME", help="only these presets")
+    pre.add_argument("--json", action="store_true", help="print one JSON list")
     return p
 
 
@@ -289,13 +295,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiment import load_sweep, run_sweep
+    from .experiment import run_sweep
+    from .presets import describe, load_sweep
 
     if args.workers is not None and args.workers < 1:
         raise ScenarioError(
             [Problem("--workers", f"{args.workers}: must be at least 1")], "simlab sweep"
         )
-    spec = load_sweep(args.sweep)
+    spec = load_sweep(args.sweep, preset=args.preset, networks=args.network)
+    text = Path(args.sweep).read_text()
+    if args.preset or args.network:  # the meta file says what the base scenario got
+        text += f"\n# {describe('base scenario', args.preset, args.network)}\n"
     outcome = run_sweep(
         spec,
         args.out,
@@ -304,7 +314,7 @@ def cmd_sweep(args) -> int:
         dask_local=args.dask_local,
         resume=args.resume,
         progress=not args.quiet,
-        sweep_text=Path(args.sweep).read_text(),
+        sweep_text=text,
     )
     out = Path(args.out)
     print(
@@ -416,6 +426,16 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_presets(args) -> int:
+    from .presets import listing, to_json
+
+    if args.json:
+        print(json.dumps(to_json(args.names)))
+    else:
+        print(listing(args.names), end="")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .panel import format_table as panel_table
     from .panel import parse_engines, run_panel, to_json
@@ -437,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "configure": cmd_configure,
             "validate": cmd_validate,
+            "presets": cmd_presets,
         }
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -309,7 +309,10 @@ def load_sweep(path: str | Path, *, preset: str | None = None, networks: Sequenc
                 base = None  # left as the path: parse_sweep reports it with the sweep's problems
         if isinstance(base, dict):
             raw["base"] = apply(base, preset, networks)
-    return parse_sweep(raw, str(path), path.parent)
+    try:
+        return parse_sweep(raw, str(path), path.parent)
+    except ScenarioError as exc:  # say that the base got presets
+        raise type(exc)(exc.problems, describe(path, preset, networks)) from None
 
 
 # -- simlab presets ------------------------------------------------------------------------
@@ -335,9 +338,9 @@ _DURATION_KEYS = {
 
 
 def _duration(seconds: float) -> str:
-    """The largest unit that keeps the number whole (``350s``, ``124m``), else 3-4 digits."""
+    """The largest unit that keeps the number whole (``350s``, ``124m``; minutes from 10 on)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and (seconds / size).is_integer():
+        if seconds >= max(size, 600 * (size == 60)) and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
     return format_duration(seconds)
 
