@@ -169,7 +169,10 @@ def _load(args):
     if getattr(args, "connections", None) is not None:
         overrides["connections"] = args.connections
     scenario, warnings = load_layered(
-        args.scenario, preset=args.preset, networks=args.network, overrides=overrides
+        getattr(args, "scenario", None),
+        preset=getattr(args, "preset", None),
+        networks=getattr(args, "network", None) or [],
+        overrides=overrides,
     )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
