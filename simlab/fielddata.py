@@ -426,8 +426,10 @@ def middlebox_timeout(name: str, option: str = "middlebox") -> float:
 
 
 def keepalive_default(name: str, option: str = "preset") -> pd.Series:
+    """A library default's row by slug (``websockets-default``)."""
     return row("keepalive_defaults", name, option)
 
 
 def network(name: str, option: str = "network") -> pd.Series:
+    """A network preset's row by slug (``lte``, ``behind-alb``)."""
     return row("networks", name, option)

@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,6 +24,9 @@ from . import fielddata
 from .scenario import Scenario
 from .units import format_duration, parse_duration
 from .validate import Problem, ScenarioError, load, read_yaml, set_dotted
+
+if TYPE_CHECKING:  # experiment imports the engines; only sweeps need it
+    from .experiment import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,12 @@ def layered(
     return out
 
 
-def describe(source, preset=None, networks=(), overrides=None) -> str:
+def describe(
+    source: object,
+    preset: str | None = None,
+    networks: Sequence[str] = (),
+    overrides: dict[str, object] | None = None,
+) -> str:
     """``demo.yaml with --preset X --network Y --set k=v``: where a scenario came from."""
     parts = [str(source) if source is not None else "the built-in defaults"]
     flags = ([f"--preset {preset}"] if preset else []) + [f"--network {n}" for n in networks]
@@ -289,7 +298,9 @@ def apply(raw: dict, preset: str | None = None, networks: Sequence[str] = ()) ->
     return out
 
 
-def load_sweep(path: str | Path, *, preset: str | None = None, networks: Sequence[str] = ()):
+def load_sweep(
+    path: str | Path, *, preset: str | None = None, networks: Sequence[str] = ()
+) -> SweepSpec:
     """A sweep file whose base scenario gets the presets (before the sweep's own points)."""
     from .experiment import load_sweep as plain
     from .experiment import parse_sweep
