@@ -30,7 +30,10 @@ class _Watched:
     on_fail = None  # set by the harness: callable(code, reason) when the library fails it
     on_activity = None  # set by the harness: callable() on every read or write of the socket
 
+    last_rx = None  # loop time of the last bytes read (the handshake's end, right after connect)
+
     def data_received(self, data):
+        self.last_rx = self.loop.time()
         if self.on_activity is not None:
             self.on_activity()
         super().data_received(data)
@@ -99,6 +102,7 @@ class Heartbeats:
         self._timer: asyncio.TimerHandle | None = None
         self._beat: asyncio.TimerHandle | None = None
         self._offset = self.loop.time() - now()  # run time -> loop time
+        self.lateness: list[float] = []  # how late the event loop woke us: the clock's resolution
 
     def start(self) -> None:
         self._schedule_beat(self.now())
@@ -117,18 +121,20 @@ class Heartbeats:
         return hb.interval * (1 + hb.jitter * (2 * self.jitter() - 1))
 
     def _schedule_beat(self, after: float) -> None:
-        self._beat = self.loop.call_at(self._offset + after + self._interval(), self._send)
+        at = after + self._interval()
+        self._beat = self.loop.call_at(self._offset + at, self._send, at)
 
-    def _send(self) -> None:
+    def _send(self, due: float) -> None:
         if self.stopped:
             return
         t = self.now()
+        self.lateness.append(max(0.0, t - due))
         self.seq += 1
         seq = self.seq
         self.det.sent(t, seq)
         self.record("ping", None, seq)
         self.loop.create_task(self._ping(seq, t))
-        self._schedule_beat(t)
+        self._schedule_beat(due)  # drift-free, like the model's timer
         self._check()
 
     async def _ping(self, seq: int, sent_at: float) -> None:
@@ -163,4 +169,8 @@ class Heartbeats:
         if self._timer is not None:
             self._timer.cancel()
         if deadline != float("inf"):
-            self._timer = self.loop.call_at(self._offset + deadline, self._check)
+            self._timer = self.loop.call_at(self._offset + deadline, self._fire, deadline)
+
+    def _fire(self, deadline: float) -> None:
+        self.lateness.append(max(0.0, self.now() - deadline))
+        self._check()
