@@ -118,10 +118,7 @@ def quantile_test(model: np.ndarray, harness: np.ndarray, resolution: float) -> 
 def compare_samples(metric: str, model: list[float], harness: list[float], resolution: float = 0.0):
     """Two samples of a latency: quantiles within the clock's resolution; medians with intervals."""
     a, b = np.asarray(model, float), np.asarray(harness, float)
-    if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
-        p = None
-    else:
-        p = quantile_test(a, b, resolution)
+    p = None if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES else quantile_test(a, b, resolution)
     ma = (float(np.median(a)),) + _median_interval(a) if len(a) else (None, None, None)
     mb = (float(np.median(b)),) + _median_interval(b) if len(b) else (None, None, None)
     test = f"quantiles 10/50/90% within {resolution * 1000:.1f} ms"
@@ -195,12 +192,22 @@ def _pong_rtts_model(trace) -> list[float]:
 
 
 def compare(
-    model, harness, *, loss: bool, alpha: float = ALPHA, name: str = "check", resolution: float = 0.0
+    model,
+    harness,
+    *,
+    loss: bool,
+    alpha: float = ALPHA,
+    name: str = "check",
+    resolution: float = 0.0,
 ) -> CrossCheck:
     """Comparisons between a model :class:`~simlab.runner.Result` and a harness result."""
     ms, hs = model.summary, harness.summary
     em, eh = ms["connected_hours"], hs["connected_hours"]
-    out = [compare_rates("false positives /conn-h", ms["false_positives"], em, hs["false_positives"], eh)]
+    out = [
+        compare_rates(
+            "false positives /conn-h", ms["false_positives"], em, hs["false_positives"], eh
+        )
+    ]
     for cause in ("crash", "nat", "tcp_timeout"):
         key = f"breaks_{cause}"
         if ms[key] or hs[key]:
@@ -244,3 +251,293 @@ def model_side(scaled, *, connections: int, seed_offset: int = 1_000_003, trace:
 def describe_sides(harness_scn, model_scn, extra: dict) -> dict:
     """Exactly what ran on each side, for the output."""
     return {"harness": to_dict(harness_scn), "model": to_dict(model_scn), **extra}
+
+
+# -- one cross-check, end to end ------------------------------------------------------
+
+
+def harness_refusals(s, backend: str, policy: str) -> list:
+    """Why the harness cannot run ``s`` (as validation problems: key, value, what is allowed)."""
+    from .harness.netns import NetnsBackend
+    from .harness.proxy import ProxyBackend
+    from .validate import Problem
+
+    out = []
+    if s.link.transport != "tcp":
+        out.append(Problem("link.transport", "WebSockets run over TCP", s.link.transport))
+    if s.heartbeat.style != "pingpong":
+        out.append(
+            Problem(
+                "heartbeat.style", "the harness sends WebSocket pings: pingpong", s.heartbeat.style
+            )
+        )
+    if s.heartbeat.initiator == "both" or s.heartbeat.initiator != s.detector_side:
+        out.append(
+            Problem(
+                "heartbeat.initiator",
+                f"the harness's pinging side also detects: {s.detector_side} (detector.side)",
+                s.heartbeat.initiator,
+            )
+        )
+    if s.detector.on_declare != "reconnect":
+        out.append(
+            Problem(
+                "detector.on_declare",
+                "the harness closes and reconnects: reconnect",
+                s.detector.on_declare,
+            )
+        )
+    policy_kind = getattr(getattr(s.heartbeat, "policy", None), "kind", "fixed")
+    if policy_kind != "fixed":
+        out.append(
+            Problem("heartbeat.policy.kind", "the harness runs fixed heartbeats", policy_kind)
+        )
+    if policy == "websockets-native" and (s.detector.kind != "missed" or s.detector.missed.k != 1):
+        out.append(
+            Problem(
+                "detector",
+                "websockets' keepalive is a missed detector with k 1 and ack_timeout = ping_timeout "
+                "(set detector.kind: missed, detector.missed.k: 1, detector.missed.ack_timeout)",
+                f"kind {s.detector.kind}",
+            )
+        )
+    cls = NetnsBackend if backend == "netns" else ProxyBackend
+    out += [Problem("--backend", msg, backend) for msg in cls.refusals(s)]
+    return out
+
+
+def _with_delay(s, one_way: float):
+    from .distributions import Constant
+
+    r = dataclasses.replace
+    link = s.link
+    link = r(
+        link, up=r(link.up, delay=Constant(one_way)), down=r(link.down, delay=Constant(one_way))
+    )
+    return r(s, link=link)
+
+
+def run_crosscheck(
+    scenario,
+    *,
+    backend: str = "proxy",
+    time_scale: float = 0.05,
+    connections: int = 10,
+    model_connections: int | None = None,
+    policy: str = "detector",
+    alpha: float = ALPHA,
+    model_bug=None,
+) -> CrossCheck:
+    """Run ``scenario`` scaled by ``time_scale`` on the harness and on the model; compare.
+
+    ``model_bug`` (tests only) transforms the model's scenario before it runs, to
+    prove the comparison notices when the model is wrong.
+    """
+    from .distributions import Constant
+    from .harness.netns import NetnsBackend
+    from .harness.proxy import ProxyBackend
+    from .harness.run import run_harness
+    from .harness.scale import scale_scenario
+    from .validate import ScenarioError
+
+    problems = harness_refusals(scenario, backend, policy)
+    if problems:
+        raise ScenarioError(problems, scenario.name)
+    scaled = scale_scenario(scenario, time_scale)
+    notes = []
+    if backend == "netns" and scaled.nat.idle_timeout is not None:
+        seconds = NetnsBackend.nat_seconds(scaled)
+        if seconds != scaled.nat.idle_timeout.value:
+            notes.append(
+                f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the kernel's "
+                f"whole seconds: {seconds} s on both sides"
+            )
+        r = dataclasses.replace
+        scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    harness_scn = dataclasses.replace(scaled, connections=connections)
+    impl = NetnsBackend() if backend == "netns" else ProxyBackend()
+    harness = run_harness(harness_scn, impl, policy)
+    model_scn = scaled
+    if backend == "netns":
+        rtt = harness.info["rtt_s"]
+        model_scn = _with_delay(model_scn, rtt / 2)
+        notes.append(
+            f"model delay: half the measured RTT, {rtt * 1e6:.0f} us each way (no netem here)"
+        )
+    if model_bug is not None:
+        model_scn = model_bug(model_scn)
+    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
+    n_model = model_connections or max(200, 20 * connections)
+    model_scn, model = model_side(model_scn, connections=n_model, trace=loss)
+    check = compare(
+        model,
+        harness,
+        loss=loss,
+        alpha=alpha,
+        name=scenario.name,
+        resolution=harness.info["resolution_s"],
+    )
+    check.ran = describe_sides(
+        harness_scn,
+        model_scn,
+        {
+            "backend": backend,
+            "policy": policy,
+            "time_scale": time_scale,
+            "kernel_tcp": "min RTO 200 ms, max RTO 120 s, 15 retries (not scaled)",
+            "resolution_s": harness.info["resolution_s"],
+            "rtt_s": harness.info.get("rtt_s"),
+            "harness_wall_s": harness.summary["wall_s"],
+            "model_wall_s": model.summary["wall_s"],
+            "notes": notes,
+        },
+    )
+    return check
+
+
+def format_check(check: CrossCheck) -> str:
+    """The side-by-side table: metric, model, harness, test, p, verdict."""
+
+    def cell(v, lo, hi):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
+
+    lines = [
+        f"cross-check {check.name}: {check.ran.get('backend')} backend, policy {check.ran.get('policy')}, "
+        f"time scale {check.ran.get('time_scale')}, clock resolution {check.ran.get('resolution_s', 0) * 1000:.1f} ms",
+    ]
+    lines += [f"  note: {n}" for n in check.ran.get("notes", [])]
+    head = f"  {'metric':32} {'model (95% CI)':34} {'harness (95% CI)':34} {'p':>9}  verdict"
+    lines.append(head)
+    for row in check.rows():
+        p = "-" if row["p_value"] is None else f"{row['p_value']:.3g}"
+        lines.append(
+            f"  {row['metric']:32} {cell(row['model'], row['model_low'], row['model_high']):34} "
+            f"{cell(row['harness'], row['harness_low'], row['harness_high']):34} {p:>9}  {row['verdict']}"
+        )
+    verdict = "AGREE" if check.agree else "DISAGREE"
+    lines.append(
+        f"  verdict: {verdict} (each test at alpha {check.alpha:g} / {len(check.tested)} = {check.threshold:.3g})"
+    )
+    return "\n".join(lines)
+
+
+# -- the built-in panel ------------------------------------------------------------------
+
+_BASE = {
+    "horizon": "600s",
+    "seed": 11,
+    "reconnect": {"delay": "2s"},
+    "link": {"delay": {"dist": "constant", "value": "0s"}},
+}
+
+
+def _item(name, policy="detector", needs_loss=False, **sections):
+    return {
+        "name": name,
+        "policy": policy,
+        "needs_netns": needs_loss,
+        "scenario": {**_BASE, "name": name, **sections},
+    }
+
+
+# Unscaled settings; the panel runs them at PANEL_SCALE (600 s -> 24 s of wall time each).
+PANEL = [
+    _item(
+        "nat-below-interval",
+        heartbeat={"interval": "20s"},
+        detector={"kind": "timeout", "timeout": "50s"},
+        nat={"idle_timeout": "60s", "on_expiry": "drop"},
+    ),
+    _item(
+        "nat-above-interval-drop",
+        heartbeat={"interval": "90s"},
+        detector={"kind": "timeout", "timeout": "120s"},
+        nat={"idle_timeout": "60s", "on_expiry": "drop"},
+    ),
+    _item(
+        "nat-above-interval-reset",
+        heartbeat={"interval": "90s"},
+        detector={"kind": "timeout", "timeout": "120s"},
+        nat={"idle_timeout": "60s", "on_expiry": "reset"},
+    ),
+    _item(
+        "crash-detection",
+        heartbeat={"interval": "10s"},
+        detector={"kind": "timeout", "timeout": "25s"},
+        peer={"crash": {"mtbf": "120s"}},
+    ),
+    _item(
+        "loss-over-tcp",
+        needs_loss=True,
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "30s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "loss": {"model": "bernoulli", "p": 0.05},
+        },
+    ),
+    _item(
+        "outage-shorter-than-timeout",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "20s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "outages": {"mtbf": "60s", "duration": {"dist": "constant", "value": "4s"}},
+        },
+    ),
+    _item(
+        "outage-longer-than-timeout",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "20s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "outages": {"mtbf": "60s", "duration": {"dist": "constant", "value": "40s"}},
+        },
+    ),
+    _item(
+        "stalled-peer",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "15s"},
+        peer={
+            "stall": {
+                "mtbf": "40s",
+                "duration": {"dist": "lognormal", "median": "8s", "sigma": 0.7},
+            }
+        },
+    ),
+    _item(
+        "websockets-native",
+        policy="websockets-native",
+        heartbeat={"interval": "20s"},
+        detector={"kind": "missed", "missed": {"k": 1, "ack_timeout": "20s"}},
+        peer={"crash": {"mtbf": "120s"}},
+    ),
+]
+PANEL_SCALE = 0.04
+
+
+def run_panel(backend: str, *, connections: int = 10, only: list[str] | None = None, progress=None):
+    """The built-in panel on ``backend``: (name, CrossCheck or the reason it was skipped)."""
+    from .validate import load
+
+    out = []
+    for item in PANEL:
+        if only and item["name"] not in only:
+            continue
+        if item["needs_netns"] and backend != "netns":
+            out.append((item["name"], "skipped: packet loss needs the netns backend"))
+            continue
+        scenario, _ = load(item["scenario"])
+        check = run_crosscheck(
+            scenario,
+            backend=backend,
+            time_scale=PANEL_SCALE,
+            connections=connections,
+            policy=item["policy"],
+        )
+        if progress:
+            progress(format_check(check))
+        out.append((item["name"], check))
+    return out

@@ -47,7 +47,7 @@ def account(scenario, events: list[tuple], nat: dict) -> tuple[dict, pd.DataFram
     records: list[tuple] = []
     slots: dict[int, SimpleNamespace] = {}
     opens: dict[int, list[float]] = defaultdict(list)
-    for (slot, number), evs in lives.items():
+    for (slot, _), evs in lives.items():
         for ev in evs:
             if ev[3] == "open":
                 opens[slot].append(ev[2])

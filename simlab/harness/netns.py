@@ -50,7 +50,9 @@ def unavailable_reason() -> str | None:
     if not hasattr(os, "geteuid") or os.uname().sysname != "Linux":
         return "the netns backend needs Linux network namespaces"
     if os.geteuid() != 0:
-        return "the netns backend needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN); use --backend proxy"
+        return (
+            "the netns backend needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN); use --backend proxy"
+        )
     for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
         if shutil.which(tool) is None:
             return f"the netns backend needs `{tool}` (Debian package {package})"
@@ -132,14 +134,18 @@ table ip {TABLE} {{
 class Lab:
     """The three namespaces and the NAT between them; :meth:`close` removes every trace."""
 
-    def __init__(self, slots: int, nat_timeout: int | None, loss_up: float, loss_down: float, on_expiry: str):
+    def __init__(
+        self, slots: int, nat_timeout: int | None, loss_up: float, loss_down: float, on_expiry: str
+    ):
         reason = unavailable_reason()
         if reason:
             raise NetnsUnavailable(reason)
         if slots > 250 * 200:
             raise ValueError("at most 50,000 slots")
         self.tag = f"{os.getpid() % 100000:05d}{secrets.token_hex(1)}"[:7]
-        self.ns = {role: f"{PREFIX}{os.getpid()}-{self.tag}-{role}" for role in ("client", "nat", "server")}
+        self.ns = {
+            role: f"{PREFIX}{os.getpid()}-{self.tag}-{role}" for role in ("client", "nat", "server")
+        }
         self.slots = slots
         self.nat_timeout = nat_timeout
         self.created: list[str] = []
@@ -156,8 +162,36 @@ class Lab:
             self.created.append(name)
             _run("ip", "-n", name, "link", "set", "lo", "up")
         t = self.tag
-        _run("ip", "link", "add", f"sl{t}c", "netns", c, "type", "veth", "peer", "name", f"sl{t}a", "netns", n)
-        _run("ip", "link", "add", f"sl{t}s", "netns", s, "type", "veth", "peer", "name", f"sl{t}b", "netns", n)
+        _run(
+            "ip",
+            "link",
+            "add",
+            f"sl{t}c",
+            "netns",
+            c,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"sl{t}a",
+            "netns",
+            n,
+        )
+        _run(
+            "ip",
+            "link",
+            "add",
+            f"sl{t}s",
+            "netns",
+            s,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"sl{t}b",
+            "netns",
+            n,
+        )
         _run("ip", "-n", c, "addr", "add", f"{CLIENT_IP}/16", "dev", f"sl{t}c")
         batch = "".join(f"addr add {slot_address(i)}/16 dev sl{t}c\n" for i in range(self.slots))
         if batch:
@@ -170,9 +204,20 @@ class Lab:
         _run("ip", "-n", c, "route", "add", "default", "via", CLIENT_GW)
         _run("ip", "-n", s, "route", "add", "default", "via", NAT_OUT)
         _run("ip", "netns", "exec", n, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        _run("ip", "netns", "exec", n, "nft", "-f", "-", stdin=_ruleset(t, loss_up, loss_down, on_expiry))
+        _run(
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "nft",
+            "-f",
+            "-",
+            stdin=_ruleset(t, loss_up, loss_down, on_expiry),
+        )
         # conntrack's sysctls exist once the NAT rule has loaded it; both are per namespace
-        _run("ip", "netns", "exec", n, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_tcp_loose=0")
+        _run(
+            "ip", "netns", "exec", n, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_tcp_loose=0"
+        )
         if self.nat_timeout is not None:
             _run(
                 "ip", "netns", "exec", n, "sysctl", "-q", "-w",
@@ -241,7 +286,9 @@ class NetnsBackend:
             out.append(reason)
         for name, d in (("uplink", s.link.up), ("downlink", s.link.down)):
             if d.loss.model != "bernoulli":
-                out.append(f"link.{name}.loss.model: the netns backend loses packets independently (bernoulli), not {d.loss.model}")
+                out.append(
+                    f"link.{name}.loss.model: the netns backend loses packets independently (bernoulli), not {d.loss.model}"
+                )
         idle = s.nat.idle_timeout
         if idle is not None and type(idle).__name__ != "Constant":
             out.append("nat.idle_timeout: the kernel's NAT has one timeout; use a constant")
@@ -258,7 +305,12 @@ class NetnsBackend:
         self.run = run
         self.nat_timeout = self.nat_seconds(s)
         self.lab = await asyncio.to_thread(
-            Lab, s.connections, self.nat_timeout, s.link.up.loss.p, s.link.down.loss.p, s.nat.on_expiry
+            Lab,
+            s.connections,
+            self.nat_timeout,
+            s.link.up.loss.p,
+            s.link.down.loss.p,
+            s.nat.on_expiry,
         )
 
     def server_socket(self) -> socket.socket:
@@ -276,7 +328,16 @@ class NetnsBackend:
         return sock, (SERVER_IP, SERVER_PORT)
 
     async def crash(self, conn) -> None:
-        await self.lab.nft("add", "element", "ip", TABLE, "crashed", "{", f"{slot_address(conn.slot)} . {conn.port}", "}")
+        await self.lab.nft(
+            "add",
+            "element",
+            "ip",
+            TABLE,
+            "crashed",
+            "{",
+            f"{slot_address(conn.slot)} . {conn.port}",
+            "}",
+        )
 
     async def outage(self, slot: int, down: bool) -> None:
         verb = "add" if down else "delete"
@@ -291,7 +352,9 @@ class NetnsBackend:
 
         sock, (host, port) = self.client_socket(-1)
         await asyncio.wait_for(run.loop.sock_connect(sock, (host, port)), 5)
-        ws = await connect(f"ws://{host}:{port}/probe", sock=sock, proxy=None, compression=None, ping_interval=None)
+        ws = await connect(
+            f"ws://{host}:{port}/probe", sock=sock, proxy=None, compression=None, ping_interval=None
+        )
         rtts = []
         try:
             for _ in range(pings):

@@ -14,6 +14,7 @@ accounting, not the kernel; the netns backend checks the kernel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -30,10 +31,8 @@ def _rst(writer: asyncio.StreamWriter) -> None:
     """Close a leg with an RST (SO_LINGER 0), as a NAT answering an unknown flow does."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     writer.transport.abort()
 
 
@@ -45,7 +44,6 @@ class _Relay:
         self.w = {UP: server_w, DOWN: client_w}  # where each direction's bytes go
         self.release = {UP: 0.0, DOWN: 0.0}  # in-order delivery per direction
         self.dead = False
-        s = proxy.s
         idle = proxy.nat_idle[conn.slot]
         self.nat = NatMapping(proxy.now(), idle()) if idle is not None else None
         if self.nat is not None:

@@ -12,6 +12,7 @@ process, so the moment of every injected fault is known exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,9 @@ class HarnessRun:
         return self.loop.time() - self.offset
 
     def record(self, conn: Conn, event: str, detail=None, value=None, t: float | None = None):
-        self.events.append((conn.slot, conn.number, self.now() if t is None else t, event, detail, value))
+        self.events.append(
+            (conn.slot, conn.number, self.now() if t is None else t, event, detail, value)
+        )
 
     def record_slot(self, slot: int, event: str) -> None:
         self.events.append((slot, 0, self.now(), event, None, None))
@@ -136,7 +139,11 @@ class HarnessRun:
             tasks.append(asyncio.create_task(self._stall_driver(i)))
         if self.outages[i] is not None and hasattr(self.backend, "outage"):
             tasks.append(asyncio.create_task(self._outage_driver(i)))
-        crash = Sampler(Exponential(s.peer.crash.mtbf), stream(s.seed, i, "crash"), 16) if s.peer.crash else None
+        crash = (
+            Sampler(Exponential(s.peer.crash.mtbf), stream(s.seed, i, "crash"), 16)
+            if s.peer.crash
+            else None
+        )
         jitter = stream(s.seed, i, "jitter")
         number = 0
         try:
@@ -157,10 +164,8 @@ class HarnessRun:
                         lambda c=conn: self.loop.create_task(self._crash(c)),
                     )
                 remaining = s.horizon - self.now()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(conn.ended.wait(), max(remaining, 0))
-                except TimeoutError:
-                    pass
                 if not conn.ended.is_set():
                     self._end(conn, "horizon")
                     break
@@ -193,7 +198,7 @@ class HarnessRun:
                 close_timeout=1,
             )
             await asyncio.wait_for(conn.server_ready, 5)
-        except (OSError, TimeoutError, asyncio.TimeoutError, Exception) as exc:
+        except (OSError, TimeoutError, Exception) as exc:
             sock.close()
             self.record(conn, "connect_failed", type(exc).__name__)
             return False
@@ -291,7 +296,7 @@ class HarnessRun:
 
     async def _stall_driver(self, i: int) -> None:
         periods = self.stalls[i]
-        for start, end in zip(periods.starts, periods.ends):
+        for start, end in zip(periods.starts, periods.ends, strict=False):
             await self.sleep_until(start)
             self.stalled[i] = True
             self._peer_reading(i, False)
@@ -309,7 +314,7 @@ class HarnessRun:
 
     async def _outage_driver(self, i: int) -> None:
         periods = self.outages[i]
-        for start, end in zip(periods.starts, periods.ends):
+        for start, end in zip(periods.starts, periods.ends, strict=False):
             await self.sleep_until(start)
             await self.backend.outage(i, True)
             self.record_slot(i, "outage_start")

@@ -50,7 +50,9 @@ def scale_scenario(s: Scenario, factor: float) -> Scenario:
     outages = link.outages
     if outages is not None:
         outages = r(outages, mtbf=outages.mtbf * factor, duration=scaled(outages.duration, factor))
-    link = r(link, up=direction(link.up), down=direction(link.down), outages=outages, tcp=KERNEL_TCP)
+    link = r(
+        link, up=direction(link.up), down=direction(link.down), outages=outages, tcp=KERNEL_TCP
+    )
     nat = s.nat
     if nat.idle_timeout is not None:
         nat = r(nat, idle_timeout=scaled(nat.idle_timeout, factor))
