@@ -140,6 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("names", nargs="*", metavar="NAME", help="only these presets")
     pre.add_argument("--json", action="store_true", help="print one JSON list")
+
+    harness = sub.add_parser("harness", help="real-socket harness tools")
+    harness_sub = harness.add_subparsers(dest="harness_command", required=True)
+    from .harness import load as harness_load
+
+    harness_load.add_parser(harness_sub)
+    from .harness import commands as harness_commands
+
+    harness_commands.register(sub, harness_sub, _preset_options)
+    from .choose import add_parsers as add_choose_parsers
+
+    add_choose_parsers(sub)  # simlab choose, simlab report
     return p
 
 
@@ -451,6 +463,12 @@ def cmd_validate(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_crosscheck(args) -> int:
+    from .harness.commands import cmd_crosscheck as run
+
+    return run(args, _load)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -461,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
             "configure": cmd_configure,
             "validate": cmd_validate,
             "presets": cmd_presets,
+            "harness": lambda a: a.handler(a),  # each harness tool sets its own handler
+            "crosscheck": cmd_crosscheck,
+            "choose": lambda a: a.handler(a),
+            "report": lambda a: a.handler(a),
         }
         return commands[args.command](args)
     except ScenarioError as exc:
