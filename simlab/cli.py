@@ -130,6 +130,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     panel.add_argument("--quick", action="store_true", help="a shorter horizon: a smoke run")
 
+    storm = sub.add_parser("storm", help="simulate a fleet's reconnect storm (a kind: fleet file)")
+    storm.add_argument("fleet", help="fleet YAML file")
+    storm.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a dotted key, e.g. policy=full_jitter (repeatable)",
+    )
+    storm.add_argument("--seed", type=int, help="override the fleet's seed")
+    storm.add_argument("--clients", type=int, help="override the number of clients")
+    storm.add_argument("--json", action="store_true", help="print one JSON object")
+    storm.add_argument("--out", help="also write the JSON here (and the timeline as .timeline.csv)")
+
     val = sub.add_parser("check", help="check a scenario file and print its resolved settings")
     val.add_argument("scenario", nargs="?")
     _preset_options(val)
@@ -469,6 +483,12 @@ def cmd_crosscheck(args) -> int:
     return run(args, _load)
 
 
+def cmd_storm(args) -> int:
+    from .storm import run_command
+
+    return run_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -478,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "configure": cmd_configure,
             "validate": cmd_validate,
+            "storm": cmd_storm,
             "presets": cmd_presets,
             "harness": lambda a: a.handler(a),  # each harness tool sets its own handler
             "crosscheck": cmd_crosscheck,
