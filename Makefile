@@ -14,9 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The default question: a WebSocket service behind a 60 s-idle load balancer, users on home
+# Wi-Fi and LTE (examples/sweeps/default-question.yaml): sweep, report, answer.
+DEMO := default-question
+DEMO_QUESTION := --max-detection 60s --max-false-disconnects 2/conn-day --behind aws-alb
+
 demo: $(STAMP)
-	$(VENV)/bin/simlab run examples/demo.yaml --out out/demo.json
-	@echo "demo results written to out/demo.json (per-event records: out/demo.records.csv)"
+	rm -f out/$(DEMO).csv out/$(DEMO).summary.csv out/$(DEMO).meta.json
+	$(VENV)/bin/simlab sweep examples/sweeps/$(DEMO).yaml --out out/$(DEMO).csv
+	$(VENV)/bin/simlab report out/$(DEMO).csv --out reports/$(DEMO).html $(DEMO_QUESTION)
+	$(VENV)/bin/simlab choose out/$(DEMO).csv $(DEMO_QUESTION) || [ $$? -eq 1 ]
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check simlab tests examples

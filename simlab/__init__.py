@@ -15,10 +15,16 @@ from .scenario import Scenario
 from .validate import ScenarioError
 
 __version__ = "0.1.0"
+
+# the function, not the module: simlab.choose(sweep, max_detection=..., ...) for notebooks;
+# the module's other names: from simlab.choose import Choice, parse_rate, ...
+from .choose import choose  # noqa: E402
+
 __all__ = [
     "Result",
     "Scenario",
     "ScenarioError",
+    "choose",
     "load_scenario",
     "simulate",
     "sweep",

@@ -1,4 +1,4 @@
-"""Every example scenario loads without warnings and runs (shortened), and the demo is what make demo runs."""
+"""Every example scenario loads without warnings and runs (shortened), and make demo sweeps the default question."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def test_example_loads_and_runs(path):
     assert s.connections >= 10
 
 
-def test_makefile_demo_runs_the_demo_example():
-    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
-    assert "examples/demo.yaml" in makefile
+def test_makefile_demo_runs_the_default_question():
+    from simlab.experiment import load_sweep
+
+    root = Path(__file__).parent.parent
+    makefile = (root / "Makefile").read_text()
+    assert "DEMO := default-question" in makefile
+    spec = load_sweep(root / "examples" / "sweeps" / "default-question.yaml")
+    assert {"heartbeat.interval", "detector.timeout", "name"} <= set(spec.keys)

@@ -1,0 +1,314 @@
+"""The chooser against hand-built sweeps: a known optimum, upper bounds not point estimates,
+ties, the binding constraint, worst conditions, middleboxes, infeasible bounds, rate parsing,
+and the command's exit codes (0 an answer, 1 none, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import simlab
+from simlab.choose import Choice, ChooseError, choose, format_choice, parse_rate
+from simlab.cli import main
+from simlab.theory import poisson_interval
+
+from .sweeps_by_hand import frame, point, write
+
+PER_DAY = 1 / 24
+
+
+def optimum_points():
+    """B (20 s / 50 s) is the answer to: detection <= 60 s, false disconnects <= 1/conn-day.
+
+    A is dearer; C and D are cheaper but fail one bound each (C false disconnects, D
+    detection); E is cheaper and its point estimate meets the rate bound, its upper bound
+    does not.
+    """
+    return [
+        point(10, 30, fp=0),  # A
+        point(20, 50, fp=2),  # B
+        point(30, 50, fp=60),  # C: 0.06 per hour
+        point(30, 90, fp=0, p95=89),  # D
+        point(25, 45, fp=40),  # E: 0.04 per hour < 1/24, upper bound above it
+    ]
+
+
+def test_known_optimum_and_its_alternatives(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert isinstance(c, Choice) and c.feasible
+    assert c.recommendation.settings == {"heartbeat.interval": 20.0, "detector.timeout": 50.0}
+    assert [o.settings["heartbeat.interval"] for o in c.alternatives] == [10.0]
+    fd = c.recommendation.figures["false_disconnects_per_conn_hour"]
+    low, high = poisson_interval(4, 2000.0)
+    assert fd.value == pytest.approx(4 / 2000) and (fd.low, fd.high) == pytest.approx((low, high))
+    assert c.recommendation.deadline_s == 50.0 and c.recommendation.interval_s == 20.0
+
+
+def test_bounds_use_the_upper_confidence_bound(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    e = c.table[(c.table["heartbeat.interval"] == 25.0)].iloc[0]
+    assert e["false_disconnects_per_conn_hour_mean"] < PER_DAY  # the estimate would pass
+    assert e["false_disconnects_per_conn_hour_ci_high"] > PER_DAY  # its upper bound does not
+    assert not e["feasible"] and e["violations"] == "max_false_disconnects"
+    assert any("upper 95 % confidence bounds" in n for n in c.notes)
+    assert "upper 95% confidence bounds" in c.to_dict()["bounds_use"]
+
+
+def test_binding_constraints_name_the_cheaper_settings_they_exclude(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert c.binding == ("max_detection", "max_false_disconnects")
+    text = " ".join(c.binding_notes)
+    assert "--max-detection 89 s" in text  # relaxing it to D's bound would admit D
+    assert "heartbeat.interval = 25 s" in text  # E: the nearest cheaper one it excludes
+
+
+def test_no_binding_constraint_when_the_cheapest_setting_qualifies(tmp_path):
+    path = write(tmp_path, point(10, 30), point(20, 50))
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert c.recommendation.settings["heartbeat.interval"] == 20.0
+    assert c.binding == () and "cheapest setting in the sweep" in c.binding_notes[0]
+
+
+def test_a_tie_in_cost_goes_to_the_larger_margin(tmp_path):
+    b = point(20, 50, fp=2)
+    f = point(20, 40, fp=1, cost=20880 * 1.005)  # 0.5 % dearer: a tie, fewer false disconnects
+    c = choose(write(tmp_path, b, f), max_detection="60s", max_false_disconnects="1/conn-day")
+    assert c.recommendation.settings["detector.timeout"] == 40.0
+    # equal cost and false disconnects: the faster detection wins
+    g = point(20, 45, fp=2, p95=44)
+    c = choose(write(tmp_path / "g", b, g), max_detection="60s", max_false_disconnects="1/conn-day")
+    assert c.recommendation.settings["detector.timeout"] == 45.0
+    assert c.alternatives[0].settings["detector.timeout"] == 50.0
+
+
+def test_the_answer_does_not_depend_on_row_order(tmp_path):
+    points = optimum_points()
+    one = choose(write(tmp_path / "a", *points), max_detection=60, max_false_disconnects=PER_DAY)
+    two = choose(
+        write(tmp_path / "b", *points[::-1]), max_detection=60, max_false_disconnects=PER_DAY
+    )
+    assert one.recommendation.settings == two.recommendation.settings
+    assert one.binding == two.binding
+
+
+def test_each_setting_is_judged_by_its_worst_condition(tmp_path):
+    path = write(
+        tmp_path,
+        point(20, 50, fp=0, name="home-wifi"),
+        point(20, 50, fp=100, name="lte"),  # fails there
+        point(10, 30, fp=0, name="home-wifi"),
+        point(10, 30, fp=2, name="lte"),
+    )
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert c.recommendation.settings == {"heartbeat.interval": 10.0, "detector.timeout": 30.0}
+    assert c.recommendation.worst_condition == "lte"
+    assert any("name: home-wifi, lte" in n for n in c.notes)
+
+
+def test_middlebox_timeout_excludes_intervals_that_let_it_expire(tmp_path):
+    path = write(tmp_path, point(30, 50), point(55, 58, p95=57))
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day", nat_timeout="55s")
+    assert c.recommendation.settings["heartbeat.interval"] == 30.0
+    assert c.binding == ("middlebox",)
+    assert "55 s idle timeout" in c.binding_notes[0]
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day", behind="aws-alb")
+    assert c.recommendation.settings["heartbeat.interval"] == 55.0  # 55 s + 1 s < 60 s
+
+
+def test_a_lifetime_cap_cannot_be_met_by_any_heartbeat(tmp_path):
+    path = write(tmp_path, point(10, 30), point(20, 50))
+    c = choose(
+        path, max_detection="60s", max_false_disconnects="1/conn-day", behind="gcp-external-lb"
+    )
+    assert not c.feasible and c.unmet == ("middlebox",)
+    assert c.closest is None
+    assert any("no heartbeat setting helps" in n for n in c.notes)
+
+
+def test_infeasible_bound_says_which_and_what_the_closest_setting_costs(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    c = choose(path, max_detection="10s", max_false_disconnects="1/conn-day")
+    assert not c.feasible and c.recommendation is None and c.libraries == ()
+    assert c.unmet == ("max_detection",)
+    assert c.closest.settings == {"heartbeat.interval": 10.0, "detector.timeout": 30.0}
+    assert "--max-detection 29 s" in c.closest_note and "41,760" in c.closest_note
+    assert any("lowest upper bound in the sweep is 29 s" in n for n in c.notes)
+    text = format_choice(c)
+    assert "no setting in the sweep meets the bounds" in text and "closest:" in text
+
+
+def test_bounds_that_conflict_are_each_met_by_some_setting(tmp_path):
+    path = write(tmp_path, point(10, 30, fp=50), point(20, 90, fp=0, p95=89))
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert not c.feasible and c.unmet == ()
+    assert any("none meets max_detection and max_false_disconnects at once" in n for n in c.notes)
+
+
+def test_a_sweep_too_short_for_the_bound_says_so(tmp_path):
+    path = write(tmp_path, point(10, 30, fp=0, hours=100))
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-year")
+    assert not c.feasible
+    assert any("cannot show a rate as low as 1/conn-year" in n for n in c.notes)
+
+
+def test_summary_csv_and_dataframe_give_the_same_answer(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    from simlab import sweepdata
+
+    sweepdata.read(path).summary.to_csv(tmp_path / "other.summary.csv", index=False)
+    bounds = {"max_detection": "60s", "max_false_disconnects": "1/conn-day"}
+    a = choose(path, **bounds)
+    b = choose(tmp_path / "other.summary.csv", **bounds)
+    c = choose(frame(*optimum_points()), **bounds)
+    assert a.recommendation.settings == b.recommendation.settings == c.recommendation.settings
+
+
+def test_minimize_wakeups_and_the_library_settings(tmp_path):
+    path = write(tmp_path, *optimum_points())
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day", minimize="wakeups")
+    assert c.constraints.cost_key == "wakeups_per_conn_hour"
+    assert c.recommendation.cost == pytest.approx(3600 / 20)
+    libs = {lib.library: lib.options for lib in c.libraries}
+    assert libs["python websockets"] == {"ping_interval": 20.0, "ping_timeout": 30.0}
+    assert libs["gorilla/websocket (Go)"] == {"pingPeriod": 20.0, "pongWait": 50.0}
+    assert libs["Socket.IO (server options)"] == {"pingInterval": 20000, "pingTimeout": 30000}
+
+
+def test_package_exports_the_function():
+    assert simlab.choose is choose
+    assert "choose" in simlab.__all__
+
+
+@pytest.mark.parametrize(
+    ("text", "per_hour", "unit"),
+    [
+        ("1/conn-month", 1 / 720, "month"),
+        ("0.1/conn-day", 0.1 / 24, "day"),
+        ("2/conn-hour", 2.0, "hour"),
+        ("3 per conn-week", 3 / 168, "week"),
+        ("1/connection-months", 1 / 720, "month"),
+        ("1e-2/conn-h", 0.01, "hour"),
+        ("0.5/conn-year", 0.5 / 8760, "year"),
+        (0.25, 0.25, "hour"),
+    ],
+)
+def test_parse_rate(text, per_hour, unit):
+    rate = parse_rate(text)
+    assert rate.per_hour == pytest.approx(per_hour) and rate.unit == unit
+
+
+@pytest.mark.parametrize("text", ["1/fortnight", "abc", "-1/conn-day", "", "1/conn-", None, True])
+def test_parse_rate_rejects_with_what_is_allowed(text):
+    with pytest.raises(ValueError, match="N/conn-month"):
+        parse_rate(text)
+
+
+def test_parse_rate_rejects_a_negative_number():
+    with pytest.raises(ValueError, match=">= 0"):
+        parse_rate(-1.0)
+
+
+def test_bad_input_lists_every_problem_at_once(tmp_path):
+    with pytest.raises(ChooseError) as info:
+        choose(
+            tmp_path / "missing.csv",
+            max_detection="soon",
+            max_false_disconnects="1/fortnight",
+            nat_timeout="55s",
+            behind="aws-alb",
+            minimize="joules",
+        )
+    paths = [p.path for p in info.value.problems]
+    assert paths == [
+        "--max-detection",
+        "--max-false-disconnects",
+        "--behind",
+        "--minimize",
+        "sweep",
+    ]
+
+
+def test_a_csv_that_is_not_a_sweep_is_bad_input(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ChooseError, match="not a sweep's output"):
+        choose(tmp_path / "x.csv", max_detection="60s")
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_cli_prints_the_answer_and_exits_0(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    code = main(
+        ["choose", str(path), "--max-detection", "60s", "--max-false-disconnects", "1/conn-day"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "recommended: heartbeat.interval = 20 s, detector.timeout = 50 s" in out
+    assert "ping_interval=20, ping_timeout=30" in out
+    assert "pongWait=50" in out and "pingTimeout=30000" in out
+    assert "KeepAliveInterval=20, ClientTimeoutInterval=50" in out
+    assert "binding constraint" in out and "upper 95 % confidence bounds" in out
+
+
+def test_cli_json(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    args = ["choose", str(path), "--max-detection", "60", "--max-false-disconnects", "1/conn-day"]
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["feasible"] is True
+    assert doc["recommendation"]["settings"] == {
+        "heartbeat.interval": 20.0,
+        "detector.timeout": 50.0,
+    }
+    fd = doc["recommendation"]["figures"]["false_disconnects_per_conn_hour"]
+    assert fd["high"] > fd["value"] > fd["low"] > 0
+    assert doc["constraints"]["max_false_disconnects_per_conn_hour"] == pytest.approx(PER_DAY)
+    assert {lib["library"] for lib in doc["libraries"]} >= {
+        "python websockets",
+        "ASP.NET Core SignalR",
+    }
+    assert not any(isinstance(v, float) and math.isnan(v) for v in fd.values())
+
+
+def test_cli_infeasible_exits_1(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    code = main(
+        ["choose", str(path), "--max-detection", "5s", "--max-false-disconnects", "1/conn-day"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "cannot be met: max_detection" in captured.out
+    assert "exit 1" in captured.err
+
+
+def test_cli_bad_input_exits_2_without_a_traceback(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    code = main(
+        [
+            "choose",
+            str(path),
+            "--max-detection=-3s",
+            "--max-false-disconnects",
+            "lots",
+            "--behind",
+            "aws-albb",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "3 problem(s)" in err and "Traceback" not in err
+    assert "--max-false-disconnects: expected a count per connection-time" in err
+    assert "did you mean 'aws-alb'?" in err
+
+
+def test_cli_needs_a_bound(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    assert main(["choose", str(path), "--minimize", "joules"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-detection: missing" in err and "--minimize: 'joules'" in err

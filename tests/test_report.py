@@ -1,0 +1,356 @@
+"""The report: one self-contained file (every figure a data: URI, nothing fetched), the sections
+a team needs, the cross-check status, the command's exit codes, and a real headless Chromium
+that must show every figure without a console error (a screenshot is kept in
+out/test-artifacts/). Without chromium the browser tests skip, saying why, unless
+SIMLAB_REQUIRE_BROWSER=1 (CI), where a missing browser fails them."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from simlab import report as rep
+from simlab.cli import main
+
+from .sweeps_by_hand import meta, point, write
+
+ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "out" / "test-artifacts"
+QUESTION = {"max_detection": "60s", "max_false_disconnects": "1/conn-day", "behind": "aws-alb"}
+
+
+def points():
+    out = []
+    for name, extra in (("home-wifi", 0), ("lte", 3)):
+        for interval, timeout in ((10, 30), (20, 50), (30, 60), (55, 65), (60, 80)):
+            out.append(
+                point(
+                    interval,
+                    timeout,
+                    fp=extra + interval // 20,
+                    name=name,
+                    **{"link.outages.mtbf": 7200.0 if name == "lte" else 86400.0},
+                )
+            )
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_csv(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("sweep"), *points(), meta=meta())
+
+
+@pytest.fixture(scope="module")
+def built(sweep_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "r.html"
+    path, choice, why = rep.report(sweep_csv, out, **QUESTION)
+    return path, choice
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text of <style> blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.styles.append(data)
+
+
+def parse(text: str) -> Tags:
+    tags = Tags()
+    tags.feed(text)
+    return tags
+
+
+def test_one_self_contained_file(built):
+    path, _ = built
+    assert [p.name for p in path.parent.iterdir()] == ["r.html"]  # nothing beside it, no temp file
+    text = path.read_text()
+    tags = parse(text)
+    for tag, attrs in tags.tags:
+        for name in ("src", "href", "srcset", "action", "poster", "data"):
+            value = attrs.get(name) or ""
+            assert not value.lower().startswith(("http:", "https:", "//")), (tag, name, value)
+    assert not [t for t, _ in tags.tags if t in ("script", "link", "iframe", "object", "embed")]
+    css = "".join(tags.styles)
+    assert "@import" not in css and "url(" not in css and "@font-face" not in css
+    images = [a for t, a in tags.tags if t == "img"]
+    assert len(images) >= 5
+    for img in images:
+        assert img["src"].startswith("data:image/png;base64,")
+        assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert img.get("alt")
+    assert "http://" not in text and "https://" not in text
+
+
+def test_sections_and_content(built):
+    path, choice = built
+    text = path.read_text()
+    assert choice.feasible
+    for anchor in ("question", "answer", "scenario", "tradeoff", "middlebox", "sensitivity"):
+        assert f"id={anchor}" in text
+    assert "upper 95 % confidence bounds" in text
+    assert "Recommended: heartbeat.interval" in text
+    assert "ping_interval" in text and "pongWait" in text and "ClientTimeoutInterval" in text
+    assert "aws-alb" in text and "home-wifi" in text
+    assert "Not run." in text  # no cross-check given
+    for cite in (
+        "Chen, S. Toueg, M. K. Aguilera",
+        "Hayashibara",
+        "RFC 6298",
+        "RFC 5382",
+        "RFC 4787",
+    ):
+        assert cite in text
+    assert (
+        '<meta name="viewport"' in text and "@media print" in text and "@media (max-width" in text
+    )
+    assert "The base scenario" in text and "peer.crash.mtbf" in text  # from the meta's sweep
+
+
+def test_crosscheck_csv_and_json(sweep_csv, tmp_path):
+    rows = (
+        "check,metric,test,model,model_low,model_high,harness,harness_low,harness_high,"
+        "p_value,n_model,n_harness,verdict\n"
+        "nat-expiry,fp_per_conn_hour,poisson,0.1,0.05,0.2,0.12,0.04,0.3,0.8,10,3,agree\n"
+        "nat-expiry,detection_latency,ks,30,29,31,45,40,50,0.0001,100,20,DISAGREE\n"
+    )
+    (tmp_path / "cc.csv").write_text(rows)
+    text, _ = rep.build(sweep_csv, crosscheck=tmp_path / "cc.csv", **QUESTION)
+    assert "nat-expiry" in text and "DISAGREE" in text and "Not run." not in text
+    doc = [
+        {
+            "check": "k",
+            "agree": True,
+            "ran": {},
+            "comparisons": [{"metric": "m", "verdict": "agree"}],
+        }
+    ]
+    (tmp_path / "cc.json").write_text(json.dumps(doc))
+    text, _ = rep.build(sweep_csv, crosscheck=tmp_path / "cc.json", **QUESTION)
+    assert '<span class="ok">agree</span>' in text
+
+
+def test_without_bounds_the_figures_come_without_an_answer(sweep_csv):
+    text, choice = rep.build(sweep_csv)
+    assert choice is None
+    assert "No recommendation: no bounds were given." in text
+    assert text.count("<img") >= 4
+
+
+def test_an_infeasible_question_is_still_a_report(sweep_csv, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    code = main(
+        [
+            "report",
+            str(sweep_csv),
+            "--out",
+            str(out),
+            "--max-detection",
+            "5s",
+            "--max-false-disconnects",
+            "1/conn-day",
+        ]
+    )
+    assert code == 0 and "closest" in capsys.readouterr().out
+    assert "No setting in the sweep meets the bounds." in out.read_text()
+
+
+def test_cli_bad_input_exits_2(sweep_csv, tmp_path, capsys):
+    (tmp_path / "cc.txt").write_text("not,a,crosscheck\n1,2,3\n")
+    out = tmp_path / "r.html"
+    code = main(
+        [
+            "report",
+            str(sweep_csv),
+            "--out",
+            str(out),
+            "--max-detection",
+            "soon",
+            "--crosscheck",
+            str(tmp_path / "cc.txt"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "2 problem(s)" in err and "Traceback" not in err
+    assert "--crosscheck" in err and "--max-detection" in err
+    assert not out.exists()
+
+
+def test_pdf_without_a_renderer_says_so(sweep_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(rep, "find_browser", lambda: None)
+    out = tmp_path / "r.html"
+    code = main(["report", str(sweep_csv), "--out", str(out), "--pdf", "--max-detection", "60s"])
+    assert code == 1 and out.is_file() and not out.with_suffix(".pdf").exists()
+    assert "no PDF renderer: install chromium" in capsys.readouterr().err
+
+
+# -- a real browser --------------------------------------------------------------------------------
+
+
+def chromium_or_skip() -> str:
+    browser = rep.find_browser()
+    if browser is None:
+        reason = "chromium is not installed (Debian: apt-get install chromium); the report was not rendered"
+        if os.environ.get("SIMLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"SIMLAB_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    return browser
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over the browser's WebSocket endpoint."""
+
+    def __init__(self, browser: str, profile: str):
+        cmd = rep.browser_command(browser, profile) + ["--remote-debugging-port=0", "about:blank"]
+        self.proc = subprocess.Popen(
+            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in self.proc.stderr], daemon=True
+        ).start()
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if "DevTools listening on " in line:
+                url = line.split("DevTools listening on ", 1)[1].strip()
+        assert url, "chromium did not open its DevTools endpoint"
+        from websockets.sync.client import connect
+
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(connect(url, max_size=None, open_timeout=10))
+        self.next_id = 0
+        self.events: list[dict] = []
+        self.session = None
+
+    def call(self, method: str, **params) -> dict:
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            msg["sessionId"] = self.session
+        self.ws.send(json.dumps(msg))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, reply
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, event in enumerate(self.events):
+                if event.get("method") == method:
+                    return self.events.pop(i)
+            self.events.append(json.loads(self.ws.recv(timeout=timeout)))
+        raise TimeoutError(method)
+
+    def close(self):
+        self.stack.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def errors_in(events: list[dict]) -> list[dict]:
+    """Uncaught exceptions, console errors and the browser's own error log entries."""
+
+    def bad(e: dict) -> bool:
+        method, p = e.get("method"), e.get("params", {})
+        return (
+            method == "Runtime.exceptionThrown"
+            or (method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"))
+            or (method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error")
+        )
+
+    return [e for e in events if bad(e)]
+
+
+def test_headless_chromium_shows_every_figure_without_errors(built):
+    browser = chromium_or_skip()
+    path, _ = built
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="simlab-cdp-") as profile:
+        dt = DevTools(browser, profile)
+        try:
+            target = dt.call("Target.createTarget", url="about:blank")["targetId"]
+            dt.session = dt.call("Target.attachToTarget", targetId=target, flatten=True)[
+                "sessionId"
+            ]
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                dt.call(f"{domain}.enable")
+            for width, height, mobile, name in (
+                (1100, 1500, False, "report"),
+                (390, 844, True, "report-phone"),
+            ):
+                dt.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=height,
+                    deviceScaleFactor=1,
+                    mobile=mobile,
+                )
+                dt.call("Page.navigate", url=path.as_uri())
+                dt.wait_for("Page.loadEventFired")
+                script = (
+                    "JSON.stringify({images: Array.from(document.images).map(i => ["
+                    "i.complete, i.naturalWidth, i.getBoundingClientRect().width]),"
+                    " scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+                )
+                result = dt.call("Runtime.evaluate", expression=script, returnByValue=True)
+                page = json.loads(result["result"]["value"])
+                assert len(page["images"]) >= 5
+                for complete, natural, shown in page["images"]:
+                    assert complete and natural > 0 and shown > 0, "every figure is displayed"
+                    assert shown <= width  # scaled to fit the screen
+                assert page["scroll"] <= page["inner"] + 1, f"{name}: no sideways scrolling"
+                shot = dt.call("Page.captureScreenshot", format="png")
+                (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+            requests = [
+                e["params"]["request"]["url"]
+                for e in dt.events
+                if e.get("method") == "Network.requestWillBeSent"
+            ]
+            assert all(u.startswith(("file:", "data:")) for u in requests), requests
+            assert errors_in(dt.events) == []
+        finally:
+            dt.close()
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_pdf_with_chromium(sweep_csv, tmp_path):
+    chromium_or_skip()
+    path, _, why = rep.report(sweep_csv, tmp_path / "r.html", pdf=True, **QUESTION)
+    assert why is None
+    assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]
