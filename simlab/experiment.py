@@ -51,6 +51,8 @@ import pandas as pd
 import yaml
 
 from . import __version__
+from .fleetspec import is_fleet
+from .fleetspec import load as load_fleet
 from .io import RowAppender, read_rows, write_atomic, write_rows
 from .metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
 from .theory import poisson_interval
@@ -114,7 +116,16 @@ class SweepSpec:
 
     @property
     def columns(self) -> list[str]:
-        return LEAD_COLUMNS + list(self.keys) + list(METRIC_KEYS) + TAIL_COLUMNS
+        return LEAD_COLUMNS + list(self.keys) + list(self.metric_keys) + TAIL_COLUMNS
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """The figures a run reports: a scenario's, or a fleet's (a ``kind: fleet`` base)."""
+        if is_fleet(self.base):
+            from .fleet import FLEET_METRIC_KEYS
+
+            return FLEET_METRIC_KEYS
+        return METRIC_KEYS
 
 
 def _normalize(value):
@@ -374,11 +385,16 @@ def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]
     point) stops the sweep before any run."""
     from . import analytic, fast
 
-    covers = {"analytic": analytic.unsupported, "fast": fast.unsupported}.get(engine)
+    fleet = is_fleet(base)  # a fleet file runs through the fleet model, whatever the engine
+    engines = {"analytic": analytic.unsupported, "fast": fast.unsupported}
+    covers = None if fleet else engines.get(engine)
     seen: dict[str, Problem] = {}
+    if fleet and engine in ("analytic", "fast"):
+        text = "does not cover fleet files (kind: fleet): use engine simpy or auto"
+        seen["engine"] = Problem(f"engine {engine}", text)
     for point in points:
         try:
-            scenario, _ = load(base, point.params)
+            scenario, _ = (load_fleet if fleet else load)(base, point.params)
             missing = covers(scenario) if covers else []
             if missing:
                 text = f"does not cover the point {point.params}: {'; '.join(missing)}"
@@ -410,6 +426,15 @@ def run_task(task: Task) -> dict:
 
     started = time.perf_counter()
     try:
+        if is_fleet(task.base):
+            from .fleet import simulate_fleet
+
+            fleet, _ = load_fleet(task.base, {**task.point.params, "seed": task.seed})
+            return {
+                "summary": simulate_fleet(fleet).summary,
+                "error": None,
+                "wall_s": time.perf_counter() - started,
+            }
         scenario, _ = load(task.base, {**task.point.params, "seed": task.seed})
         if task.engine == "simpy":
             summary = runner.simulate(scenario).summary
@@ -435,7 +460,7 @@ def task_row(spec: SweepSpec, task: Task, result: dict) -> list:
     return (
         [task.point.id, task.replication, task.seed]
         + [_cell(task.point.params[k]) for k in spec.keys]
-        + [_cell(s.get(k)) for k in METRIC_KEYS]
+        + [_cell(s.get(k)) for k in spec.metric_keys]
         + [result["error"] or "", f"{result['wall_s']:.3f}"]
     )
 
@@ -677,7 +702,7 @@ def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
         row = {"point_id": point.id, **{k: point.params[k] for k in spec.keys}}
         row["replications"] = len(runs)
         row["errors"] = int((frame.point_id == point.id).sum() - len(runs))
-        for key in METRIC_KEYS:
+        for key in spec.metric_keys:
             if key in PER_RUN_ONLY:
                 continue
             values = runs[key].dropna().to_numpy(dtype=float) if key in runs else np.array([])
