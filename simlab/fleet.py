@@ -79,6 +79,44 @@ TIMED_OUT = (DROPPED_FULL, QUEUE_TIMEOUT, DROPPED_DOWN, PATH_DOWN)
 CHUNK = 16  # policy delays are drawn this many attempts at a time
 
 
+# every numeric figure of a storm, in JSON order: the columns of a sweep over a fleet file
+FLEET_METRIC_KEYS = (
+    "clients",
+    "clients_affected",
+    "disconnections",
+    "notice_delay_mean_s",
+    "attempts_total",
+    "attempts_per_disconnection",
+    "peak_attempts_per_s",
+    "peak_attempts_at_s",
+    "attempts_connected",
+    "attempts_refused",
+    "attempts_timed_out",
+    *(f"attempts_{name}" for name in OUTCOMES[1:]),
+    "reconnected",
+    "gave_up",
+    "still_reconnecting",
+    "time_to_50pct_reconnected_s",
+    "time_to_95pct_reconnected_s",
+    "time_to_99pct_reconnected_s",
+    "time_to_100pct_reconnected_s",
+    "server_utilisation_peak",
+    "server_utilisation_mean",
+    "backlog_peak",
+    "handshakes",
+    "handshakes_tls_resumed",
+    "handshakes_wasted",
+    "messages_published",
+    "messages_delivered",
+    "messages_replayed",
+    "messages_lost",
+    "messages_pending",
+    "messages_duplicated",
+    "buffer_peak_messages",
+    "buffer_peak_bytes",
+)
+
+
 def stream(seed: int, name: str, *key: int) -> np.random.Generator:
     """The generator for one purpose of a fleet run (``key``: e.g. the disconnection count)."""
     seq = np.random.SeedSequence(seed, spawn_key=(FLEET_KEY, STREAMS.index(name), *key))
