@@ -260,7 +260,10 @@ def harness_refusals(s, backend: str, policy: str) -> list:
     """Why the harness cannot run ``s`` (as validation problems: key, value, what is allowed)."""
     from .harness.netns import NetnsBackend
     from .harness.proxy import ProxyBackend
-    from .validate import Problem
+    from .validate import Problem as _Problem
+
+    def Problem(key, allowed, value):  # noqa: N802 - reads like the dataclass it builds
+        return _Problem(key, f"got {value!r}; the harness needs {allowed}")
 
     out = []
     if s.link.transport != "tcp":

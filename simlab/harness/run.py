@@ -25,6 +25,7 @@ from ..network import DownPeriods
 from ..rng import stream
 from .accounting import account
 from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
+from .scale import KERNEL_TCP
 
 POLICIES = ("detector", "websockets-native")
 
@@ -353,10 +354,17 @@ def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
     summary["engine"] = f"harness-{backend.name}"
     summary["policy"] = policy
     summary["wall_s"] = time.perf_counter() - started
-    # The harness's clock resolution: how late its timers fired plus how far its
-    # bookkeeping ran behind the wire at connection opening (99th percentiles, measured).
+    # The harness's clock resolution, measured: how late its timers fired, how far its
+    # bookkeeping ran behind the wire at connection opening, and how much a round trip
+    # through the event loop adds to the path's own delay (99th percentiles, added up).
     late = [x for c in run.conns if c.hb is not None for x in c.hb.lateness]
-    resolution = max(0.001, _p99(late) + _p99(run.lags))
+    path_rtt = scenario.link.up.delay.mean + scenario.link.down.delay.mean + (run.rtt or 0.0)
+    excess = [
+        max(0.0, e[5] - path_rtt)
+        for e in events
+        if e[3] == "pong" and e[5] < path_rtt + KERNEL_TCP.min_rto / 10  # no TCP recovery in it
+    ]
+    resolution = max(0.001, _p99(late) + _p99(run.lags) + _p99(excess))
     info = {"backend": backend.name, "policy": policy, "rtt_s": run.rtt, "resolution_s": resolution}
     if getattr(backend, "nat_timeout", None) is not None:
         info["kernel_nat_timeout_s"] = backend.nat_timeout
