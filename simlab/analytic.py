@@ -29,6 +29,7 @@ import numpy as np
 
 from .distributions import Constant
 from .network import UDP_HEADER
+from .policy import policy_problems
 from .scenario import Loss, Scenario
 from .theory import NatSurvival, nat_survival, nfd_s_qos
 
@@ -154,7 +155,7 @@ def nat_refresh_success(s: Scenario) -> float:
 
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` this engine cannot answer exactly (empty: it can)."""
-    out = []
+    out = policy_problems(s)
     link, hb, det = s.link, s.heartbeat, s.detector
     if link.transport != "datagram":
         out.append(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .io import write_atomic
+from .policy_metrics import ADAPTIVE_KEYS
 from .validate import Problem, ScenarioError, parse_sets
 
 EXIT_BAD_INPUT = 2
@@ -269,6 +270,7 @@ SECTIONS = [
             "rare_event_budget_exhausted",
         ],
     ),
+    ("adaptive heartbeats", list(ADAPTIVE_KEYS)),
     ("provenance", ["engine", "engine_reason", "seed", "wall_s"]),
 ]
 

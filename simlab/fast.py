@@ -30,6 +30,7 @@ from scipy.signal import lfilter
 from .metrics import summarize
 from .model import Stats
 from .network import give_up_after
+from .policy import policy_problems
 from .scenario import Loss, Scenario
 
 ENGINE = "fast"
@@ -39,7 +40,7 @@ _TAG = 0xFA57  # keeps the fast engine's streams apart from the model's
 
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` outside this engine's subset (empty: covered)."""
-    out = []
+    out = policy_problems(s)
     if s.link.outages is not None:
         out.append("link.outages")
     if s.peer.stall is not None:

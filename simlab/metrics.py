@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .policy_metrics import ADAPTIVE_COUNT_KEYS, ADAPTIVE_KEYS
+from .policy_metrics import summarize as adaptive_figures
 from .theory import poisson_interval
 
 
@@ -92,6 +94,7 @@ def summarize(scenario, slots) -> dict:
     }
     if out["tcp_retransmissions"] is None:
         del out["tcp_retransmissions"]
+    out.update(adaptive_figures(scenario, slots))  # adaptive heartbeat policies only
     return out
 
 
@@ -129,6 +132,7 @@ METRIC_KEYS = (
     "overhead_msgs_per_conn_hour",
     "overhead_bytes_per_conn_hour",
     "wakeups_per_conn_hour",
+    *ADAPTIVE_KEYS,
 )
 # Counts of rare independent events: pooled over replications with Poisson intervals.
 COUNT_KEYS = frozenset(
@@ -145,6 +149,7 @@ COUNT_KEYS = frozenset(
         "undetected_breaks",
         "mistakes",
         "app_msgs_blackholed",
+        *ADAPTIVE_COUNT_KEYS,
     }
 )
 # Rates whose pooled value is a count over an exposure: (count key, exposure key).

@@ -29,6 +29,16 @@ Simplifications, each chosen so the model stays explainable:
   *peer*, the one that can crash or stall. Detectors are :mod:`simlab.detector`'s
   pure state machines, fed with ``env.now``; their deadline is checked lazily
   (one timer at a time, re-armed when it fires early).
+- Each side that sends heartbeats asks its :mod:`simlab.policy` (one per slot: it
+  learns across reconnects) for the interval, whether to skip a beat, when its
+  timer really fires (throttling) and the detector's timeout. A policy that can
+  adapt is told of every send, pong, app message, end and opening; the fixed one
+  is not, and its schedule is the plain ``interval`` (with jitter), as it always was.
+  A policy's interval or timeout reaches the detector whichever side runs it (as
+  MQTT's CONNECT tells the server the client's keep-alive). A throttled client
+  (a hidden browser tab) has its heartbeat timer and, if it runs the detector,
+  its detector's timer fire late; an input that moves the deadline before that
+  timer fires cancels the declaration, as a reset ``setTimeout`` would.
 """
 
 from __future__ import annotations
@@ -39,9 +49,10 @@ import simpy
 from simpy.core import NORMAL
 
 from . import rng as rngs
-from .detector import make_detector
+from .detector import TimeoutDetector, make_detector
 from .distributions import Exponential, Sampler, Uniforms
 from .network import TCP_HEADER, UDP_HEADER, DownPeriods, LossProcess, RtoEstimator, backoff
+from .policy import make_policy, make_throttle
 from .scenario import Scenario
 
 INF = math.inf
@@ -130,6 +141,12 @@ class Connection:
         self.cut: set[str] = (
             set()
         )  # senders whose byte stream stopped at a segment that never arrived
+        # each pinger's heartbeat timer: armed for beat_at, the gap from beat_from (the last
+        # heartbeat or the opening) being the policy's interval beat_i times the jitter beat_f
+        self.beat_at: dict[str, float] = {}
+        self.beat_from: dict[str, float] = {}
+        self.beat_i: dict[str, float] = {}
+        self.beat_f: dict[str, float] = {}
 
 
 class Stats:
@@ -153,6 +170,13 @@ class Stats:
         self.bytes = 0
         self.retransmissions = 0
         self.wakeups = 0
+        # adaptive policies only (simlab.policy_metrics)
+        self.gaps_s = 0.0  # sum of the gaps between a side's heartbeats (from the opening)
+        self.gaps = 0
+        self.policy_breaks = (
+            0  # NAT expiries while the next heartbeat was due after the idle timeout
+        )
+        self.settles: list[tuple[float, float, float, float]] = []  # (t, interval, estimate, idle)
 
 
 class SlotModel:
@@ -193,12 +217,24 @@ class SlotModel:
         self.outages = DownPeriods(o.mtbf, o.duration, self.horizon, g("outages")) if o else None
         self.stalls = DownPeriods(st.mtbf, st.duration, self.horizon, g("stalls")) if st else None
         self.app_gap = None
+        self.app_sides = {"both": (CLIENT, SERVER), "up": (CLIENT,), "down": (SERVER,)}[
+            s.app.direction
+        ]
         if s.app.rate > 0:
             self.app_gap = {
                 CLIENT: Sampler(Exponential(1 / s.app.rate), g("app.up")),
                 SERVER: Sampler(Exponential(1 / s.app.rate), g("app.down")),
             }
         self.header = TCP_HEADER if self.tcp else UDP_HEADER
+        self.policies = {side: make_policy(s, side) for side in initiators}
+        policy = hb.policy
+        self.adaptive = policy.kind != "fixed" or policy.throttle is not None
+        follows = [p for p in self.policies.values() if p.adaptive]
+        self.follow = follows[0] if follows else None  # the policy whose timeout the detector takes
+        self.follow_ack = s.detector.kind == "missed" and s.detector.missed.ack_timeout is None
+        throttle = make_throttle(s) if self.D == CLIENT else None
+        # a throttled client's detector timer fires late too; until it fires, nothing is declared
+        self.det_fires = throttle.fire_at if throttle is not None else None
         self.radio_last = -INF
         self.conn: Connection | None = None
         self.count = 0
@@ -235,11 +271,11 @@ class SlotModel:
             self.stats.wakeups += 1
         self.radio_last = t
 
-    def _interval(self) -> float:
-        hb = self.s.heartbeat
-        if hb.jitter == 0:
-            return hb.interval
-        return hb.interval * (1 + hb.jitter * (2 * self.jitter() - 1))
+    def _jitter_factor(self) -> float:
+        jitter = self.s.heartbeat.jitter
+        if jitter == 0:
+            return 1.0
+        return 1 + jitter * (2 * self.jitter() - 1)
 
     # -- connection life ------------------------------------------------------------
 
@@ -274,9 +310,13 @@ class SlotModel:
         self._radio(now)
         self._record(conn, "open")
         for side in self.pingers:
-            self._at(now + self._interval(), self._beat, conn, side)
+            if self.adaptive:
+                self.policies[side].opened(now)
+            self._schedule_beat(conn, side, now)
+        if self.follow is not None:
+            self._follow(conn)
         if self.app_gap is not None:
-            for side in (CLIENT, SERVER):
+            for side in self.app_sides:
                 self._at(now + self.app_gap[side](), self._app, conn, side)
         self._check(conn)
 
@@ -295,12 +335,18 @@ class SlotModel:
             st.suspect_alive_s += max(0.0, alive_until - conn.suspect_since)
         self._record(conn, "close", "horizon" if end else None)
 
-    def _reconnect(self, now: float) -> float:
+    def _reconnect(self, now: float, by: str) -> float:
         """Open the next connection after the reconnect delay, or when the link comes back.
 
         A handshake cannot complete during an outage: the attempt succeeds when the
         outage ends (retry schedules are the fleet model's subject, not this one's).
+        The policies learn that the connection ended, and how the detector side saw it.
         """
+        if self.adaptive:
+            conn = self.conn
+            for side, policy in self.policies.items():
+                policy.ended(now, by)
+                self._policy_events(conn, side)
         at = now + self.s.reconnect.delay
         end = self.outages.end_if_down(at) if self.outages is not None else None
         at = at if end is None else end
@@ -318,6 +364,10 @@ class SlotModel:
         conn.broken_at = self.env.now
         conn.cause = cause
         self.stats.breaks[cause] += 1
+        if cause == "nat" and self.adaptive:
+            gap = min(conn.beat_at[side] - conn.beat_from[side] for side in self.pingers)
+            if gap >= conn.idle:  # the heartbeat schedule itself let the mapping lapse
+                self.stats.policy_breaks += 1
         self._record(conn, "break", cause)
         if conn.suspected:  # monitor mode: already suspecting, and now rightly so
             self._detected(conn, "detector")
@@ -329,7 +379,7 @@ class SlotModel:
         self.stats.detections_by[by] += 1
         self._record(conn, "detection", by, latency)
         self._close(conn, now)
-        self._reconnect(now)
+        self._reconnect(now, by)
 
     def _declare(self, conn: Connection, by: str) -> None:
         """The detector side gives up on the peer (its detector fired or its socket failed)."""
@@ -347,7 +397,7 @@ class SlotModel:
             conn.suspected, conn.suspect_since = True, now
             return
         self._close(conn, now)
-        up_at = self._reconnect(now)
+        up_at = self._reconnect(now, by)
         down = min(up_at, self.horizon) - now  # the mistake lasts until the new connection is up
         st.alive_s += down
         st.suspect_alive_s += down
@@ -369,12 +419,14 @@ class SlotModel:
                 self.stats.suspect_alive_s += duration
                 self._record(conn, "trust", None, duration)
                 self._arm(conn, deadline)
-        elif deadline <= now:
+        elif (deadline if self.det_fires is None else self.det_fires(deadline)) <= now:
             self._declare(conn, "detector")
         else:
             self._arm(conn, deadline)
 
     def _arm(self, conn: Connection, deadline: float) -> None:
+        if self.det_fires is not None:
+            deadline = self.det_fires(deadline)
         if deadline < conn.timer_at and deadline < self.horizon:
             conn.timer_at = deadline
             self._at(deadline, self._timer, conn, deadline)
@@ -423,9 +475,63 @@ class SlotModel:
 
     # -- sending and delivery -------------------------------------------------------------
 
-    def _beat(self, conn: Connection, side: str) -> None:
+    # -- the heartbeat timer and its policy ---------------------------------------------
+
+    def _schedule_beat(self, conn: Connection, side: str, since: float) -> None:
+        """Arm ``side``'s timer one policy interval (with jitter) after ``since``."""
+        policy = self.policies[side]
+        interval, factor = policy.interval(), self._jitter_factor()
+        if self.adaptive:
+            conn.beat_from[side], conn.beat_i[side], conn.beat_f[side] = since, interval, factor
+            at = policy.timer_at(since + interval * factor)
+        else:  # the fixed schedule: nothing to re-arm, no throttle
+            at = since + interval * factor
+        conn.beat_at[side] = at
+        self._at(at, self._beat, conn, side, at)
+
+    def _arm_beat(self, conn: Connection, side: str, at: float) -> None:
+        """The timer fires at ``at``; an earlier arming of it is void."""
+        conn.beat_at[side] = at
+        self._at(at, self._beat, conn, side, at)
+
+    def _policy_input(self, conn: Connection, side: str, rearm: bool = True) -> None:
+        """After an input to ``side``'s policy: log, re-arm on a new interval, update the detector."""
+        policy = self.policies[side]
+        self._policy_events(conn, side)
+        if conn.closed or not policy.adaptive:
+            return
+        interval = policy.interval()
+        if rearm and interval != conn.beat_i[side]:
+            conn.beat_i[side] = interval
+            now = self.env.now
+            at = conn.beat_from[side] + interval * conn.beat_f[side]
+            self._arm_beat(conn, side, policy.timer_at(at if at > now else now))
+        if policy is self.follow:
+            self._follow(conn)
+
+    def _policy_events(self, conn: Connection, side: str) -> None:
+        estimate = math.nan
+        for what, value in self.policies[side].events():
+            self._record(conn, "policy", what, value)
+            if what == "nat_estimate":
+                estimate = value
+            elif what == "settled":
+                idle = conn.idle if conn.idle is not None else math.nan
+                self.stats.settles.append((self.env.now, value, estimate, idle))
+
+    def _follow(self, conn: Connection) -> None:
+        """The detector takes the policy's timeout (and, for missed, its interval as the ack window)."""
+        det, policy = conn.det, self.follow
+        timeout = policy.timeout()
+        if timeout is not None and isinstance(det, TimeoutDetector) and det.timeout != timeout:
+            det.timeout = timeout
+            self._check(conn)
+        if self.follow_ack:
+            det.ack_timeout = policy.interval()
+
+    def _beat(self, conn: Connection, side: str, at: float) -> None:
         """Heartbeat timer of ``side`` fired: send a ping (or oneway heartbeat), schedule the next."""
-        if conn.closed:
+        if conn.closed or conn.beat_at[side] != at:
             return
         now = self.env.now
         if side == self.P:
@@ -433,17 +539,33 @@ class SlotModel:
                 return
             end = self.stalls.end_if_down(now) if self.stalls is not None else None
             if end is not None:  # a blocked event loop runs the overdue timer when it unblocks
-                self._at(end, self._beat, conn, side)
+                self._arm_beat(conn, side, end)
                 return
+        if self.adaptive:
+            policy = self.policies[side]
+            due = policy.due(now)
+            if due > now:  # application traffic already did this heartbeat's work
+                self._record(conn, "skip", side, due)
+                self._arm_beat(conn, side, policy.timer_at(due))
+                return
+            self.stats.gaps_s += now - conn.beat_from[side]
+            self.stats.gaps += 1
+            self._record(conn, "interval", side, now - conn.beat_from[side])
         seq = conn.seq[side] = conn.seq[side] + 1
         self.stats.rounds += 1
+        if self.adaptive:
+            self.policies[side].sent(now, seq)
+            self._policy_input(conn, side, rearm=False)  # the next beat is armed below
+            if conn.closed:  # a shorter timeout ended it
+                self._schedule_beat(conn, side, now)
+                return
         if side == self.D and self.beat_kind == PING:
             conn.det.sent(now, seq)
             self._send(conn, Msg(PING, side, seq, now, now, self.s.heartbeat.frame_bytes))
             self._check(conn)
         else:
             self._send(conn, Msg(self.beat_kind, side, seq, now, now, self.s.heartbeat.frame_bytes))
-        self._at(now + self._interval(), self._beat, conn, side)
+        self._schedule_beat(conn, side, now)
 
     def _app(self, conn: Connection, side: str) -> None:
         if conn.closed:
@@ -464,6 +586,9 @@ class SlotModel:
             return
         now = self.env.now
         self.stats.app_msgs += 1
+        if self.adaptive and side in self.policies:
+            self.policies[side].app(now, "sent")
+            self._policy_input(conn, side)
         self._send(conn, Msg(APP, side, 0, now, now, self.s.app.bytes))
 
     def _send(self, conn: Connection, msg: Msg) -> None:
@@ -630,6 +755,8 @@ class SlotModel:
                 self._send(
                     conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes)
                 )
+            elif self.adaptive and kind in (PONG, APP):
+                self._policy_receive(conn, msg)
             return
         det = conn.det
         self._trace(conn, "receive", msg, now - msg.stamp)
@@ -646,6 +773,20 @@ class SlotModel:
         else:
             det.message(now)
         self._check(conn)
+        if self.adaptive and kind in (PONG, APP):  # after the detector has taken the message
+            self._policy_receive(conn, msg)
+
+    def _policy_receive(self, conn: Connection, msg: Msg) -> None:
+        """A pong or an app message reached a side that sends heartbeats: its policy learns of it."""
+        dst = SERVER if msg.src == CLIENT else CLIENT
+        policy = self.policies.get(dst)
+        if policy is None or conn.closed:
+            return
+        if msg.kind == PONG:
+            policy.answered(self.env.now, msg.seq)
+        else:
+            policy.app(self.env.now, "received")
+        self._policy_input(conn, dst)
 
 
 SLOT_COLUMNS = [

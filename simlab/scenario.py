@@ -15,12 +15,78 @@ from .distributions import Distribution, dist_name, dist_params
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """A hidden browser tab's timer throttling (Chrome's): see :class:`simlab.policy.TimerThrottle`."""
+
+    hidden_at: float = 0.0  # the page is hidden from this time on
+    align: float = 1.0  # hidden: timers fire on multiples of this (0: not throttled)
+    intensive_after: float = 300.0  # hidden this long: intensive throttling
+    intensive_align: float = 60.0  # then timers fire on multiples of this
+
+
+@dataclass(frozen=True)
+class NormalState:
+    interval: float | None = None  # None: heartbeat.interval
+    timeout: float | None = None  # None: detector.timeout
+
+
+@dataclass(frozen=True)
+class WeakState:
+    interval: float = 15.0
+    timeout: float = 45.0
+    loss: float = 0.1  # enter at this loss fraction over the window
+    exit_loss: float = 0.02  # leave at or below this one
+
+
+@dataclass(frozen=True)
+class HighLatencyState:
+    interval: float = 45.0
+    timeout: float = 90.0
+    rtt: float = 1.0  # enter at this median round-trip time over the window
+    exit_rtt: float = 0.6  # leave at or below this one
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the interval is chosen (:mod:`simlab.policy`); the keys of other kinds are unused."""
+
+    kind: str = "fixed"  # fixed | network-state | nat-probe | traffic-aware | throttled-client
+    throttle: Throttle | None = None  # any kind: the client's timers are throttled
+    # network-state
+    window: int = 20  # pings over which loss and RTT are measured
+    hold: int = 10  # pings a state is held at least
+    late: float = 0.15  # a pong this much later than the window's median RTT counts as a loss
+    normal: NormalState = field(default_factory=NormalState)
+    weak: WeakState = field(default_factory=WeakState)
+    high_latency: HighLatencyState = field(default_factory=HighLatencyState)
+    # nat-probe
+    floor: float | None = None  # None: heartbeat.interval
+    ceiling: float = 1800.0
+    growth: float = 2.0  # next interval = largest surviving one * growth + step
+    step: float = 0.0
+    precision: float = 10.0  # stop bisecting when the timeout is known within this
+    margin: float = 0.1  # settle this fraction below the largest surviving interval
+    reprobe: float | None = 21600.0  # settled this long: probe once above (None: never)
+
+
+# The keys of heartbeat.policy that belong to each kind (besides kind and throttle).
+POLICY_KEYS = {
+    "fixed": (),
+    "network-state": ("window", "hold", "late", "normal", "weak", "high_latency"),
+    "nat-probe": ("floor", "ceiling", "growth", "step", "precision", "margin", "reprobe"),
+    "traffic-aware": (),
+    "throttled-client": (),
+}
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     style: str = "pingpong"  # pingpong | oneway
     initiator: str = "server"  # client | server | both
     interval: float = 30.0
     jitter: float = 0.0  # each interval drawn uniformly in interval * (1 +- jitter)
     frame_bytes: int = 6  # a WebSocket ping with no payload, masked: 2 + 4 bytes
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
@@ -139,6 +205,7 @@ class Peer:
 class App:
     rate: float = 0.0  # messages per second in each direction
     bytes: int = 200
+    direction: str = "both"  # both | up (client -> server only) | down (server -> client only)
 
 
 @dataclass(frozen=True)
@@ -198,6 +265,9 @@ def to_dict(obj) -> object:
     if isinstance(obj, Loss):  # only the keys of its model: the others would be rejected
         keys = ["p"] if obj.model == "bernoulli" else ["p_gb", "p_bg", "loss_good", "loss_bad"]
         return {"model": obj.model} | {k: getattr(obj, k) for k in keys}
+    if isinstance(obj, Policy):  # only the keys of its kind: the others would be rejected
+        keys = ["kind", "throttle", *POLICY_KEYS[obj.kind]]
+        return {k: to_dict(getattr(obj, k)) for k in keys}
     if isinstance(obj, Link):
         out = {
             "transport": obj.transport,

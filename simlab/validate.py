@@ -231,7 +231,92 @@ def _heartbeat(r: _Reader, raw) -> sc.Heartbeat:
         interval=r.duration(raw, "interval", p, d.interval),
         jitter=r.number(raw, "jitter", p, d.jitter, 0, 1, high_open=True),
         frame_bytes=r.integer(raw, "frame_bytes", p, d.frame_bytes),
+        policy=_policy(r, raw.get("policy")),
     )
+
+
+POLICY_KINDS = list(sc.POLICY_KEYS)
+
+
+def _policy(r: _Reader, raw) -> sc.Policy:
+    """``heartbeat.policy``: a kind, its own keys, and an optional throttle (``policy: nat-probe`` is short for ``{kind: nat-probe}``)."""
+    d, p = sc.Policy(), "heartbeat.policy"
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    own = [k for keys in sc.POLICY_KEYS.values() for k in keys]
+    raw = r.mapping(raw, p, ["kind", "throttle", *own])
+    kind = r.choice(raw, "kind", p, d.kind, POLICY_KINDS)
+    if "kind" not in raw or kind == raw.get("kind"):  # a bad kind is reported once, not per key
+        for key in raw:
+            if key in own and key not in sc.POLICY_KEYS[kind]:
+                owner = next(k for k, keys in sc.POLICY_KEYS.items() if key in keys)
+                r.error(f"{p}.{key}", f"belongs to kind: {owner}, not {kind}")
+    throttle = None
+    if raw.get("throttle") is not None:
+        t, tp, td = raw["throttle"], f"{p}.throttle", sc.Throttle()
+        t = r.mapping(t, tp, _keys(sc.Throttle))
+        throttle = sc.Throttle(
+            hidden_at=r.duration(t, "hidden_at", tp, td.hidden_at, positive=False),
+            align=r.duration(t, "align", tp, td.align, positive=False),
+            intensive_after=r.duration(
+                t, "intensive_after", tp, td.intensive_after, positive=False
+            ),
+            intensive_align=r.duration(t, "intensive_align", tp, td.intensive_align),
+        )
+    elif kind == "throttled-client":
+        throttle = sc.Throttle()  # Chrome's: 1 s alignment when hidden, one minute after 5 minutes
+    nm = r.mapping(raw.get("normal"), f"{p}.normal", _keys(sc.NormalState))
+    wk = r.mapping(raw.get("weak"), f"{p}.weak", _keys(sc.WeakState))
+    hl = r.mapping(raw.get("high_latency"), f"{p}.high_latency", _keys(sc.HighLatencyState))
+    dw, dh = sc.WeakState(), sc.HighLatencyState()
+    pw, ph = f"{p}.weak", f"{p}.high_latency"
+    weak = sc.WeakState(
+        interval=r.duration(wk, "interval", pw, dw.interval),
+        timeout=r.duration(wk, "timeout", pw, dw.timeout),
+        loss=r.number(wk, "loss", pw, dw.loss, 0, 1, low_open=True),
+        exit_loss=r.number(wk, "exit_loss", pw, dw.exit_loss, 0, 1),
+    )
+    high = sc.HighLatencyState(
+        interval=r.duration(hl, "interval", ph, dh.interval),
+        timeout=r.duration(hl, "timeout", ph, dh.timeout),
+        rtt=r.duration(hl, "rtt", ph, dh.rtt),
+        exit_rtt=r.duration(hl, "exit_rtt", ph, dh.exit_rtt, positive=False),
+    )
+    if weak.exit_loss > weak.loss:
+        r.error(
+            f"{pw}.exit_loss",
+            f"{weak.exit_loss:g} is above loss ({weak.loss:g}): the state would flap; exit at or below where it enters",
+        )
+    if high.exit_rtt > high.rtt:
+        r.error(
+            f"{ph}.exit_rtt",
+            f"{high.exit_rtt:g}s is above rtt ({high.rtt:g}s): the state would flap; exit at or below where it enters",
+        )
+    policy = sc.Policy(
+        kind=kind,
+        throttle=throttle,
+        window=r.integer(raw, "window", p, d.window, low=2),
+        hold=r.integer(raw, "hold", p, d.hold, low=1),
+        late=r.duration(raw, "late", p, d.late, positive=False),
+        normal=sc.NormalState(
+            interval=r.duration(nm, "interval", f"{p}.normal", None, nullable=True),
+            timeout=r.duration(nm, "timeout", f"{p}.normal", None, nullable=True),
+        ),
+        weak=weak,
+        high_latency=high,
+        floor=r.duration(raw, "floor", p, d.floor, nullable=True),
+        ceiling=r.duration(raw, "ceiling", p, d.ceiling),
+        growth=r.number(raw, "growth", p, d.growth, 1),
+        step=r.duration(raw, "step", p, d.step, positive=False),
+        precision=r.duration(raw, "precision", p, d.precision),
+        margin=r.number(raw, "margin", p, d.margin, 0, 1, high_open=True),
+        reprobe=r.duration(raw, "reprobe", p, d.reprobe, nullable=True),
+    )
+    if policy.growth == 1 and policy.step == 0:
+        r.error(f"{p}.growth", "growth 1 and step 0 never grow the interval: raise growth or step")
+    if policy.floor is not None and policy.floor > policy.ceiling:
+        r.error(f"{p}.floor", f"{policy.floor:g}s is above the ceiling ({policy.ceiling:g}s)")
+    return policy
 
 
 def _detector(r: _Reader, raw) -> sc.Detector:
@@ -387,6 +472,8 @@ def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
         _detector_checks(r, s)
     if not bad & {"heartbeat", "nat", "app"}:
         _nat_checks(r, s)
+    if not bad & {"heartbeat", "detector", "nat", "app", "link"}:
+        _policy_checks(r, s)
     if not bad & {"heartbeat", "horizon"} and s.heartbeat.interval > s.horizon:
         r.warn(
             "heartbeat.interval",
@@ -454,6 +541,69 @@ def _nat_checks(r: _Reader, s: sc.Scenario) -> None:
         )
 
 
+def _policy_checks(r: _Reader, s: sc.Scenario) -> None:
+    """Policies that cannot work with the rest of the scenario, or would do nothing."""
+    hb, det, pol, p = s.heartbeat, s.detector, s.heartbeat.policy, "heartbeat.policy"
+    kind = pol.kind
+    if kind in ("network-state", "nat-probe", "traffic-aware"):
+        if hb.initiator == "both":
+            r.error(
+                f"{p}.kind",
+                f"{kind} runs on the side that sends heartbeats: set heartbeat.initiator to client or server, not both",
+            )
+        if det.kind in ("nfd", "adaptive"):
+            r.error(
+                f"{p}.kind",
+                f"{kind} changes or skips heartbeats, but detector.kind {det.kind} assumes one every heartbeat.interval: use timeout, missed or phi",
+            )
+    if kind in ("network-state", "nat-probe") and hb.style == "oneway":
+        r.error(
+            f"{p}.kind",
+            f"{kind} learns from pongs (round trips, surviving heartbeats): it needs heartbeat.style: pingpong",
+        )
+    if kind == "network-state":
+        normal = (pol.normal.interval or hb.interval, pol.normal.timeout or det.timeout)
+        for name, (interval, timeout) in (
+            ("normal", normal),
+            ("weak", (pol.weak.interval, pol.weak.timeout)),
+            ("high_latency", (pol.high_latency.interval, pol.high_latency.timeout)),
+        ):
+            if det.kind == "timeout" and timeout <= interval:
+                r.error(
+                    f"{p}.{name}.timeout",
+                    f"{timeout:g}s is not longer than the state's interval ({interval:g}s): the detector would fire between every two heartbeats",
+                )
+            if det.kind == "missed" and s.ack_timeout > interval and not det.missed.overlap:
+                r.error(
+                    "detector.missed.ack_timeout",
+                    f"{s.ack_timeout:g}s is longer than the {name} state's interval ({interval:g}s): ping windows would overlap; leave it unset (it follows the interval) or set detector.missed.overlap: true",
+                )
+    if kind == "nat-probe" and s.nat.idle_timeout is None:
+        r.warn(
+            f"{p}.kind",
+            f"nat-probe with no NAT on the path (nat.idle_timeout: null) grows the interval to the ceiling ({pol.ceiling:g}s)",
+        )
+    if kind == "traffic-aware":
+        from .policy import make_policy
+
+        senders = ["client", "server"] if hb.initiator == "both" else [hb.initiator]
+        jobs = make_policy(s, senders[0]).requirements
+        if not jobs["liveness"]:
+            r.warn(
+                f"{p}.kind",
+                "traffic-aware will skip no heartbeat: the detector does not count application messages as signs of life (set detector.liveness: any)",
+            )
+        elif s.app.rate == 0:
+            r.warn(
+                f"{p}.kind", "traffic-aware with no application traffic (app.rate: 0) skips nothing"
+            )
+    if pol.throttle is not None and hb.initiator == "server" and s.detector_side == "server":
+        r.warn(
+            f"{p}.throttle",
+            "the throttle slows the client's timers, but the client neither sends heartbeats (heartbeat.initiator: server) nor runs the detector",
+        )
+
+
 TOP_KEYS = [f.name for f in fields(sc.Scenario)]
 
 
@@ -485,6 +635,7 @@ def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[
         app=sc.App(
             rate=r.number(app, "rate", "app", 0.0, 0),
             bytes=r.integer(app, "bytes", "app", 200),
+            direction=r.choice(app, "direction", "app", "both", ["both", "up", "down"]),
         ),
         reconnect=sc.Reconnect(delay=r.duration(rec, "delay", "reconnect", 1.0, positive=False)),
     )
@@ -517,6 +668,8 @@ def _expand_shorthand(key: str, value: object) -> dict | None:
     """The mapping a shorthand scalar stands for (``loss: 0.01``, ``delay: 40ms``), or None."""
     if key == "loss" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return {"model": "bernoulli", "p": value}
+    if key == "policy" and isinstance(value, str):
+        return {"kind": value}
     try:
         return {"dist": "constant", "value": parse_duration(value)}
     except ValueError:
