@@ -376,9 +376,11 @@ DURATION_SUFFIXES = ("interval", "timeout", "ack_timeout", "delta", "alpha", "fi
 
 
 def seconds(value: float | None) -> str:
-    """A duration for people: '45 s', '2.5 s', '0.2 s' below two minutes, else '5m', '2h'."""
+    """A duration for people: '200 ms', '45 s', '2.5 s' below two minutes, else '5m', '2h'."""
     if value is None or math.isnan(value):
         return "unknown"
+    if 0 < abs(value) < 1:
+        return f"{value * 1000:.3g} ms"
     if abs(value) < 120:
         return f"{value:.3g} s"
     return format_duration(value)

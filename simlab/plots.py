@@ -31,6 +31,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from . import theory
 
@@ -132,6 +133,20 @@ def column(frame: pd.DataFrame, key: str, rate_unit: str = "hour") -> tuple[np.n
 
 def _values(frame: pd.DataFrame, key: str) -> np.ndarray:
     return pd.to_numeric(frame[key], errors="coerce").to_numpy(dtype=float)
+
+
+def _plain(value: float, _pos=None) -> str:
+    return f"{value:g}"
+
+
+def _log_y(ax) -> None:
+    """A log y axis labelled with plain numbers (0.5, 1, 2), not powers of ten."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, pos: ""))
+    low, high = ax.get_ylim()
+    if high / low < 20:  # less than about a decade: label the minor ticks too
+        ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
 
 
 def _figure(width=7.5, height=4.6, **kw) -> Figure:
@@ -240,7 +255,7 @@ def tradeoff(
         handles.append(
             Line2D([], [], marker=marker, ls="", color="0.55", mec="0.2", ms=7, label=name)
         )
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel(label(latency))
     ax.set_ylabel(label(rate, rate_unit))
     if max_detection is not None:
@@ -276,6 +291,8 @@ def tradeoff(
     if len(finite_c):
         bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax)
         bar.set_label(label(cost))
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(handles=handles, loc="best", fontsize=8)
     ax.set_title(title or "Detection latency against false disconnects, coloured by cost")
@@ -481,7 +498,7 @@ def sensitivity(
                     ax.plot(xpos[idx][zero], high[idx][zero], "v", color=color, ms=7)
             else:
                 ax.plot(xpos[idx], y, "-", color="0.75", lw=0.7, zorder=0)
-        ax.set_yscale("log")
+        _log_y(ax)
         if categorical:
             ax.set_xticks(range(len(cats)), cats)
         elif np.nanmin(xpos) > 0 and np.nanmax(xpos) >= 10 * np.nanmin(xpos):
@@ -566,7 +583,7 @@ def metric_vs_param(
             ax.fill_between(x[idx], low[idx], high[idx], color=color, alpha=0.12, lw=0)
         ax.plot(x[idx], y, "-o", color=color, ms=3.5, lw=1.3, label=name)
     if logy:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.set_xlabel(label(param))
     ax.set_ylabel(label(metric, rate_unit))
     ax.grid(True, which="both", alpha=0.25)

@@ -113,8 +113,9 @@ def figure_html(fig, alt: str, caption: str) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list], numeric: set[int] = frozenset()) -> str:
+    """A table (cells are HTML already, except numeric ones) in a sideways-scrolling box."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header or [])
     body = "".join(
         "<tr>"
         + "".join(
@@ -124,7 +125,8 @@ def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset())
         + "</tr>"
         for row in rows
     )
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f'<div class="scroll"><table>{thead}<tbody>{body}</tbody></table></div>'
 
 
 # -- cross-check -----------------------------------------------------------------------------
@@ -375,7 +377,7 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
     ]
     if not meta:
         facts.append(["provenance", "no .meta.json beside the CSV"])
-    out.append(_table(["", ""], facts))
+    out.append(_table(None, facts))
     values = []
     for key in data.keys:
         shown = ", ".join(_e(_shown(key, v)) for v in dict.fromkeys(data.summary[key].tolist()))
@@ -395,7 +397,7 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
         except ScenarioError:
             flat = flatten(data.base)
         out.append(
-            f"<h3>The base scenario</h3><p class=note>From {_e(data.base_source)}; every key a point does not vary has this value (times in seconds).</p>"
+            f"<h3>The base scenario</h3><p class=note>From {_e(data.base_source)}; every key a point does not vary has this value.</p>"
         )
         items = "".join(
             f"<div><code>{_e(k)}</code> {_e(_shown(k, v))}</div>"
