@@ -33,6 +33,7 @@ disconnection count), so a seed fixes every result.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import time
@@ -629,3 +630,22 @@ def _result(m: FleetModel, wall: float) -> StormResult:
 
 def _plain(value):
     return str(value) if isinstance(value, list | tuple) else value
+
+
+def compare_policies(
+    fleet: Fleet, policies: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same storm under each policy preset: (timelines stacked, one summary row per policy).
+
+    ``policies``: preset names (default: every preset but ``custom``). Every run keeps
+    the fleet's seed, so the clients notice the disconnection at the same moments.
+    """
+    from .backoff import PRESETS
+
+    names = policies or [name for name in PRESETS if name != "custom"]
+    timelines, rows = [], []
+    for name in names:
+        result = simulate_fleet(dataclasses.replace(fleet, policy=PRESETS[name]))
+        timelines.append(result.timeline)
+        rows.append(result.summary)
+    return pd.concat(timelines, ignore_index=True), pd.DataFrame(rows)
