@@ -435,7 +435,7 @@ def _middlebox_problem(s: Scenario | None, mb: Middlebox) -> str:
     """Why the heartbeats of ``s`` fail to keep ``mb`` alive ('' when they do)."""
     if mb.lifetime:
         return (
-            f"{mb.name} closes every connection after {format_duration(mb.idle_timeout_s)}"
+            f"{mb.name} closes every connection after {seconds(mb.idle_timeout_s)}"
             " whatever it carries: no heartbeat setting helps (reconnect, or raise its limit)"
         )
     if s is None:
@@ -636,11 +636,11 @@ def _filter_middlebox(data: sweepdata.SweepData, c: Constraints, notes: list[str
     if match.any():
         notes.append(
             f"only the points simulated with nat.idle_timeout = "
-            f"{format_duration(c.middlebox.idle_timeout_s)} are used"
+            f"{seconds(c.middlebox.idle_timeout_s)} are used"
         )
         return summary[match]
     notes.append(
-        f"the sweep did not simulate a {format_duration(c.middlebox.idle_timeout_s)} NAT timeout:"
+        f"the sweep did not simulate a {seconds(c.middlebox.idle_timeout_s)} NAT timeout:"
         " all its NAT timeouts are kept (the worst counts) and the middlebox is checked by rule"
     )
     return summary
@@ -688,11 +688,12 @@ def choose(
         " idle expiries, per connection",
         f"costs within {TIE:.0%} are a tie, which goes to the larger margin",
     ]
-    if data.conditions:
+    moving = [k for k in data.conditions if data.summary[k].nunique(dropna=False) > 1]
+    if moving:
         varied = (
             "name: " + ", ".join(map(str, dict.fromkeys(data.summary["name"])))
-            if "name" in data.conditions
-            else ", ".join(data.conditions)
+            if "name" in moving
+            else ", ".join(moving)
         )
         notes.append(f"each figure is the worst over the conditions the sweep varies ({varied})")
     if data.base is None:

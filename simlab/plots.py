@@ -437,6 +437,12 @@ def _groups_of_conditions(frame: pd.DataFrame, conditions: Iterable[str]) -> lis
     return groups
 
 
+def _moves_with(frame: pd.DataFrame, a: str, b: str) -> bool:
+    """Whether two columns move together: each value of one comes with one value of the other."""
+    codes = [tuple(pd.factorize(frame[k].astype(str))[0]) for k in (a, b)]
+    return _same_partition(*codes)
+
+
 def _same_partition(a: tuple, b: tuple) -> bool:
     pairs = set(zip(a, b, strict=True))
     return len(pairs) == len(set(a)) == len(set(b))
@@ -547,6 +553,7 @@ def metric_vs_param(
         and not c.endswith(("_mean", "_ci_low", "_ci_high"))
         and (c.startswith(("heartbeat.", "detector.")) or c == "name")
         and frame[c].nunique(dropna=False) > 1
+        and not _moves_with(frame, c, param)  # a zipped key adds no line of its own
     ]
     finite = mean[np.isfinite(mean) & (mean > 0)]
     if logy is None:

@@ -509,7 +509,8 @@ def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints)
         out.append("<p>The sweep does not vary loss or outages: no sensitivity to show.</p>")
     if "detector.timeout" in data.settings or "heartbeat.interval" in data.settings:
         param = "detector.timeout" if "detector.timeout" in data.settings else "heartbeat.interval"
-        by = ["name"] if "name" in data.conditions else []
+        moving = [k for k in data.conditions if data.summary[k].nunique(dropna=False) > 1]
+        by = ["name"] if "name" in moving else moving[:1]
         out.append("<h2 id=detail>Figures by setting</h2>")
         for metric, text in (
             (FALSE_DISCONNECTS, "false disconnects"),
@@ -522,7 +523,7 @@ def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints)
                     f"{text} against {param}",
                     f"{text.capitalize()} against {param} for every point of the sweep, one line"
                     " per combination of the other varied settings"
-                    + (", coloured by network" if by else "")
+                    + (f", coloured by {'network' if by == ['name'] else by[0]}" if by else "")
                     + "; bands: 95 % intervals.",
                 )
             )

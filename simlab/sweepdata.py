@@ -142,7 +142,8 @@ def add_derived(summary: pd.DataFrame) -> pd.DataFrame:
 
 def worst_case(summary: pd.DataFrame, settings, conditions) -> pd.DataFrame:
     """Per setting, every metric column's maximum over the conditions (the worst case)."""
-    settings, conditions = list(settings), list(conditions)
+    settings = list(settings)
+    conditions = [c for c in conditions if summary[c].nunique(dropna=False) > 1]  # varied
     metric_cols = [c for c in summary.columns if c.endswith(SUFFIXES)]
     if not settings:
         frame = summary.assign(_setting=0)
