@@ -266,9 +266,12 @@ class NatProbePolicy(Policy):
     """Discover the path's idle timeout: grow the interval until a heartbeat fails, then bisect.
 
     Each heartbeat tests an *idle gap*: the time since the last thing that refreshed
-    the path (the previous heartbeat, the opening, or application traffic in a
-    ``refresh_by`` direction). A pong proves the gap survived; a connection that ends
-    with the heartbeat unanswered says it failed. The policy keeps the largest
+    the path (the previous heartbeat, the opening, application traffic in a
+    ``refresh_by`` direction, and, with ``pong_refreshes``, the previous pong: a client
+    whose ACK of the pong goes out through the NAT). A pong proves the gap survived; a
+    connection that ends with the heartbeat unanswered says it failed. The interval is
+    counted so that the idle gap the next heartbeat tests is the target: when the pong
+    refreshed the path, one round trip is added to the interval from the last send. The policy keeps the largest
     surviving gap ``lo`` and the smallest failing gap ``hi``, so the timeout N is in
     (lo, hi]:
 
@@ -303,9 +306,11 @@ class NatProbePolicy(Policy):
         reprobe: float | None = 21600.0,
         slack: float = 30.0,
         refresh_by: frozenset[str] = frozenset({SENT, RECEIVED}),
+        pong_refreshes: bool = False,
         throttle: TimerThrottle | None = None,
     ):
         super().__init__(floor, throttle)
+        self.pong_refreshes = pong_refreshes
         self.floor, self.ceiling = floor, ceiling
         self.growth, self.step = growth, step
         self.precision, self.margin = precision, margin
@@ -319,16 +324,18 @@ class NatProbePolicy(Policy):
         self.reprobing = False
         self.probes = self.failed = self.strikes = 0
         self.probes_to_settle: int | None = None
-        self.last = 0.0
+        self.last = 0.0  # the path's last refresh that this side knows of
+        self.last_sent = 0.0  # the last heartbeat (or the opening)
+        self.anchor = 0.0  # the next idle gap counts from here: last_sent, or its pong
         self.inflight: dict[int, float] = {}  # seq -> the idle gap it tests
 
     def opened(self, t):
-        self.last = t
+        self.last = self.last_sent = self.anchor = t
         self.inflight.clear()
 
     def sent(self, t, seq):
         self.inflight[seq] = t - self.last
-        self.last = t
+        self.last = self.last_sent = self.anchor = t
         if (
             self.settled is not None
             and not self.reprobing
@@ -347,6 +354,10 @@ class NatProbePolicy(Policy):
         gap = self.inflight.pop(seq, None)
         for older in [s for s in self.inflight if s < seq]:
             del self.inflight[older]
+        if self.pong_refreshes:
+            self.last = max(self.last, t)
+            if gap is not None and not self.inflight:  # the pong of the latest heartbeat
+                self.anchor = t
         if gap is None:
             return
         self.strikes = 0
@@ -411,10 +422,14 @@ class NatProbePolicy(Policy):
         else:
             self.target = (lo + hi) / 2
 
-    def interval(self):
+    def idle_target(self) -> float:
+        """The idle gap the next heartbeat is to test (or keep, once settled)."""
         if self.settled is None:
             return self.target
         return self.hi if self.reprobing else self.settled
+
+    def interval(self):
+        return self.idle_target() + (self.anchor - self.last_sent)
 
     def timeout(self):
         return self.interval() + self.slack
@@ -545,6 +560,7 @@ def make_policy(scenario, side: str) -> Policy:
             reprobe=p.reprobe,
             slack=scenario.detector.timeout - hb.interval,
             refresh_by=nat,
+            pong_refreshes=side == "client" and RECEIVED in nat,
             throttle=throttle,
         )
     raise ValueError(f"unknown heartbeat policy kind {p.kind!r}")

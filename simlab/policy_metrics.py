@@ -14,8 +14,9 @@ interval or gap concerned). :func:`interval_records` extracts the first as a tab
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -185,4 +186,109 @@ def recommend(
         out["recommend"] = out["best_adaptive"] if saved["saved"] > 0 else out["best_fixed"]
     elif best_adaptive or best_fixed:
         out["recommend"] = out["best_adaptive"] or out["best_fixed"]
+    return out
+
+
+# -- a policy comparison on a network mix ------------------------------------------------------
+
+
+def compare_policies(
+    networks: Mapping[str, Mapping],
+    policies: Mapping[str, object],
+    fixed_intervals: Iterable[float],
+    base: Mapping,
+    overrides: Mapping | None = None,
+):
+    """Run every policy and every fixed interval on every network; one row per run.
+
+    ``networks`` maps a name to the scenario sections of that network (``link``, ``nat``,
+    ...), laid over ``base``; ``policies`` maps a label to a ``heartbeat.policy`` value;
+    ``fixed_intervals`` are the fixed settings to beat (seconds), each with the detector
+    timeout moved along (timeout = interval + the base's timeout - interval slack), so
+    every candidate tolerates the same lateness. ``overrides``: dotted keys for all runs
+    (``connections``, ``horizon``). Returns ``(table, results)``: the table has the network,
+    the label, ``fixed`` (the interval, or NaN), the figures and the per-hour NAT break
+    rate ``nat_breaks_per_conn_hour``; ``results[(network, label)]`` is the Result.
+    """
+    import pandas as pd
+
+    from . import load_scenario, simulate
+    from .validate import set_dotted
+
+    rows, results = [], {}
+    for network, sections in networks.items():
+        raw = copy.deepcopy(dict(base))
+        for key, value in sections.items():
+            raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) else value
+        for key, value in (overrides or {}).items():
+            set_dotted(raw, key, value)
+        scenario = load_scenario(raw)
+        slack = scenario.detector.timeout - scenario.heartbeat.interval
+        runs = {label: {"heartbeat.policy": value} for label, value in policies.items()}
+        for interval in fixed_intervals:
+            runs[f"fixed {interval:g}s"] = {
+                "heartbeat.policy": "fixed",
+                "heartbeat.interval": interval,
+                "detector.timeout": interval + slack,
+            }
+        for label, changes in runs.items():
+            result = simulate(load_scenario(raw, changes))
+            results[(network, label)] = result
+            figures = dict(result.summary)
+            hours = figures["connected_hours"]
+            figures["nat_breaks_per_conn_hour"] = (
+                figures["breaks_nat"] / hours if hours else math.nan
+            )
+            fixed = (
+                changes.get("heartbeat.interval", math.nan)
+                if "detector.timeout" in changes
+                else math.nan
+            )
+            rows.append({"network": network, "label": label, "fixed": fixed, **figures})
+    return pd.DataFrame(rows), results
+
+
+def mix_table(
+    table,
+    constraints: Mapping[str, float],
+    key="overhead_bytes_per_conn_hour",
+    weights: Mapping[str, float] | None = None,
+):
+    """Each policy and fixed interval over the network mix: one row per label.
+
+    ``table``: :func:`compare_policies`' table. The cost ``key`` and the rates are
+    averaged over the networks (``weights``: their shares of the clients, equal by
+    default); ``meets`` is whether the constraints hold on *every* network (a setting
+    must work wherever its clients are); ``worst_<figure>`` is the constrained figure on
+    the network where it is largest. ``saved_fraction`` compares each row with the
+    cheapest fixed interval that meets the constraints (``best_fixed``; negative:
+    it costs more); ``recommended`` marks the cheapest row that meets them.
+    """
+    import pandas as pd
+
+    networks = list(dict.fromkeys(table.network))
+    w = {n: (weights or {}).get(n, 1.0) for n in networks}
+    total = sum(w.values())
+    averaged = [key, "nat_breaks_per_conn_hour", "fp_per_conn_hour", "policy_breaks"]
+    rows = []
+    for label, group in table.groupby("label", sort=False):
+        group = group.set_index("network").reindex(networks)
+        row = {"label": label, "fixed": group.fixed.iloc[0]}
+        for col in averaged:
+            if col in group:
+                values = pd.to_numeric(group[col], errors="coerce")
+                row[col] = float(sum(w[n] * values[n] for n in networks) / total)
+        row["meets"] = all(meets(group.loc[n].to_dict(), constraints) for n in networks)
+        for col in constraints:
+            values = pd.to_numeric(group[col], errors="coerce")
+            row[f"worst_{col}"] = float(values.max())
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    fixed_ok = out[out.fixed.notna() & out.meets]
+    if len(fixed_ok):
+        best_row = fixed_ok.loc[fixed_ok[key].idxmin()]
+        out["best_fixed"] = best_row.label
+        out["saved_fraction"] = 1 - out[key] / best_row[key]
+    ok = out[out.meets]
+    out["recommended"] = out.label == ok.loc[ok[key].idxmin()].label if len(ok) else False
     return out

@@ -248,6 +248,25 @@ def test_nat_probe_unexplained_failures_restart_the_search():
     assert 0 < 120.0 - p.lo <= 10.0
 
 
+def test_nat_probe_times_idle_gaps_from_a_pong_that_refreshed_the_path():
+    # a client over TCP: its ACK of the pong goes out through the NAT when the pong arrives
+    p = NatProbePolicy(30.0, 1800.0, pong_refreshes=True, slack=30.0)
+    p.opened(0.0)
+    p.sent(30.0, 1)  # the first idle gap counts from the opening
+    p.answered(30.2, 1)  # survived; the next target is 60 s of idleness after this pong
+    assert p.lo == 30.0
+    assert p.interval() == pytest.approx(60.2)  # from the last send: one round trip more
+    assert p.timeout() == pytest.approx(90.2)
+    p.sent(90.2, 2)
+    assert p.inflight == {2: pytest.approx(60.0)}
+    # without it (a server pinger: the client's pong left before it arrived here)
+    q = NatProbePolicy(30.0, 1800.0, slack=30.0)
+    q.opened(0.0)
+    q.sent(30.0, 1)
+    q.answered(30.2, 1)
+    assert q.interval() == 60.0
+
+
 def test_nat_probe_counts_app_traffic_that_refreshes_the_path():
     p = NatProbePolicy(30.0, 1800.0, refresh_by=frozenset({"sent"}), slack=30.0)
     p.opened(0.0)
@@ -376,13 +395,17 @@ def test_explicit_fixed_policy_changes_nothing_and_adds_no_keys():
 # -- in the model: nat-probe ----------------------------------------------------------------------
 
 
-def nat_probe_scenario(idle, loss=0.0, delay="40ms", **policy):
+def nat_probe_scenario(idle, loss=0.0, delay="40ms", initiator="server", **policy):
     return simlab.load_scenario(
         {
             "horizon": "12h",
             "connections": 6,
             "seed": 2,
-            "heartbeat": {"interval": "30s", "policy": {"kind": "nat-probe", **policy}},
+            "heartbeat": {
+                "interval": "30s",
+                "initiator": initiator,
+                "policy": {"kind": "nat-probe", **policy},
+            },
             "detector": {"kind": "timeout", "timeout": "60s"},
             "link": {"transport": "tcp", "loss": loss, "delay": delay},
             "nat": {"idle_timeout": idle},
@@ -390,10 +413,23 @@ def nat_probe_scenario(idle, loss=0.0, delay="40ms", **policy):
     )
 
 
-@pytest.mark.parametrize("idle", [100.0, 300.0, 1200.0])
-@pytest.mark.parametrize("loss", [0.0, 0.02])
-def test_nat_probe_in_the_model_finds_the_nats_timeout_within_precision(idle, loss):
-    s = nat_probe_scenario(idle, loss, delay={"dist": "exponential", "mean": "30ms"})
+@pytest.mark.parametrize(
+    ("idle", "loss", "initiator"),
+    [
+        (100.0, 0.0, "server"),
+        (300.0, 0.0, "server"),
+        (1200.0, 0.0, "server"),
+        (100.0, 0.02, "server"),
+        (300.0, 0.02, "server"),
+        (1200.0, 0.02, "server"),
+        (300.0, 0.02, "client"),
+        (1200.0, 0.0, "client"),
+    ],
+)
+def test_nat_probe_in_the_model_finds_the_nats_timeout_within_precision(idle, loss, initiator):
+    s = nat_probe_scenario(
+        idle, loss, delay={"dist": "exponential", "mean": "30ms"}, initiator=initiator
+    )
     r = simlab.simulate(s)
     assert r["nat_probe_settled_fraction"] == 1.0
     settles = r.records[(r.records.event == "policy") & (r.records.detail == "nat_estimate")]
