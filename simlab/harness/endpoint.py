@@ -88,7 +88,7 @@ class Heartbeats:
     deadline has passed.
     """
 
-    def __init__(self, scenario, ws, now, record, declare, jitter_rng):
+    def __init__(self, scenario, ws, now, record, declare, jitter_rng, start: float | None = None):
         self.s = scenario
         self.ws = ws
         self.now = now
@@ -96,7 +96,10 @@ class Heartbeats:
         self.declare = declare
         self.jitter = Uniforms(jitter_rng)
         self.loop = asyncio.get_running_loop()
-        self.det = make_detector(scenario, now())
+        # ``start``: when the connection opened on the wire (the handshake's last bytes),
+        # which the harness notes a little after the fact; the schedule counts from it
+        self.opened = now() if start is None else start
+        self.det = make_detector(scenario, self.opened)
         self.seq = 0
         self.stopped = False
         self._timer: asyncio.TimerHandle | None = None
@@ -105,7 +108,7 @@ class Heartbeats:
         self.lateness: list[float] = []  # how late the event loop woke us: the clock's resolution
 
     def start(self) -> None:
-        self._schedule_beat(self.now())
+        self._schedule_beat(self.opened)
         self._check()
 
     def stop(self) -> None:
@@ -128,20 +131,20 @@ class Heartbeats:
         if self.stopped:
             return
         t = self.now()
-        self.lateness.append(max(0.0, t - due))
         self.seq += 1
         seq = self.seq
         self.det.sent(t, seq)
         self.record("ping", None, seq)
-        self.loop.create_task(self._ping(seq, t))
+        self.loop.create_task(self._ping(seq, t, due))
         self._schedule_beat(due)  # drift-free, like the model's timer
         self._check()
 
-    async def _ping(self, seq: int, sent_at: float) -> None:
+    async def _ping(self, seq: int, sent_at: float, due: float) -> None:
         try:
             waiter = await self.ws.ping(struct.pack("!I", seq))
         except Exception:  # the connection closed under us: on_lost reports it
             return
+        self.lateness.append(max(0.0, self.now() - due))  # timer + task: when it hit the socket
         waiter.add_done_callback(lambda f: self._pong(f, seq, sent_at))
 
     def _pong(self, fut: asyncio.Future, seq: int, sent_at: float) -> None:

@@ -204,11 +204,12 @@ class HarnessRun:
             self.record(conn, "connect_failed", type(exc).__name__)
             return False
         conn.client = ws
-        conn.opened = self.now()
-        handshake = ws.last_rx - self.offset if ws.last_rx is not None else conn.opened
-        self.lags.append(conn.opened - handshake)  # bookkeeping lag behind the wire
+        noted = self.now()
+        handshake = ws.last_rx - self.offset if ws.last_rx is not None else noted
+        self.lags.append(noted - handshake)  # bookkeeping lag behind the wire
+        conn.opened = handshake  # the connection opened when its handshake ended on the wire
         self.current[i] = conn
-        self.record(conn, "open")
+        self.record(conn, "open", t=conn.opened)
         log = self.backend.nat_log(conn)
         if log is not None:  # netns: the kernel's NAT; when it expired is read off this log
             conn.nat_idle = self.backend.nat_timeout
@@ -228,6 +229,7 @@ class HarnessRun:
                 lambda event, detail=None, value=None: self.record(conn, event, detail, value),
                 lambda by: self._declare(conn, by),
                 jitter,
+                start=conn.opened,
             )
             conn.hb.start()
         for ws_, is_d in ((d_ws, True), (p_ws, False)):
