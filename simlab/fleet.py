@@ -528,7 +528,8 @@ def _result(m: FleetModel, wall: float) -> StormResult:
     starts = np.concatenate([np.asarray(s.busy_start) for s in m.servers] + [np.zeros(0)])
     ends = np.concatenate([np.asarray(s.busy_end) for s in m.servers] + [np.zeros(0)])
     capacity = f.server.servers * f.server.workers
-    busy = np.diff(_busy_integral(starts, ends, edges))
+    # busy time per bin (clipped: differences of large sums carry rounding errors)
+    busy = np.clip(np.diff(_busy_integral(starts, ends, edges)), 0.0, width * capacity)
     utilisation = busy / (width * capacity)
     buffer = acct.level
     params = {
