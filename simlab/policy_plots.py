@@ -17,10 +17,12 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from .policy_metrics import interval_records
 
 BREAK, FALSE = "#b2182b", "#e08214"
+NICE_SECONDS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200)
 
 
 def interval_over_time(
@@ -72,16 +74,22 @@ def interval_over_time(
     low = min((a for a, _ in spans), default=1.0)
     high = max((b for _, b in spans), default=1.0)
     if log if log is not None else high > 10 * low:
-        for ax in axes:
+        for ax in axes:  # plain seconds at round values, not powers of ten
             ax.set_yscale("log")
+            lo, hi = ax.get_ylim()
+            ax.yaxis.set_major_locator(FixedLocator([v for v in NICE_SECONDS if lo <= v <= hi]))
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_minor_formatter(NullFormatter())
     axes[-1].set_xlabel(f"time on connection slot {slot} (h)")
-    axes[0].legend(
+    fig.legend(
         handles=[
             Line2D([], [], color="#2166ac", lw=1.4, label="gap before each heartbeat"),
             Line2D([], [], color=BREAK, lw=0.9, label="NAT break"),
             Line2D([], [], color=FALSE, lw=0.9, label="false disconnect"),
         ],
-        loc="upper left",
+        loc="outside upper center",
+        ncols=3,
         fontsize=8,
         frameon=False,
     )
