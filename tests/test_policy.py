@@ -1022,3 +1022,36 @@ def test_cli_table_and_json_show_the_adaptive_figures(capsys):
     )
     out = capsys.readouterr().out
     assert "adaptive heartbeats" in out and "nat_probe_error_mean_s" in out
+
+
+def test_compare_policies_mix_table_and_figures():
+    from matplotlib.figure import Figure
+
+    from simlab.policy_plots import interval_over_time, policy_costs
+
+    networks = {
+        "5 min NAT": {"nat": {"idle_timeout": "5m"}},
+        "60 s LB": {"nat": {"idle_timeout": "60s", "refresh": "both"}},
+    }
+    raw = base(link={"transport": "tcp"}, horizon="2h", connections=2)
+    del raw["nat"]
+    table, runs = pm.compare_policies(networks, {"nat-probe": "nat-probe"}, [30, 90], raw)
+    assert list(table.label) == ["nat-probe", "fixed 30s", "fixed 90s"] * 2
+    assert table.fixed.isna().sum() == 2 and set(table.fixed.dropna()) == {30.0, 90.0}
+    lb = table[table.network == "60 s LB"].set_index("label")
+    assert lb.loc["fixed 90s", "nat_breaks_per_conn_hour"] > 0  # 90 s outlives the LB
+    assert lb.loc["fixed 30s", "nat_breaks_per_conn_hour"] == 0
+    mix = pm.mix_table(table, {"nat_breaks_per_conn_hour": 0.0}).set_index("label")
+    assert not mix.loc["fixed 90s", "meets"]  # fine behind the NAT, not behind the LB
+    assert mix.loc["fixed 30s", "meets"] and mix.loc["fixed 30s", "recommended"]
+    assert (mix.best_fixed == "fixed 30s").all()
+    assert mix.loc["fixed 30s", "saved_fraction"] == 0
+    both = [runs[(n, "nat-probe")] for n in networks]
+    expected = np.mean([r["overhead_bytes_per_conn_hour"] for r in both])
+    assert mix.loc["nat-probe", "overhead_bytes_per_conn_hour"] == pytest.approx(expected)
+    fig = interval_over_time({n: runs[(n, "nat-probe")] for n in networks}, reference={"NAT": 300})
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert fig.axes[0].get_yscale() == "log"  # 30 s to 480 s
+    assert all(ax.get_ylabel() == "interval (s)" for ax in fig.axes)
+    costs = policy_costs(table)
+    assert isinstance(costs, Figure) and len(costs.axes) == 4  # a bar axis and a twin per network
