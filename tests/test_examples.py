@@ -8,7 +8,17 @@ import pytest
 
 import simlab
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+ALL = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+FLEETS = [p for p in ALL if "kind: fleet" in p.read_text()]
+EXAMPLES = [p for p in ALL if p not in FLEETS]
+
+
+@pytest.mark.parametrize("path", FLEETS, ids=[p.stem for p in FLEETS])
+def test_fleet_example_loads(path):
+    from simlab import fleetspec
+
+    fleet, warnings = fleetspec.load(path)
+    assert warnings == []
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
