@@ -188,8 +188,9 @@ class StormResult:
     """What a fleet run produced.
 
     ``summary``: the figures (the JSON of ``simlab storm``); ``timeline``: one row per
-    time bin (attempts, outcomes, connected clients, server utilisation, buffer
-    memory), each row carrying the run's parameters and seed; ``attempts``: one row
+    time bin (attempts, outcomes, connected clients, server utilisation: the share of
+    every server's handshake capacity in use, buffer memory), each row carrying the
+    run's parameters and seed; ``attempts``: one row
     per connection attempt (time, client, server, attempt number within its
     disconnection, outcome, when the client learnt it); ``clients``: one row per
     client (disconnections, attempts, final state, when it last connected).

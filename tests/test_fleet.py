@@ -157,6 +157,16 @@ def test_socketio_clients_retry_exactly_5s_apart_from_the_5th_attempt():
     assert gap[early].std() > 0.1  # the first retries are still jittered
 
 
+@pytest.mark.parametrize("retention, lost", [("16s", 0), ("15s", 0), ("12s", 3), ("5s", 10)])
+def test_a_resumed_session_loses_what_the_outage_held_beyond_the_retention(retention, lost):
+    # everyone is back at 15 s (see above): 15 s of messages, one a second, per client
+    r = storm(messages={"rate": 1.0}, resume={"time": retention, "messages": None})
+    assert r["time_to_100pct_reconnected_s"] == pytest.approx(15.0)
+    assert r["messages_lost"] == 200 * lost
+    assert r["messages_replayed"] == 200 * (15 - lost)
+    assert r["messages_delivered"] == r["messages_published"] - r["messages_lost"]
+
+
 def test_a_policy_that_gives_up_leaves_everyone_disconnected():
     r = storm(
         policy="exponential",
