@@ -711,7 +711,8 @@ def to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 120.0) 
         return "no PDF renderer: install chromium (Debian: apt-get install chromium) for --pdf"
     pdf_path = Path(pdf_path).resolve()
     tmp_pdf = pdf_path.with_name(f".{pdf_path.name}.part")
-    with tempfile.TemporaryDirectory(prefix="simlab-pdf-") as profile:
+    # a helper process may still be writing the profile as the browser exits
+    with tempfile.TemporaryDirectory(prefix="simlab-pdf-", ignore_cleanup_errors=True) as profile:
         cmd = browser_command(browser, profile) + [
             "--no-pdf-header-footer",
             f"--print-to-pdf={tmp_pdf}",

@@ -274,12 +274,23 @@ class DevTools:
         raise TimeoutError(method)
 
     def close(self):
-        self.stack.close()
-        self.proc.terminate()
+        """Ask the browser to quit (its helpers go with it), then make sure it has."""
         try:
-            self.proc.wait(timeout=10)
+            self.session = None
+            self.next_id += 1
+            self.ws.send(json.dumps({"id": self.next_id, "method": "Browser.close"}))
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.stack.close()
+        try:
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 def errors_in(events: list[dict]) -> list[dict]:
@@ -300,7 +311,8 @@ def test_headless_chromium_shows_every_figure_without_errors(built):
     browser = chromium_or_skip()
     path, _ = built
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="simlab-cdp-") as profile:
+    # a helper process may still be writing the profile as the browser exits
+    with tempfile.TemporaryDirectory(prefix="simlab-cdp-", ignore_cleanup_errors=True) as profile:
         dt = DevTools(browser, profile)
         try:
             target = dt.call("Target.createTarget", url="about:blank")["targetId"]
