@@ -327,6 +327,10 @@ class NetnsBackend:
         sock.setblocking(False)
         return sock, (SERVER_IP, SERVER_PORT)
 
+    def direct_socket(self) -> tuple[socket.socket, tuple[str, int]]:
+        """From the client namespace's own address, which no impairment rule matches."""
+        return self.client_socket(-1)
+
     async def crash(self, conn) -> None:
         await self.lab.nft(
             "add",

@@ -144,8 +144,7 @@ class ProxyBackend:
         self.port = self._server.sockets[0].getsockname()[1]
 
     def outage_end(self, slot: int, t: float) -> float | None:
-        periods = self.run.outages[slot]
-        return periods.end_if_down(t) if periods is not None else None
+        return self.run.outage_end(slot, t)
 
     def server_socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -153,6 +152,13 @@ class ProxyBackend:
         sock.bind(("127.0.0.1", 0))
         self.server_port = sock.getsockname()[1]
         return sock
+
+    def direct_socket(self) -> tuple[socket.socket, tuple[str, int]]:
+        """A socket straight to the server, not through the relay (for the loop's meter)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        return sock, ("127.0.0.1", self.server_port)
 
     def client_socket(self, slot: int) -> tuple[socket.socket, tuple[str, int]]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

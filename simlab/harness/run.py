@@ -25,7 +25,6 @@ from ..network import DownPeriods
 from ..rng import stream
 from .accounting import account
 from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
-from .scale import KERNEL_TCP
 
 POLICIES = ("detector", "websockets-native")
 
@@ -77,7 +76,12 @@ class HarnessRun:
             for i in range(n)
         ]
         self.stalled = [False] * n
+        # Slots start spread over one heartbeat interval, so slots whose schedules are
+        # deterministic don't all act in the same instant and queue behind each other in
+        # the one event loop. Each slot's times are reported from its own origin.
+        self.origin = [s.heartbeat.interval * i / n for i in range(n)]
         self.lags: list[float] = []
+        self.meter: list[float] = []  # loop round trips that skip the path (see _meter)
         self.current: list[Conn | None] = [None] * n
 
     # -- clock and records ----------------------------------------------------------
@@ -92,6 +96,14 @@ class HarnessRun:
 
     def record_slot(self, slot: int, event: str) -> None:
         self.events.append((slot, 0, self.now(), event, None, None))
+
+    def outage_end(self, slot: int, t: float) -> float | None:
+        """End of the slot's outage covering run time ``t``, or None."""
+        periods = self.outages[slot]
+        if periods is None:
+            return None
+        end = periods.end_if_down(t - self.origin[slot])
+        return None if end is None else end + self.origin[slot]
 
     async def sleep_until(self, t: float) -> None:
         delay = t - self.now()
@@ -126,9 +138,11 @@ class HarnessRun:
             if hasattr(self.backend, "probe_rtt"):
                 self.rtt = await self.backend.probe_rtt(self)
             self.offset = self.loop.time()  # time 0: every slot starts now
+            meter = asyncio.create_task(self._meter())
             try:
                 await asyncio.gather(*(self._slot(i) for i in range(s.connections)))
             finally:
+                meter.cancel()
                 for conn in self.conns:
                     self._teardown(conn)
         return self.events
@@ -147,9 +161,11 @@ class HarnessRun:
         )
         jitter = stream(s.seed, i, "jitter")
         number = 0
+        origin = self.origin[i]
+        await self.sleep_until(origin)
         try:
-            while self.now() < s.horizon:
-                end = self.outages[i].end_if_down(self.now()) if self.outages[i] else None
+            while self.now() < origin + s.horizon:
+                end = self.outage_end(i, self.now())
                 if end is not None:
                     await self.sleep_until(end)
                     continue
@@ -164,7 +180,7 @@ class HarnessRun:
                         self.offset + conn.opened + crash(),
                         lambda c=conn: self.loop.create_task(self._crash(c)),
                     )
-                remaining = s.horizon - self.now()
+                remaining = origin + s.horizon - self.now()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(conn.ended.wait(), max(remaining, 0))
                 if not conn.ended.is_set():
@@ -248,6 +264,33 @@ class HarnessRun:
         conn.server_ready.set_result(None)
         await ws.wait_closed()
 
+    async def _meter(self, every: float = 0.05) -> None:
+        """Round trips to the server that skip the emulated path, all run long.
+
+        What they take is the event loop's own processing time under the run's load
+        (a read, a write, a wake-up on each side): part of the clock's resolution.
+        """
+        sock, (host, port) = self.backend.direct_socket()
+        ws = None
+        try:
+            await asyncio.wait_for(self.loop.sock_connect(sock, (host, port)), 5)
+            ws = await connect(
+                f"ws://{host}:{port}/probe",
+                sock=sock,
+                proxy=None,
+                compression=None,
+                ping_interval=None,
+            )
+            while True:
+                await asyncio.sleep(every)
+                self.meter.append(await asyncio.wait_for(await ws.ping(), 5))
+        except (TimeoutError, OSError, Exception):
+            if ws is None:
+                sock.close()
+        finally:
+            if ws is not None and ws.transport is not None:
+                ws.transport.abort()
+
     async def _drain(self, conn: Conn, ws, is_d: bool) -> None:
         """Consume application messages (so flow control never blocks pongs)."""
         try:
@@ -282,7 +325,8 @@ class HarnessRun:
         self._end(conn, None)
 
     def _end(self, conn: Conn, why: str | None) -> None:
-        t = self.now() if why is None else min(self.now(), self.s.horizon)
+        end = self.origin[conn.slot] + self.s.horizon
+        t = self.now() if why is None else min(self.now(), end)
         self.record(conn, "close", why, t=t)
         conn.closed_at = t
         conn.ended.set()
@@ -298,12 +342,12 @@ class HarnessRun:
         self.backend.end(conn)
 
     async def _stall_driver(self, i: int) -> None:
-        periods = self.stalls[i]
+        periods, origin = self.stalls[i], self.origin[i]
         for start, end in zip(periods.starts, periods.ends, strict=False):
-            await self.sleep_until(start)
+            await self.sleep_until(origin + start)
             self.stalled[i] = True
             self._peer_reading(i, False)
-            await self.sleep_until(end)
+            await self.sleep_until(origin + end)
             self.stalled[i] = False
             self._peer_reading(i, True)
 
@@ -316,12 +360,12 @@ class HarnessRun:
             (ws.transport.resume_reading if on else ws.transport.pause_reading)()
 
     async def _outage_driver(self, i: int) -> None:
-        periods = self.outages[i]
+        periods, origin = self.outages[i], self.origin[i]
         for start, end in zip(periods.starts, periods.ends, strict=False):
-            await self.sleep_until(start)
+            await self.sleep_until(origin + start)
             await self.backend.outage(i, True)
             self.record_slot(i, "outage_start")
-            await self.sleep_until(end)
+            await self.sleep_until(origin + end)
             await self.backend.outage(i, False)
             self.record_slot(i, "outage_end")
 
@@ -346,27 +390,28 @@ def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
     """Run the scaled ``scenario`` on ``backend`` and account for it like the model."""
     started = time.perf_counter()
     run = HarnessRun(scenario, backend, policy)
-    events = asyncio.run(run.main())
+    raw = asyncio.run(run.main())
+    o = run.origin  # each slot's times from its own origin, as in the model
+    events = [(e[0], e[1], e[2] - o[e[0]], *e[3:]) for e in raw]
     nat = {}
     for conn in run.conns:
         if conn.nat_idle is not None:
             log = conn.crossings if backend.nat_log(conn) is None else conn.activity
-            nat[(conn.slot, conn.number)] = (conn.started, conn.nat_idle, log)
+            shift = o[conn.slot]
+            nat[(conn.slot, conn.number)] = (
+                conn.started - shift,
+                conn.nat_idle,
+                [x - shift for x in log],
+            )
     summary, records = account(scenario, events, nat)
     summary["engine"] = f"harness-{backend.name}"
     summary["policy"] = policy
     summary["wall_s"] = time.perf_counter() - started
-    # The harness's clock resolution, measured: how late its timers fired, how far its
-    # bookkeeping ran behind the wire at connection opening, and how much a round trip
-    # through the event loop adds to the path's own delay (99th percentiles, added up).
+    # The harness's clock resolution, measured during the run: how late its pings
+    # reached the socket, how far its bookkeeping ran behind the wire at opening, and
+    # an event-loop round trip that skips the path (99th percentiles, added up).
     late = [x for c in run.conns if c.hb is not None for x in c.hb.lateness]
-    path_rtt = scenario.link.up.delay.mean + scenario.link.down.delay.mean + (run.rtt or 0.0)
-    excess = [
-        max(0.0, e[5] - path_rtt)
-        for e in events
-        if e[3] == "pong" and e[5] < path_rtt + KERNEL_TCP.min_rto / 10  # no TCP recovery in it
-    ]
-    resolution = max(0.001, _p99(late) + _p99(run.lags) + _p99(excess))
+    resolution = max(0.001, _p99(late) + _p99(run.lags) + _p99(run.meter))
     info = {"backend": backend.name, "policy": policy, "rtt_s": run.rtt, "resolution_s": resolution}
     if getattr(backend, "nat_timeout", None) is not None:
         info["kernel_nat_timeout_s"] = backend.nat_timeout
