@@ -173,9 +173,7 @@ class Stats:
         # adaptive policies only (simlab.policy_metrics)
         self.gaps_s = 0.0  # sum of the gaps between a side's heartbeats (from the opening)
         self.gaps = 0
-        self.policy_breaks = (
-            0  # NAT expiries while the next heartbeat was due after the idle timeout
-        )
+        self.policy_breaks = 0  # NAT expiries with the next heartbeat due after the idle timeout
         self.settles: list[tuple[float, float, float, float]] = []  # (t, interval, estimate, idle)
 
 
@@ -473,8 +471,6 @@ class SlotModel:
             conn.last_refresh = now
         return True
 
-    # -- sending and delivery -------------------------------------------------------------
-
     # -- the heartbeat timer and its policy ---------------------------------------------
 
     def _schedule_beat(self, conn: Connection, side: str, since: float) -> None:
@@ -556,8 +552,7 @@ class SlotModel:
         if self.adaptive:
             self.policies[side].sent(now, seq)
             self._policy_input(conn, side, rearm=False)  # the next beat is armed below
-            if conn.closed:  # a shorter timeout ended it
-                self._schedule_beat(conn, side, now)
+            if conn.closed:  # a shorter timeout ended the connection
                 return
         if side == self.D and self.beat_kind == PING:
             conn.det.sent(now, seq)
@@ -566,6 +561,8 @@ class SlotModel:
         else:
             self._send(conn, Msg(self.beat_kind, side, seq, now, now, self.s.heartbeat.frame_bytes))
         self._schedule_beat(conn, side, now)
+
+    # -- sending and delivery -------------------------------------------------------------
 
     def _app(self, conn: Connection, side: str) -> None:
         if conn.closed:
