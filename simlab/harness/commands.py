@@ -29,7 +29,11 @@ def add_crosscheck_parser(sub, preset_options) -> None:
         "--time-scale", type=float, default=0.05, metavar="X", help="multiply every duration by X"
     )
     cc.add_argument(
-        "--connections", type=int, default=10, dest="harness_connections", help="real connections"
+        "--connections",
+        type=int,
+        default=None,
+        dest="harness_connections",
+        help="real connections (default 10; a fleet file: real clients, default 100)",
     )
     cc.add_argument("--model-connections", type=int, default=None, help="model replications")
     cc.add_argument("--policy", choices=("detector", "websockets-native"), default="detector")
@@ -82,6 +86,13 @@ def cmd_crosscheck(args, load) -> int:
     from ..io import write_rows
     from .netns import unavailable_reason
 
+    if args.scenario:  # a fleet file (kind: fleet): the real small fleet on loopback
+        from .fleet import crosscheck_command, is_fleet_file
+
+        if is_fleet_file(args.scenario):
+            return crosscheck_command(args)
+    if args.harness_connections is None:
+        args.harness_connections = 10
     problems = _problems(args)
     if args.backend == "netns" and (reason := unavailable_reason()):
         problems.append(f"--backend netns: {reason}")

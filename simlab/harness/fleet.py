@@ -819,6 +819,93 @@ def run_fleet_crosscheck(
     return check
 
 
+# -- ``simlab crosscheck FLEET.yaml`` ------------------------------------------------------
+
+DEFAULT_CONNECTIONS = 100
+
+
+def is_fleet_file(path) -> bool:
+    """Whether ``path`` is a readable ``kind: fleet`` file (anything else goes the scenario way)."""
+    from ..fleetspec import is_fleet
+    from ..validate import read_yaml
+
+    try:
+        return is_fleet(read_yaml(path))
+    except ScenarioError:
+        return False
+
+
+def _arg_problems(args, connections: int) -> list[str]:
+    out = []
+    if not (args.time_scale > 0 and math.isfinite(args.time_scale)):
+        out.append(f"--time-scale: must be a positive number, got {args.time_scale}")
+    if not 1 <= connections <= MAX_REAL_CLIENTS:
+        out.append(
+            f"--connections: 1 to {MAX_REAL_CLIENTS} real clients for a fleet, got {connections}"
+        )
+    if args.model_connections is not None and args.model_connections < 2 * max(connections, 1):
+        out.append(
+            f"--model-connections: at least two replications of the fleet ({2 * connections} "
+            f"clients), got {args.model_connections}"
+        )
+    if not 0 < args.alpha < 1:
+        out.append(f"--alpha: between 0 and 1, got {args.alpha}")
+    if getattr(args, "preset", None) or getattr(args, "network", None):
+        out.append("--preset/--network: they apply to scenarios, not to a fleet file")
+    if args.panel:
+        out.append("--panel: runs the built-in scenario panel; give no fleet file with it")
+    return out
+
+
+def crosscheck_command(args) -> int:
+    """``simlab crosscheck FLEET.yaml``: exit 0 agree, 1 disagree, 2 bad input (ScenarioError: 2)."""
+    import json
+    import signal
+    import sys
+
+    from ..crosscheck import format_check
+    from ..fleetspec import load
+    from ..io import write_rows
+    from ..validate import parse_sets
+    from .commands import EXIT_BAD_INPUT, EXIT_DISAGREE, _sigterm
+
+    connections = (
+        DEFAULT_CONNECTIONS if args.harness_connections is None else args.harness_connections
+    )
+    problems = _arg_problems(args, connections)
+    if problems:
+        print("error: " + "\n       ".join(problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    overrides = parse_sets(args.set)
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    fleet, warnings = load(args.scenario, overrides)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    runs = (
+        DEFAULT_MODEL_RUNS
+        if args.model_connections is None
+        else args.model_connections // connections
+    )
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        check = run_fleet_crosscheck(
+            fleet, time_scale=args.time_scale, connections=connections, runs=runs, alpha=args.alpha
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    rows = check.rows()
+    if args.out:
+        columns = list(rows[0])
+        write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
+    if args.json:
+        doc = [{"check": check.name, "agree": check.agree, "ran": check.ran, "comparisons": rows}]
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(format_check(check))
+    return 0 if check.agree else EXIT_DISAGREE
+
+
 __all__ = [
     "MAX_REAL_CLIENTS",
     "Admission",
@@ -826,6 +913,8 @@ __all__ = [
     "RealFleet",
     "RealResult",
     "compare_fleet",
+    "crosscheck_command",
+    "is_fleet_file",
     "final_reconnect_times",
     "model_runs",
     "refusals",
