@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean venv
+.PHONY: demo test lint format bench clean venv lab
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m simlab.bench
+
+# JupyterLab on the notebooks (installs the notebooks extra: JupyterLab, ipywidgets).
+lab: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

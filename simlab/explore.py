@@ -71,7 +71,7 @@ def headline(summary: Mapping, rate_unit: str = "day") -> pd.DataFrame:
         if key == "breaks_nat" and hours:
             rows.append(
                 (
-                    "middlebox idle expiries",
+                    "middlebox idle expiries, rate",
                     round(float(value) / hours * k, 4),
                     "",
                     f"per connection-{rate_unit}",
@@ -152,4 +152,5 @@ def interact(
         )
         for name, (label, values, default) in controls.items()
     }
-    return ipywidgets.interactive(fn, **sliders)
+    # auto_display: show what fn returns (a table, a figure), as ipywidgets.interact does
+    return ipywidgets.interactive(fn, {"auto_display": True}, **sliders)

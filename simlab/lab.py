@@ -360,9 +360,12 @@ def compare_detectors(
     """Each detector calibrated to the mean detection latency ``target`` (s), then run.
 
     One row per detector (the :func:`run_points` columns) plus ``detector``, ``setting``
-    (the knob in words) and ``predicted_latency_s`` (on a steady path). ``measured``
-    (default) matches the simulated latency on the base's own path (see
-    :func:`calibrate`); the base needs ``peer.crash`` for that. Run the base in monitor
+    (the knob in words), ``predicted_latency_s`` (on a steady path) and ``matched``
+    (the simulated mean latency within 2 % of the target; None unless ``measured``).
+    ``measured`` (default) matches the simulated latency on the base's own path (see
+    :func:`calibrate`); the base needs ``peer.crash`` for that. A detector whose knob
+    cannot reach the target on that path (phi's floor on a noisy one) keeps the closest
+    setting tried, marked unmatched. Run the base in monitor
     mode (``detector.on_declare: monitor``) to read Chen et al.'s mistake durations: how
     long a wrong suspicion lasts before the next heartbeat restores trust.
     """
@@ -377,8 +380,29 @@ def compare_detectors(
         row.insert(0, "detector", row.pop("label"))
         row.insert(1, "setting", knob_text(overrides))
         row.insert(2, "predicted_latency_s", predicted_latency(base, overrides))
+        reached = float(row["detection_latency_mean_s_mean"].iloc[0])
+        row.insert(3, "matched", abs(reached - target) <= 0.02 * target if measured else None)
         rows.append(row)
     return pd.concat(rows, ignore_index=True)
+
+
+def nat_what_if(
+    interval: float, idle: float, jitter: float = 0.0, p_loss: float = 0.0, rate_unit: str = "day"
+) -> pd.DataFrame:
+    """Heartbeats every ``interval`` s (x U(1 - jitter, 1 + jitter)), each lost before the
+    middlebox with ``p_loss``, against an idle timeout ``idle`` (s): the figures of
+    :func:`simlab.theory.nat_survival` with their units, as a table."""
+    s = theory.nat_survival(interval, idle, p_loss, jitter)
+    k = RATE_UNITS[rate_unit]
+    rows = [
+        ("heartbeats keep it open", "yes" if s.survives else "no", ""),
+        ("longest gap between heartbeats", round(interval * (1 + jitter), 3), "s"),
+        ("longest safe mean interval", round(longest_safe_interval(idle, jitter), 3), "s"),
+        ("a gap reaches the idle timeout", round(s.p_gap_too_long, 6), "probability per refresh"),
+        ("mean time to expiry", round(s.mean_time_to_expiry, 1), "s"),
+        ("idle expiries", round(s.expiries_per_hour * k, 3), f"per connection-{rate_unit}"),
+    ]
+    return pd.DataFrame(rows, columns=["figure", "value", "unit"]).set_index("figure")
 
 
 def refresh_cases(idle: float, interval: float) -> dict[str, dict]:
@@ -422,6 +446,8 @@ __all__ = [
     "ladder",
     "longest_safe_interval",
     "losses_to_miss",
+    "nat_what_if",
+    "outside_event_loop",
     "panel_item",
     "per",
     "knob",
@@ -442,3 +468,21 @@ def panel_item(name: str, overrides: Mapping | None = None):
         raise ValueError(f"no panel item {name!r}: one of {', '.join(names)}")
     item = PANEL[names.index(name)]
     return load(item["scenario"], dict(overrides or {}))[0], item["policy"]
+
+
+def outside_event_loop(fn, /, *args, **kwargs):
+    """``fn(*args, **kwargs)``, in a thread of its own when this thread runs an asyncio loop.
+
+    The real-socket harness drives its sockets with ``asyncio.run``, which refuses to start
+    inside a running loop, and a Jupyter kernel runs one: a notebook calls
+    ``lab.outside_event_loop(crosscheck.run_crosscheck, scenario, ...)``.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simlab-harness") as pool:
+        return pool.submit(fn, *args, **kwargs).result()

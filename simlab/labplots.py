@@ -206,32 +206,25 @@ def detector_comparison(
     """Three panels, one bar per detector (the rows of
     :func:`simlab.lab.compare_detectors`): the mean detection latency reached (the
     ``target`` dashed), false positives per connection-``rate_unit`` with 95 % intervals,
-    and the mean duration of a mistake."""
+    and the mean duration of a mistake; linear axes from zero, so equal bars look equal."""
     fig = Figure(figsize=(10.0, 3.9), layout="constrained")
     axes = fig.subplots(1, 3)
     names = [f"{d}\n{s}" for d, s in zip(frame.detector, frame.setting, strict=True)]
     x = np.arange(len(frame))
     colors = [colormaps["tab10"](i) for i in range(len(frame))]
     panels = (
-        ("detection_latency_mean_s", 1.0, "mean detection latency (s)", False),
-        (
-            "fp_per_conn_hour",
-            RATE_UNITS[rate_unit],
-            f"false positives per connection-{rate_unit}",
-            True,
-        ),
-        ("mistake_duration_mean_s", 1.0, "mean mistake duration (s)", False),
+        ("detection_latency_mean_s", 1.0, "mean detection latency (s)"),
+        ("fp_per_conn_hour", RATE_UNITS[rate_unit], f"false positives per connection-{rate_unit}"),
+        ("mistake_duration_mean_s", 1.0, "mean mistake duration (s)"),
     )
-    for ax, (key, k, name, log) in zip(axes, panels, strict=True):
+    for ax, (key, k, name) in zip(axes, panels, strict=True):
         mean, low, high = _column(frame, key, k)
         shown = np.where(np.isfinite(mean), mean, 0.0)
         ax.bar(x, shown, color=colors, alpha=0.85)
         err = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
         ok = np.isfinite(low) & np.isfinite(mean)
         ax.errorbar(x[ok], mean[ok], yerr=err[:, ok], fmt="none", ecolor="k", capsize=3, lw=1)
-        if log and (shown > 0).any():
-            ax.set_yscale("log")
-            _log(ax.yaxis)
+        ax.set_ylim(bottom=0)
         ax.set_xticks(x, names, fontsize=7, rotation=30, ha="right")
         ax.set_ylabel(name)
         ax.set_xlabel("detector and its setting")

@@ -422,6 +422,7 @@ def test_interact_with_widgets_builds_sliders_that_rerun(monkeypatch):
 
     w = explore.interact(fn, {"a": ("a (s)", [1, 2, 3], 2), "b": ("b (count)", [10, 20], 20)})
     assert isinstance(w, ipywidgets.interactive)
+    assert w.auto_display  # what fn returns is shown under the sliders
     assert w.result == 40 and calls == [(2, 20)]
     sliders = [c for c in w.children if isinstance(c, ipywidgets.SelectionSlider)]
     assert [s.description for s in sliders] == ["a (s)", "b (count)"]
@@ -469,3 +470,32 @@ def test_panel_item_loads_with_overrides():
     with pytest.raises(ValueError, match="no panel item"):
         lab.panel_item("nope")
     assert math.isclose(s.heartbeat.interval, 10)
+
+
+def test_nat_what_if_reads_the_theory():
+    table = lab.nat_what_if(50, 60, jitter=0.3)
+    assert table.loc["heartbeats keep it open", "value"] == "no"
+    assert table.loc["longest gap between heartbeats", "value"] == pytest.approx(65)
+    expected = theory.nat_survival(50, 60, 0.0, 0.3).expiries_per_hour * 24
+    assert table.loc["idle expiries", "value"] == pytest.approx(expected, abs=1e-3)
+    assert table.loc["idle expiries", "unit"] == "per connection-day"
+    assert lab.nat_what_if(30, 60).loc["heartbeats keep it open", "value"] == "yes"
+
+
+def test_outside_event_loop_lets_asyncio_run_inside_a_running_loop():
+    import asyncio
+    import threading
+
+    async def answer():
+        return threading.current_thread().name
+
+    def harness_like():
+        return asyncio.run(answer())
+
+    here = threading.current_thread().name
+    assert lab.outside_event_loop(harness_like) == here  # no loop running: called in place
+
+    async def notebook_cell():
+        return lab.outside_event_loop(harness_like)
+
+    assert asyncio.run(notebook_cell()).startswith("simlab-harness")
