@@ -35,10 +35,10 @@ def run_model(scenario) -> tuple[int, float]:
 
 
 def run_fast(scenario) -> tuple[int, float]:
-    from .fast import FastSlot
+    from .fast import FastRun
 
     started = time.perf_counter()
-    rounds = sum(FastSlot(scenario, i).run().stats.rounds for i in range(scenario.connections))
+    rounds = sum(sl.stats.rounds for sl in FastRun(scenario).run())
     return rounds, time.perf_counter() - started
 
 

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import lfilter
+from scipy.special import ndtri
 
+from .distributions import Constant, Exponential, Lognormal, Pareto, Uniform
 from .metrics import summarize
 from .model import Stats
-from .network import give_up_after
 from .policy import policy_problems
 from .scenario import Loss, Scenario
 
@@ -62,330 +63,515 @@ def unsupported(s: Scenario) -> list[str]:
     return out
 
 
-class LossStream:
-    """One direction's packet losses, in sending order, continuing across connections.
+# -- random numbers: a counter-based hash, so any draw can be computed for many connections at once
 
-    ``peek(n)`` shows the next n packets' fates without using them; ``advance(k)``
-    uses k. Gilbert-Elliott states come as runs of geometric length (the chain steps,
-    then the packet is lost with its new state's probability).
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31, _S11 = (np.uint64(k) for k in (30, 27, 31, 11))
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer (a bijection of 64-bit words with full avalanche)."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+def _keys(seed: int, *parts) -> np.ndarray:
+    """One 64-bit key per row, from the seed and the row's parts (slot, stream, connection...)."""
+    with np.errstate(over="ignore"):
+        h = np.asarray(_mix(np.array([seed % 2**64 ^ _TAG], dtype=np.uint64)))
+        for p in parts:
+            h = _mix(h ^ _mix(np.asarray(p).astype(np.uint64) + _GAMMA))
+    return np.atleast_1d(h)
+
+
+def _uniforms(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Uniforms in (0, 1): draw ``index`` of each row's stream (SplitMix64 at that counter)."""
+    with np.errstate(over="ignore"):
+        z = _mix(keys[:, None] + (index.astype(np.uint64) + np.uint64(1)) * _GAMMA)
+    return ((z >> _S11).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def _sample(dist, u: np.ndarray) -> np.ndarray:
+    """Draws of ``dist`` by inversion of uniforms."""
+    if isinstance(dist, Constant):
+        return np.full(u.shape, dist.value)
+    if isinstance(dist, Uniform):
+        return dist.low + (dist.high - dist.low) * u
+    if isinstance(dist, Exponential):
+        return -dist.mean_ * np.log(u)
+    if isinstance(dist, Lognormal):
+        return dist.median * np.exp(dist.sigma * ndtri(u))
+    if isinstance(dist, Pareto):
+        return dist.scale * u ** (-1.0 / dist.shape)
+    raise TypeError(f"no inversion for {dist!r}")
+
+
+def gilbert_states(loss: Loss, keys: np.ndarray, n: int) -> np.ndarray:
+    """The Gilbert-Elliott chain's states (True: bad) for packets 0..n-1 of each row's stream.
+
+    The first run starts in the stationary distribution; runs have geometric lengths
+    (leave bad with p_bg, good with p_gb each packet) and alternate. Draws are keyed by
+    run number, so a longer prefix extends a shorter one.
     """
+    total = loss.p_gb + loss.p_bg
+    init = _uniforms(_keys(0, keys, 1), np.zeros(1, np.int64))[:, 0] < (
+        loss.p_gb / total if total else 0.0
+    )
+    runs = 16
+    while True:
+        u = _uniforms(_keys(0, keys, 2), np.arange(runs))
+        bad = init[:, None] ^ (np.arange(runs) % 2 == 1)
+        p = np.where(bad, loss.p_bg, loss.p_gb)
+        with np.errstate(divide="ignore"):
+            length = np.where(p > 0, np.maximum(1.0, np.ceil(np.log(u) / np.log1p(-p))), 2.0**62)
+        ends = np.cumsum(length, axis=1)
+        if (ends[:, -1] >= n).all():
+            break
+        runs *= 2
+    flip = np.zeros((len(keys), n + 1), dtype=bool)
+    r, c = np.nonzero(ends < n)
+    flip[r, ends[r, c].astype(np.int64)] = True
+    return init[:, None] ^ np.logical_xor.accumulate(flip[:, :n], axis=1)
 
-    def __init__(self, loss: Loss, rng: np.random.Generator):
-        self.loss, self.rng = loss, rng
-        self.buf = np.zeros(0, dtype=bool)
-        if loss.model == "gilbert":
-            total = loss.p_gb + loss.p_bg
-            self.bad = bool(rng.random() < (loss.p_gb / total if total else 0.0))
-            self.left = 0  # packets left in the current run
 
-    def _more(self, n: int) -> np.ndarray:
-        loss, rng = self.loss, self.rng
-        if loss.model == "bernoulli":
-            return rng.random(n) < loss.p
-        states = np.empty(n, dtype=bool)
-        i = 0
-        while i < n:
-            if self.left == 0:  # a new run: the state flips (the first run keeps the drawn state)
-                if i > 0 or hasattr(self, "_started"):
-                    self.bad = not self.bad
-                self._started = True
-                p = loss.p_bg if self.bad else loss.p_gb
-                self.left = int(rng.geometric(p)) if p > 0 else 1 << 62  # p = 0: stays forever
-            take = min(self.left, n - i)
-            states[i : i + take] = self.bad
-            self.left -= take
-            i += take
-        u = rng.random(n)
-        return np.where(states, u < loss.loss_bad, u < loss.loss_good)
+# -- helpers over rows (one connection per row, messages along the row, INF-padded) --------------
 
-    def peek(self, n: int) -> np.ndarray:
-        if len(self.buf) < n:
-            self.buf = np.concatenate([self.buf, self._more(max(n - len(self.buf), 256))])
-        return self.buf[:n]
 
-    def advance(self, k: int) -> None:
-        self.buf = self.buf[k:]
+def _first(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the first True's column (0 if none) and whether there is one."""
+    if mask.shape[1] == 0:
+        z = np.zeros(mask.shape[0], dtype=np.int64)
+        return z, z.astype(bool)
+    return mask.argmax(axis=1), mask.any(axis=1)
+
+
+def _at(a: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """a[row, col[row]] for every row (col clipped into the row)."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], INF)
+    return a[np.arange(a.shape[0]), np.minimum(col, a.shape[1] - 1)]
+
+
+def _compact(mask: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Each row's masked elements moved to its front, in order, the rest INF (trimmed)."""
+    count = mask.sum(axis=1)
+    k = int(count.max()) if len(count) else 0
+    front = np.arange(k)[None, :] < count[:, None]
+    out = []
+    for a in arrays:
+        o = np.full((mask.shape[0], k), INF)
+        o[front] = a[mask]  # boolean indexing keeps row-major order
+        out.append(o)
+    return out
+
+
+def _ewma(x: np.ndarray, first: np.ndarray, gain: float) -> np.ndarray:
+    """Per row: y_0 = first, y_k = (1 - gain) y_(k-1) + gain x_k (x's first column unused).
+
+    One filter over all rows end to end, then each row's start corrected: a row began
+    from the previous row's last value instead of its own, an error that decays by
+    (1 - gain) a step. Offset by 1 so values that decay to zero never turn subnormal
+    (which slows the arithmetic a hundredfold)."""
+    R, n = x.shape
+    if n < 2:
+        return first.copy()
+    a = 1.0 - gain
+    start = first[:, 0] + 1.0
+    y = lfilter([gain], [1, -a], (x[:, 1:] + 1.0).ravel(), zi=[a * start[0]])[0]
+    y = y.reshape(R, n - 1)
+    if R > 1:
+        began = np.concatenate([start[:1], y[:-1, -1]])
+        decay = a ** np.arange(1, n)
+        decay[decay < 1e-300] = 0.0
+        y += decay[None, :] * (start - began)[:, None]
+    return np.concatenate([first, y - 1.0], axis=1)
+
+
+def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
+    """From a segment's first send to giving up (network.give_up_after, for arrays)."""
+    return sum(np.minimum(rto * float(1 << i), tcp.max_rto) for i in range(tcp.max_retries + 1))
+
+
+JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT, RST_UP, RST_BACK = range(9)
+LOSS = {"client": 100, "server": 101}
+DETECTOR_BY, RESET_BY, TCP_BY = 0, 1, 2  # in the order of their names: ties go to the first
+CAUSES = ("detector", "reset", "tcp_timeout")
 
 
 @dataclass
 class Direction:
-    """One direction's messages in a window, in sending order."""
+    """One direction's messages for a batch of connections (a row each), in sending order."""
 
     src: str
-    sent: np.ndarray  # first transmission
+    sent: np.ndarray  # first transmission (inf: no message)
     at: np.ndarray  # the transmission that gets through (inf: none)
     arrive: np.ndarray  # delivery to the receiver, in order (inf: never)
     raw: np.ndarray  # arrival at the receiver's host before in-order hold-back (inf: never)
-    rto: np.ndarray  # the sender's RTO when each was first sent (TCP)
-    doomed_at: float  # send time of the first segment TCP gives up on (inf: none)
-    giveup_at: float  # when the sender's socket fails over it
+    rto: np.ndarray | None  # the sender's RTO when each was first sent (TCP)
+    doomed_at: np.ndarray  # per row: send time of the first segment TCP gives up on (inf: none)
+    giveup_at: np.ndarray  # per row: when the sender's socket fails over it
     packets: np.ndarray  # packets used by the first i+1 messages
-
-    def used(self, until: float, side: str = "left") -> int:
-        """Packets used by the messages sent before ``until`` (``side="right"``: up to and
-        including it)."""
-        k = int(np.searchsorted(self.sent, until, side=side))
-        return int(self.packets[k - 1]) if k else 0
 
 
 @dataclass
-class Window:
-    """What the detector side saw of a connection over a window of rounds."""
+class Batch:
+    """Connections computed together: one per row, at most one per slot."""
 
-    first: Direction  # the heartbeats (pings, or oneway beats)
-    second: Direction | None  # the pongs (pingpong)
-    suspicions: list  # [(start, end)] of the detector's suspicions
-    transport: list  # [(time, cause)] of the detector side's socket failing
-    broken: float  # ground truth: the break, or inf
-    expiry: float = INF  # the NAT mapping's expiry, or inf
-    p_closed: float = INF  # when the peer's socket failed: it sends nothing after that
+    slots: np.ndarray
+    numbers: np.ndarray
+    t0: np.ndarray
+    window: np.ndarray  # rounds each row asks for
+    seed: int
+    pos: dict  # per side: the row's slot's position in its loss stream
+    crash: np.ndarray = None
+    _keys: dict = None
 
+    def key(self, stream: int) -> np.ndarray:
+        if self._keys is None:
+            self._keys = {}
+        if stream not in self._keys:
+            self._keys[stream] = _keys(self.seed, self.slots, stream, self.numbers)
+        return self._keys[stream]
 
-class _Conn:
-    """The random draws of one connection, extendable, identical whatever the window."""
-
-    def __init__(self, seed: int, slot: int, number: int):
-        root = np.random.SeedSequence(seed, spawn_key=(slot, _TAG, number))
-        self.rngs = [np.random.Generator(np.random.PCG64(c)) for c in root.spawn(7)]
-        self.cache: dict[int, np.ndarray] = {}
-
-    def draws(self, which: int, n: int, make) -> np.ndarray:
-        """The first n draws of stream ``which`` (``make(rng, n)``), always the same values."""
-        have = self.cache.get(which)
-        if have is None or len(have) < n:
-            rng = np.random.Generator(np.random.PCG64(self.rngs[which].bit_generator.seed_seq))
-            have = make(rng, max(n, 2 * (0 if have is None else len(have))))
-            self.cache[which] = have
-        return have[:n]
-
-
-JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT = range(7)
+    def draw(self, dist, stream: int, n: int) -> np.ndarray:
+        """Draws 0..n-1 of this connection's stream ``stream``: the same whatever the window."""
+        if isinstance(dist, Constant):
+            return np.full((len(self.slots), n), dist.value)
+        return _sample(dist, _uniforms(self.key(stream), np.arange(n)))
 
 
 class FastSlot:
-    """One connection slot, connection after connection, with the model's accounting."""
+    """One connection slot's counters (``stats``), as the model's slots have them."""
 
-    def __init__(self, s: Scenario, slot: int):
-        self.s, self.slot = s, slot
-        self.stats = Stats()
-        self.records: list[tuple] = []
+    def __init__(self, slot: int, stats: Stats):
+        self.slot, self.stats = slot, stats
+
+
+class FastRun:
+    """All slots of a scenario, connection after connection, every slot's current one at once.
+
+    A batch holds each slot's open connection as a row; its rounds are computed a window
+    at a time from the opening (all sends, losses, ladders and arrivals at once, then the
+    detector as a chain of deadlines). Everything before the window's last send time is
+    final, so a row that has not ended by then is recomputed with a window four times as
+    long (the same draws). Rows that end are accounted, and the slot's next connection
+    joins the next batch.
+    """
+
+    def __init__(self, s: Scenario):
+        self.s = s
         self.D = s.detector_side
         self.P = "server" if self.D == "client" else "client"
         self.tcp = s.link.transport == "tcp"
         self.monitor = s.detector.on_declare == "monitor"
-        root = np.random.SeedSequence(s.seed, spawn_key=(slot, _TAG))
-        up_rng, down_rng = (np.random.Generator(np.random.PCG64(c)) for c in root.spawn(2))
-        self.loss = {
-            "client": LossStream(s.link.up.loss, up_rng),
-            "server": LossStream(s.link.down.loss, down_rng),
-        }
         self.delay = {"client": s.link.up.delay, "server": s.link.down.delay}
-        self.last_rounds = 0  # rounds the previous connection needed: the next one's first guess
+        self.loss = {"client": s.link.up.loss, "server": s.link.down.loss}
+        n = s.connections
+        all_slots = np.arange(n)
+        self.loss_keys = {side: _keys(s.seed, all_slots, LOSS[side]) for side in LOSS}
+        self.gilbert: dict = {}  # side -> states of every slot's stream (grown on demand)
+        self.pos = {side: np.zeros(n, dtype=np.int64) for side in LOSS}
+        z = lambda: np.zeros(n)  # noqa: E731
+        self.c = {
+            k: z()
+            for k in ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
+            + ("connections", "false_positives", "undetected")
+            + tuple(f"break_{k}" for k in ("crash", "nat", "tcp_timeout"))
+            + tuple(f"by_{k}" for k in CAUSES)
+        }
+        self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
+        self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
+
+    # -- losses -------------------------------------------------------------------------------
+
+    def _fates(self, src: str, slots: np.ndarray, pos: np.ndarray, m: int) -> np.ndarray:
+        """Lost or not: packets pos..pos+m-1 of each row's slot's stream from ``src``."""
+        loss = self.loss[src]
+        index = pos[:, None] + np.arange(m)
+        if loss.model == "bernoulli":
+            if loss.p <= 0:
+                return np.zeros((len(slots), m), dtype=bool)
+            return _uniforms(self.loss_keys[src][slots], index) < loss.p
+        need = int(index.max()) + 1 if index.size else 0
+        states = self.gilbert.get(src)
+        if states is None or states.shape[1] < need:
+            size = max(need, 2 * (0 if states is None else states.shape[1]), 1024)
+            states = gilbert_states(loss, self.loss_keys[src], size)
+            self.gilbert[src] = states
+        bad = states[slots[:, None], index]
+        u = _uniforms(self.loss_keys[src][slots] ^ np.uint64(1), index)
+        return u < np.where(bad, loss.loss_bad, loss.loss_good)
 
     # -- one direction ------------------------------------------------------------------------
 
-    def _direction(self, conn: _Conn, src: str, sent: np.ndarray, fwd: int, back: int) -> Direction:
+    def _direction(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int) -> Direction:
         """Losses, ladders and arrivals of messages sent by ``src`` at ``sent`` (ascending)."""
-        n = len(sent)
-        delay = conn.draws(fwd, n, lambda r, m: self.delay[src].sample(r, m))
-        stream = self.loss[src]
+        R, n = sent.shape
+        valid = np.isfinite(sent)
+        delay = b.draw(self.delay[src], fwd, n)
+        pos = b.pos[src]
+        none = np.full(R, INF)
         if not self.tcp:
-            lost = stream.peek(n)
-            arrive = np.where(lost, INF, sent + delay)
-            at = np.where(lost, INF, sent)
-            return Direction(
-                src, sent, at, arrive, arrive, np.zeros(n), INF, INF, np.arange(1, n + 1)
-            )
+            lost = self._fates(src, b.slots, pos, n)
+            ok = valid & ~lost
+            arrive = np.where(ok, sent + delay, INF)
+            at = np.where(ok, sent, INF)
+            packets = np.broadcast_to(np.arange(1, n + 1), (R, n))
+            return Direction(src, sent, at, arrive, arrive, None, none, none, packets)
         tcp = self.s.link.tcp
         cap = tcp.max_retries + 1  # transmissions before giving up
-        packets = stream.peek(max(64, int(n * 1.5) + 64))
-        while (~packets).sum() < n:
-            packets = stream.peek(2 * len(packets))
-        ok = np.flatnonzero(~packets)[:n]
-        ends = ok + 1  # message i ends with the i-th delivered packet...
-        attempts = np.diff(np.concatenate([[0], ends]))
-        doomed = int(np.argmax(attempts > cap)) if n and (attempts > cap).any() else n
-        if doomed < n:  # ...unless one runs out of retries: from there, one by one
-            pos = int(ends[doomed - 1]) if doomed else 0
-            tail = []
-            for _ in range(doomed, n):
-                fates = stream.peek(pos + cap)[pos:]
-                k = int(np.argmax(~fates)) + 1 if (~fates).any() else cap + 1
+        count = valid.sum(axis=1)
+        loss = self.loss[src]
+        q = loss.p if loss.model == "bernoulli" else max(loss.loss_good, loss.loss_bad)
+        m = int(n / max(1.0 - q, 0.05) * 1.05) + 64  # packets enough for n messages, mostly
+        while True:
+            ok = ~self._fates(src, b.slots, pos, m)
+            if (ok.sum(axis=1) >= count).all() or m > (n + 1) * cap + 64:
+                break  # (past that bound, a message short of packets has run out of retries)
+            m *= 2
+        # message i ends with the i-th delivered packet...
+        needed = ok & (np.cumsum(ok, axis=1) <= n)
+        (ends,) = _compact(needed, np.broadcast_to(np.arange(1.0, m + 1), ok.shape))
+        ends = np.where(np.isfinite(ends), ends, m).astype(np.int64)
+        if ends.shape[1] < n:
+            ends = np.concatenate([ends, np.full((R, n - ends.shape[1]), m)], axis=1)
+        attempts = np.diff(ends, axis=1, prepend=0)
+        doomed, has = _first((attempts > cap) & valid)
+        for row in np.flatnonzero(has):  # ...unless one runs out of retries: from there, one by one
+            d, k_end = int(doomed[row]), int(count[row])
+            start = int(ends[row, d - 1]) if d else 0
+            need = start + (k_end - d) * cap + 1
+            fates = self._fates(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
+            idx = np.where(~fates, np.arange(need), need + cap + 1)
+            nxt = np.minimum.accumulate(idx[::-1])[::-1].tolist()
+            q, tail = start, []
+            for _ in range(d, k_end):
+                k = min(nxt[q] - q + 1, cap + 1)
                 tail.append(k)
-                pos += min(k, cap)
-            attempts = np.concatenate([attempts[:doomed], tail])
-            ends = np.cumsum(np.minimum(attempts, cap))
+                q += min(k, cap)
+            attempts[row, d:k_end] = tail
+            ends[row, :k_end] = np.cumsum(np.minimum(attempts[row, :k_end], cap))
         other = "server" if src == "client" else "client"
-        rtt = delay + conn.draws(back, n, lambda r, m: self.delay[other].sample(r, m))
-        rto = _rto_before(rtt, attempts == 1, tcp)
-        retrans = np.minimum(attempts, cap) - 1
-        ladder = np.zeros(n)
-        for k in range(int(retrans.max()) if n else 0):
+        rtt = delay + b.draw(self.delay[other], back, n)
+        rto = _rto_before(rtt, (attempts == 1) & valid, tcp)
+        retrans = np.where(valid, np.minimum(attempts, cap) - 1, 0)
+        ladder = np.zeros((R, n))
+        for k in range(int(retrans.max()) if retrans.size else 0):
             ladder += np.where(retrans > k, np.minimum(rto * 2.0**k, tcp.max_rto), 0.0)
         at = sent + ladder
-        arrive = np.where(attempts <= cap, at + delay, INF)
-        doomed_at = giveup_at = INF
-        if doomed < n:
-            arrive[doomed:] = INF  # in order: nothing behind the doomed segment gets through
-            at[doomed] = INF
-            doomed_at = float(sent[doomed])
-            giveup_at = doomed_at + give_up_after(float(rto[doomed]), tcp)
-        raw = arrive.copy()
-        arrive = np.maximum.accumulate(arrive) if n else arrive
+        arrive = np.where((attempts <= cap) & valid, at + delay, INF)
+        doomed_at = giveup_at = none
+        if has.any():
+            behind = has[:, None] & (np.arange(n)[None, :] >= doomed[:, None])
+            arrive[behind] = INF  # in order: nothing behind the doomed segment gets through
+            rows = np.flatnonzero(has)
+            at[rows, doomed[rows]] = INF
+            doomed_at = np.where(has, _at(sent, doomed), INF)
+            giveup_at = np.where(has, doomed_at + _give_up(_at(rto, doomed), tcp), INF)
+        raw = arrive
+        arrive = np.maximum.accumulate(arrive, axis=1) if n else arrive
         return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
 
     def _drop(self, arrive: np.ndarray, dropped: np.ndarray) -> np.ndarray:
         """Arrivals with these messages lost; over TCP everything behind the first is held
         back for good (in-order delivery)."""
-        if not dropped.any():
-            return arrive
-        arrive = arrive.copy()
         if self.tcp:
-            arrive[int(np.argmax(dropped)) :] = INF
-        else:
-            arrive[dropped] = INF
-        return arrive
+            dropped = np.logical_or.accumulate(dropped, axis=1) if dropped.size else dropped
+        return np.where(dropped, INF, arrive)
 
-    def _cut_after_death(self, d: Direction, death: float) -> np.ndarray:
+    def _cut_after_death(self, d: Direction, death: np.ndarray) -> np.ndarray:
         """Arrivals of a sender that dies at ``death``: no transmission leaves after it."""
-        return self._drop(d.arrive, (d.at >= death) & np.isfinite(d.at))
+        return self._drop(d.arrive, (d.at >= death[:, None]) & np.isfinite(d.at))
 
-    # -- one connection -------------------------------------------------------------------------
+    @staticmethod
+    def _crossings(d: Direction) -> np.ndarray:
+        """When each message crosses the NAT (at the client's end): an outbound one when its
+        transmission that gets through leaves, an inbound one when it reaches the client."""
+        return d.at if d.src == "client" else d.raw
 
-    def run(self) -> FastSlot:
-        t0, number = 0.0, 0
-        horizon = self.s.horizon
-        while t0 < horizon:
-            number += 1
-            t0 = self._connection(t0, number)
-        return self
+    # -- the batch ------------------------------------------------------------------------------
 
-    def _connection(self, t0: float, number: int) -> float:
-        """Simulate the connection opened at t0; return when the next one opens (or inf)."""
+    def run(self) -> list[FastSlot]:
+        with np.errstate(invalid="ignore"):  # inf - inf in padding, never read
+            return self._run()
+
+    def _run(self) -> list[FastSlot]:
         s = self.s
-        st = self.stats
-        st.connections += 1
-        self.records.append((self.slot, number, t0, "open", None, None))
-        conn = _Conn(s.seed, self.slot, number)
-        crash = INF
-        if s.peer.crash is not None:
-            crash = t0 + float(
-                conn.draws(CRASH, 1, lambda r, m: r.exponential(s.peer.crash.mtbf, m))[0]
+        n = s.connections
+        last_rounds = np.zeros(n, dtype=np.int64)
+        slots, numbers, t0 = np.arange(n), np.ones(n, dtype=np.int64), np.zeros(n)
+        window = self._first_window(t0, last_rounds[slots])
+        self.c["connections"] += 1
+        while len(slots):
+            b = Batch(
+                slots, numbers, t0, window, s.seed, {k: v[slots] for k, v in self.pos.items()}
             )
-        T, j = s.heartbeat.interval, s.heartbeat.jitter
-        # first guess at the rounds needed: all that are left, or twice what the last connection used
-        left = int((s.horizon - t0) / (T * (1 - j))) + 2
-        window = max(64, min(left, 2 * self.last_rounds if self.last_rounds else 1 << 16))
-        while True:
-            u = conn.draws(JITTER, window, lambda r, m: r.random(m))
-            sigma = t0 + np.cumsum(T * (1 + j * (2 * u - 1)) if j else np.full(window, T))
-            complete = sigma[-1] >= s.horizon
-            final = s.horizon if complete else float(sigma[-1])
-            w = self._evaluate(conn, t0, crash, sigma[sigma < s.horizon])
-            end = self._first_end(w, final)
-            if end is not None or complete:
-                break
-            window *= 4
-        self.last_rounds = int(np.searchsorted(sigma, end[0] if end else s.horizon)) + 1
-        return self._account(t0, number, crash, w, end)
+            done, end, until, next_open = self._batch(b)
+            last_rounds[slots[done]] = until[done]
+            redo = ~done
+            new = done & (next_open < s.horizon)
+            self.c["connections"][slots[new]] += 1
+            slots = np.concatenate([slots[redo], slots[new]])
+            numbers = np.concatenate([numbers[redo], numbers[new] + 1])
+            window = np.concatenate(
+                [
+                    window[redo] * 4,
+                    self._first_window(next_open[new], last_rounds[slots[redo.sum() :]]),
+                ]
+            )
+            t0 = np.concatenate([t0[redo], next_open[new]])
+        return self._slots()
 
-    def _evaluate(self, conn: _Conn, t0: float, crash: float, sigma: np.ndarray) -> Window:
+    def _first_window(self, t0: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Rounds to compute first: all that are left, or twice what the last connection used."""
+        s = self.s
+        T, j = s.heartbeat.interval, s.heartbeat.jitter
+        left = ((s.horizon - t0) / (T * (1 - j))).astype(np.int64) + 2
+        return np.maximum(64, np.minimum(left, np.where(last > 0, 2 * last, 1 << 16)))
+
+    def _batch(self, b: Batch):
+        """Evaluate a batch; account the rows that ended or are complete.
+
+        Returns (done, end time, rounds used, when the slot's next connection opens)."""
+        s = self.s
+        H = s.horizon
+        R = len(b.slots)
+        crash = np.full(R, INF)
+        if s.peer.crash is not None:
+            crash = (
+                b.t0
+                + _sample(
+                    Exponential(s.peer.crash.mtbf), _uniforms(b.key(CRASH), np.zeros(1, np.int64))
+                )[:, 0]
+            )
+        b.crash = crash
+        T, j = s.heartbeat.interval, s.heartbeat.jitter
+        left = ((H - b.t0) / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
+        W = int(np.minimum(b.window, left).max())
+        if j:
+            steps = T * (1 + j * (2 * _uniforms(b.key(JITTER), np.arange(W)) - 1))
+        else:
+            steps = np.full((R, W), T)
+        sigma = b.t0[:, None] + np.cumsum(steps, axis=1)
+        complete = sigma[:, -1] >= H
+        final = np.where(complete, H, sigma[:, -1])
+        sigma = np.where(sigma < H, sigma, INF)
+        w = self._evaluate(b, sigma)
+        end_t, end_by = self._first_end(w, final)
+        has_end = end_t < INF
+        done = has_end | complete
+        until = (sigma < np.where(has_end, end_t, H)[:, None]).sum(axis=1) + 1
+        next_open = self._account(b, w, done, has_end, end_t, end_by)
+        return done, end_t, until, next_open
+
+    def _evaluate(self, b: Batch, sigma: np.ndarray) -> dict:
         """Everything the rounds sent at ``sigma`` do, as the detector side sees it."""
         s, D, P = self.s, self.D, self.P
+        R, W = sigma.shape
+        crash = b.crash
         pingpong = s.heartbeat.style == "pingpong"
         sender = s.heartbeat.initiator  # one side (validated: not both)
-        seq = np.arange(1, len(sigma) + 1)
+        nat = s.nat.idle_timeout is not None
+        seq = np.broadcast_to(np.arange(1, W + 1), (R, W))
         if sender == P:
-            sigma, seq = sigma[sigma < crash], seq[sigma < crash]
-        first = self._direction(conn, sender, sigma, DELAY_FWD, RTT_FWD)
+            sigma = np.where(sigma < crash[:, None], sigma, INF)
+        first = self._direction(b, sender, sigma, DELAY_FWD, RTT_FWD)
         first_arrive = self._cut_after_death(first, crash) if sender == P else first.arrive
-        expiry = INF  # the NAT mapping's expiry
+        expiry = np.full(R, INF)  # the NAT mapping's expiry
         second = None
         if pingpong:
             receiver = D if sender == P else P
-            second, replied = self._replies(conn, first, first_arrive, receiver, crash, INF)
-            if s.nat.idle_timeout is not None:
-                expiry = self._nat_expiry(conn, t0, [first, second], crash)
-                if expiry < INF:  # pings that meet the expired mapping get no pong
-                    second, replied = self._replies(
-                        conn, first, first_arrive, receiver, crash, expiry
-                    )
+            second, replied = self._replies(b, first, first_arrive, receiver, expiry)
+            if nat:
+                expiry = self._nat_expiry(b, [first, second])
+                # pings that meet the expired mapping get no pong
+                second, replied = self._replies(b, first, first_arrive, receiver, expiry)
             second_arrive = self._cut_after_death(second, crash) if receiver == P else second.arrive
-        elif s.nat.idle_timeout is not None:
-            expiry = self._nat_expiry(conn, t0, [first], crash)
+        elif nat:
+            expiry = self._nat_expiry(b, [first])
         if sender == D:  # the detector's own pings: the evidence is the pongs
-            ev_dir, ev_seq, ev_stamp, ev_time = second, seq[replied], sigma[replied], second_arrive
+            ev_dir = second
+            ev_seq = np.take_along_axis(seq, replied, axis=1)
+            ev_stamp = np.take_along_axis(sigma, replied, axis=1)
+            ev_time = second_arrive
         else:  # the peer's pings or heartbeats
             ev_dir, ev_seq, ev_stamp, ev_time = first, seq, sigma, first_arrive
-        if expiry < INF:
-            ev_time = self._cut_at_nat(ev_dir, ev_time, expiry)
+        if nat:  # evidence that meets the expired mapping is dropped
+            cross = self._crossings(ev_dir)
+            ev_time = self._drop(ev_time, (cross >= expiry[:, None]) & np.isfinite(cross))
         dirs = [d for d in (first, second) if d is not None]
         mine = [d for d in dirs if d.src == D]
-        broken = min([crash, expiry] + [d.doomed_at for d in dirs])
-        p_closed = min([d.giveup_at for d in dirs if d.src == P], default=INF)
-        transport = [(d.giveup_at, "tcp_timeout") for d in mine if d.giveup_at < INF]
-        back = lambda: float(self.delay[P].sample(conn.rngs[RTT_BACK], 1)[0])  # noqa: E731
-        if expiry < INF:
-            for d in dirs:
+        broken = np.minimum(crash, expiry)
+        for d in dirs:
+            broken = np.minimum(broken, d.doomed_at)
+        p_closed = np.full(R, INF)
+        for d in dirs:
+            if d.src == P:
+                p_closed = np.minimum(p_closed, d.giveup_at)
+        cands = [(d.giveup_at, TCP_BY) for d in mine]
+        if nat:
+            for number, d in enumerate(dirs):
                 cross = self._crossings(d)
-                met = (cross >= expiry) & np.isfinite(cross)
+                i, met = _first((cross >= expiry[:, None]) & np.isfinite(cross))
                 if not met.any():
                     continue
-                i = int(np.argmax(met))
                 if s.nat.on_expiry == "reset":
                     # the NAT's RST: at once to the client, over the uplink to the server
-                    up = float(self.delay["client"].sample(conn.rngs[RTT_FWD], 1)[0])
-                    at = float(cross[i]) + (0.0 if d.src == "client" else up)
+                    at = _at(cross, i)
+                    if d.src != "client":
+                        at = at + b.draw(self.delay["client"], RST_UP, 2)[:, number]
+                    at = np.where(met, at, INF)
                     if d.src == D:
-                        transport.append((at, "reset"))
+                        cands.append((at, RESET_BY))
                     else:
-                        p_closed = min(p_closed, at)
+                        p_closed = np.minimum(p_closed, at)
                 elif self.tcp and d.src == D:  # dropped: never acknowledged, the sender gives up
-                    transport.append(
-                        (
-                            float(d.sent[i]) + give_up_after(float(d.rto[i]), s.link.tcp),
-                            "tcp_timeout",
-                        )
-                    )
+                    gave = _at(d.sent, i) + _give_up(_at(d.rto, i), s.link.tcp)
+                    cands.append((np.where(met, gave, INF), TCP_BY))
         if self.tcp:
             for d in mine:
                 # segments that reach a dead peer are never acknowledged: the sender gives up
-                dead = (d.arrive >= crash) & (d.arrive < INF)
-                if dead.any():
-                    i = int(np.argmax(dead))
-                    transport.append(
-                        (
-                            float(d.sent[i]) + give_up_after(float(d.rto[i]), s.link.tcp),
-                            "tcp_timeout",
-                        )
-                    )
+                live = d.arrive < INF
+                i, dead = _first((d.arrive >= crash[:, None]) & live)
+                gave = _at(d.sent, i) + _give_up(_at(d.rto, i), s.link.tcp)
+                cands.append((np.where(dead, gave, INF), TCP_BY))
                 # segments that reach a peer whose socket failed are answered with an RST
-                closed = (d.arrive >= p_closed) & (d.arrive < crash) & (d.arrive < INF)
+                i, closed = _first(
+                    (d.arrive >= p_closed[:, None]) & (d.arrive < crash[:, None]) & live
+                )
                 if closed.any():
-                    i = int(np.argmax(closed))
-                    transport.append((float(d.arrive[i]) + back(), "reset"))
-        suspicions = self._detector(t0, sigma, ev_seq, ev_stamp, ev_time)
-        return Window(first, second, suspicions, transport, broken, expiry, p_closed)
+                    back = b.draw(self.delay[P], RST_BACK, 1)[:, 0]
+                    cands.append((np.where(closed, _at(d.arrive, i) + back, INF), RESET_BY))
+        a, z = self._detector(b, sigma, ev_seq, ev_stamp, ev_time)
+        return dict(
+            first=first,
+            second=second,
+            a=a,
+            z=z,
+            cands=cands,
+            broken=broken,
+            expiry=expiry,
+            p_closed=p_closed,
+        )
 
-    def _replies(self, conn, first, first_arrive, receiver, crash, expiry):
+    def _replies(self, b, first, first_arrive, receiver, expiry):
         """The pongs: one for each ping that reaches a live receiver through a live mapping."""
         gets = first_arrive < self.s.horizon
         if receiver == self.P:
-            gets &= first_arrive < crash
-        if expiry < INF:
-            gets &= self._crossings(first, first_arrive) < expiry
-        order = np.argsort(first_arrive[gets], kind="stable")
-        replied = np.flatnonzero(gets)[order]  # which pings get a pong, in pong order
-        return self._direction(conn, receiver, first_arrive[replied], DELAY_BACK, RTT_BACK), replied
+            gets &= first_arrive < b.crash[:, None]
+        gets &= self._crossings(first) < expiry[:, None]
+        key = np.where(gets, first_arrive, INF)
+        replied = np.argsort(key, axis=1, kind="stable")  # which pings get a pong, in pong order
+        k = int(gets.sum(axis=1).max()) if gets.size else 0
+        replied = replied[:, :k]
+        sent = np.take_along_axis(key, replied, axis=1)
+        return self._direction(b, receiver, sent, DELAY_BACK, RTT_BACK), replied
 
-    def _crossings(self, d: Direction, arrive: np.ndarray | None = None) -> np.ndarray:
-        """When each message crosses the NAT (at the client's end): an outbound one when its
-        transmission that gets through leaves, an inbound one when it reaches the client."""
-        if d.src == "client":
-            return d.at
-        return d.raw
-
-    def _nat_expiry(self, conn: _Conn, t0: float, dirs: list, crash: float) -> float:
+    def _nat_expiry(self, b: Batch, dirs: list) -> np.ndarray:
         """When the mapping expires: the first silence of idle_timeout between refreshes.
 
         Refreshes: the opening, every outbound packet that crosses, and inbound ones with
@@ -393,183 +579,210 @@ class FastSlot:
         if every packet got through, which is exact up to the expiry.
         """
         s = self.s
-        idle = float(conn.draws(NAT, 1, lambda r, m: s.nat.idle_timeout.sample(r, m))[0])
-        times = [np.array([t0])]
-        client_dead = crash if self.P == "client" else INF
+        idle = b.draw(s.nat.idle_timeout, NAT, 1)[:, 0]
+        R = len(b.slots)
+        times = [b.t0[:, None]]
+        client_dead = b.crash if self.P == "client" else np.full(R, INF)
         for d in dirs:
             cross = self._crossings(d)
-            if d.src == "client":
-                times.append(cross[np.isfinite(cross) & (cross < client_dead)])
+            if d.src == "client" or (s.nat.refresh != "both" and self.tcp):
+                keep = np.isfinite(cross) & (cross < client_dead[:, None])
             elif s.nat.refresh == "both":
-                times.append(cross[np.isfinite(cross)])
-            elif self.tcp:
-                times.append(cross[np.isfinite(cross) & (cross < client_dead)])
-        r = np.sort(np.concatenate(times))
-        gaps = np.flatnonzero(np.diff(r) >= idle)
-        return float(r[gaps[0]] + idle) if len(gaps) else float(r[-1] + idle)
+                keep = np.isfinite(cross)
+            else:
+                continue
+            times.append(np.where(keep, cross, INF))
+        times.append(np.full((R, 1), INF))
+        r = np.sort(np.concatenate(times, axis=1), axis=1)
+        with np.errstate(invalid="ignore"):
+            i, _ = _first(np.diff(r, axis=1) >= idle[:, None])
+        return _at(r, i) + idle
 
-    def _cut_at_nat(self, d: Direction, arrive: np.ndarray, expiry: float) -> np.ndarray:
-        """Evidence that meets the expired mapping is dropped."""
-        cross = self._crossings(d)
-        return self._drop(arrive, (cross >= expiry) & np.isfinite(cross))
-
-    def _detector(self, t0, sigma, ev_seq, ev_stamp, ev_time):
-        """Suspicion intervals [(start, end)], sorted, from the detector's deadlines."""
+    def _detector(self, b, sigma, ev_seq, ev_stamp, ev_time):
+        """Suspicion intervals per row: starts and ends, ascending, INF-padded."""
         s, det = self.s, self.s.detector
+        R, W = sigma.shape
         if det.kind == "missed":
-            ack = s.ack_timeout
-            ends = sigma + ack
-            answered_time = np.full(len(sigma), INF)
-            answered_time[ev_seq - 1] = ev_time
-            answered = answered_time <= ends
+            valid = np.isfinite(sigma)
+            ends = sigma + s.ack_timeout
+            answered_time = np.full((R, W), INF)
+            r, c = np.nonzero(np.isfinite(ev_time))
+            answered_time[r, ev_seq[r, c] - 1] = ev_time[r, c]
+            answered = (answered_time <= ends) & valid
+            idx = np.arange(W)
             # streak of consecutive misses ending at each ping
-            last_ok = np.maximum.accumulate(np.where(answered, np.arange(len(sigma)), -1))
-            streak = np.arange(len(sigma)) - last_ok
-            k = det.missed.k
-            starts = np.flatnonzero(streak == k)
-            out = []
-            ok_idx = np.flatnonzero(answered)
-            for i in starts:
-                nxt = (
-                    ok_idx[np.searchsorted(ok_idx, i)]
-                    if np.searchsorted(ok_idx, i) < len(ok_idx)
-                    else None
-                )
-                out.append((float(ends[i]), float(answered_time[nxt]) if nxt is not None else INF))
-            return out
-        finite = ev_time < INF
-        order = np.argsort(ev_time[finite], kind="stable")
-        times = ev_time[finite][order]
-        if det.kind == "timeout":
-            u = np.concatenate([[t0], times])
-            D = u + det.timeout
-        else:
-            seqs = ev_seq[finite][order]
-            stamps = ev_stamp[finite][order]
-            best = np.maximum.accumulate(seqs) if len(seqs) else seqs
-            new = np.concatenate([[True], best[1:] > best[:-1]]) if len(seqs) else np.zeros(0, bool)
-            u = np.concatenate([[t0], times[new]])
-            D = (
-                np.concatenate([[t0 + s.heartbeat.interval], stamps[new] + s.heartbeat.interval])
-                + s.nfd_delta
+            last_ok = np.maximum.accumulate(np.where(answered, idx, -1), axis=1)
+            starts = (idx - last_ok == det.missed.k) & valid
+            nxt = np.minimum.accumulate(np.where(answered, idx, W)[:, ::-1], axis=1)[:, ::-1]
+            back = np.where(
+                nxt < W, np.take_along_axis(answered_time, np.minimum(nxt, W - 1), 1), INF
             )
-        nxt = np.concatenate([u[1:], [INF]])
-        start = np.maximum(D, u)
+            return _compact(starts, ends, back)
+        order = np.argsort(ev_time, axis=1, kind="stable")
+        times = np.take_along_axis(ev_time, order, axis=1)
+        t0 = b.t0[:, None]
+        if det.kind == "timeout":
+            u = np.concatenate([t0, times], axis=1)
+            deadline = u + det.timeout
+        else:
+            finite = np.isfinite(times)
+            seqs = np.where(finite, np.take_along_axis(ev_seq, order, axis=1), -1)
+            stamps = np.take_along_axis(ev_stamp, order, axis=1)
+            best = np.maximum.accumulate(seqs, axis=1) if seqs.size else seqs
+            new = best > np.concatenate([np.full((R, 1), -1), best[:, :-1]], axis=1)
+            fresh, stamps = _compact(new, times, stamps)
+            u = np.concatenate([t0, fresh], axis=1)
+            T = s.heartbeat.interval
+            deadline = np.concatenate([t0 + T, stamps + T], axis=1) + s.nfd_delta
+        nxt = np.concatenate([u[:, 1:], np.full((R, 1), INF)], axis=1)
+        start = np.maximum(deadline, u)
         # a deadline reached exactly when evidence arrives: the model's timer, armed
         # earlier, fires first (a mistake of length zero)
-        susp = start <= nxt
-        cont = np.concatenate([[False], susp[:-1] & (start[1:] <= u[1:])])
-        out, cur = [], None
-        for k in np.flatnonzero(susp):
-            if cont[k] and cur is not None:
-                cur[1] = float(nxt[k])
-            else:
-                if cur is not None:
-                    out.append(tuple(cur))
-                cur = [float(start[k]), float(nxt[k])]
-        if cur is not None:
-            out.append(tuple(cur))
-        return out
+        susp = (start <= nxt) & np.isfinite(u)
+        cont = np.concatenate(
+            [np.zeros((R, 1), bool), susp[:, :-1] & (start[:, 1:] <= u[:, 1:])], axis=1
+        )
+        cont &= susp
+        last = susp & ~np.concatenate([cont[:, 1:], np.zeros((R, 1), bool)], axis=1)
+        (a,) = _compact(susp & ~cont, start)
+        (z,) = _compact(last, nxt)
+        return a, z
 
-    def _first_end(self, w: Window, final: float):
-        """(time, by) of the connection's end if it comes before ``final``, else None."""
-        cands = [(t, cause) for t, cause in w.transport]
-        if self.monitor:
-            for a, b in w.suspicions:
-                if a >= w.broken:
-                    cands.append((a, "detector"))
-                    break
-                if b > w.broken:  # suspected when it broke: rightly so from then on
-                    cands.append((w.broken, "detector"))
-                    break
-        elif w.suspicions:
-            cands.append((w.suspicions[0][0], "detector"))
-        cands = [c for c in cands if c[0] < final]
-        return min(cands) if cands else None
+    def _first_end(self, w: dict, final: np.ndarray):
+        """Per row: (time, by) of the connection's end if it comes before ``final``, else inf."""
+        a, z, broken = w["a"], w["z"], w["broken"]
+        R = len(final)
+        cands = list(w["cands"])
+        if a.shape[1]:
+            if self.monitor:
+                # the first suspicion from the break on; one running when it broke: from then
+                i, any_ = _first(np.isfinite(a) & ((a >= broken[:, None]) | (z > broken[:, None])))
+                ai = _at(a, i)
+                cands.append((np.where(any_, np.where(ai >= broken, ai, broken), INF), DETECTOR_BY))
+            else:
+                cands.append((a[:, 0], DETECTOR_BY))
+        if not cands:
+            return np.full(R, INF), np.zeros(R, dtype=np.int64)
+        cands.sort(key=lambda c: c[1])
+        times = np.stack([t for t, _ in cands], axis=1)
+        by = np.array([k for _, k in cands])
+        i = times.argmin(axis=1)
+        t = _at(times, i)
+        return np.where(t < final, t, INF), by[i]
 
     # -- accounting -----------------------------------------------------------------------------
 
-    def _account(self, t0: float, number: int, crash: float, w: Window, end) -> float:
-        """Add the connection to the slot's counters; return when the next one opens."""
-        s, st = self.s, self.stats
-        horizon = s.horizon
-        close = horizon if end is None else min(end[0], horizon)
-        if w.broken < horizon and w.broken <= close:  # a break can end a suspected connection
-            cause = (
-                "crash" if w.broken == crash else "nat" if w.broken == w.expiry else "tcp_timeout"
-            )
-            st.breaks[cause] += 1
-            self.records.append((self.slot, number, w.broken, "break", cause, None))
+    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by) -> np.ndarray:
+        """Add the finished rows to their slots' counters; return when each slot's next
+        connection opens (inf: none)."""
+        s, c = self.s, self.c
+        H = s.horizon
+        rows = np.flatnonzero(done)
+        sl = b.slots[rows]
+        has_end, end_t, end_by = has_end[rows], end_t[rows], end_by[rows]
+        t0, crash = b.t0[rows], b.crash[rows]
+        broken, expiry, p_closed = w["broken"][rows], w["expiry"][rows], w["p_closed"][rows]
+        close = np.where(has_end, np.minimum(end_t, H), H)
+        brk = (broken < H) & (broken <= close)  # a break can end a suspected connection
+        is_crash = broken == crash
+        is_nat = ~is_crash & (broken == expiry)
+        for key, m in (("crash", is_crash), ("nat", is_nat), ("tcp_timeout", ~is_crash & ~is_nat)):
+            np.add.at(c[f"break_{key}"], sl[brk & m], 1)
         # a message due at the very instant of the close was sent only if it caused it (it met
         # the expired mapping); the detector's declaration comes before a timer due then
-        side = "right" if end is not None and end[1] == "reset" else "left"
-        for d in (w.first, w.second):
-            if d is not None:
-                until = min(close, w.p_closed) if d.src == self.P else close
-                sent = int(np.searchsorted(d.sent, until, side=side))
-                st.heartbeats += sent
-                self.loss[d.src].advance(d.used(until, side))
-                if d is w.first:
-                    st.rounds += sent
-        alive_until = min(close, w.broken)
-        st.connected_s += close - t0
-        st.alive_s += alive_until - t0
-        if self.monitor:
-            for a, b in w.suspicions:
-                if a >= alive_until:
-                    break
-                st.false_positives += 1
-                self.records.append((self.slot, number, a, "false_positive", "detector", None))
-                if b <= alive_until and b < close:
-                    st.mistake_durations.append(b - a)
-                    st.suspect_alive_s += b - a
-                    self.records.append((self.slot, number, b, "trust", None, b - a))
-                else:  # cut short by the break or the horizon
-                    st.suspect_alive_s += alive_until - a
-        if end is None:
-            if w.broken < horizon:
-                st.undetected += 1
-            self.records.append((self.slot, number, horizon, "close", "horizon", None))
-            return INF
-        t, by = end
-        if t >= w.broken:
-            st.latencies.append(t - w.broken)
-            st.detections_by[by] += 1
-            self.records.append((self.slot, number, t, "detection", by, t - w.broken))
-        else:  # reconnect mode: a false positive
-            st.false_positives += 1
-            self.records.append((self.slot, number, t, "false_positive", by, None))
-        next_open = t + s.reconnect.delay
-        if t < w.broken:
-            down = min(next_open, horizon) - t
-            st.alive_s += down
-            st.suspect_alive_s += down
-            if next_open <= horizon:
-                st.mistake_durations.append(next_open - t)
-        self.records.append((self.slot, number, t, "close", None, None))
-        return next_open
+        right = (has_end & (end_by == RESET_BY))[:, None]
+        for d in (w["first"], w["second"]):
+            if d is None:
+                continue
+            until = np.minimum(close, p_closed) if d.src == self.P else close
+            sent = d.sent[rows]
+            count = np.where(right, sent <= until[:, None], sent < until[:, None]).sum(axis=1)
+            np.add.at(c["heartbeats"], sl, count)
+            if d is w["first"]:
+                np.add.at(c["rounds"], sl, count)
+            packets = np.asarray(d.packets)[rows]
+            used = np.where(count > 0, _at(packets, count - 1), 0) if packets.shape[1] else 0
+            self.pos[d.src][sl] += used
+        alive_until = np.minimum(close, broken)
+        np.add.at(c["connected_s"], sl, close - t0)
+        alive = alive_until - t0
+        suspect = np.zeros(len(rows))
+        if self.monitor and w["a"].shape[1]:
+            a, z = w["a"][rows], w["z"][rows]
+            au = alive_until[:, None]
+            m = np.isfinite(a) & (a < au)
+            np.add.at(c["false_positives"], sl, m.sum(axis=1))
+            ended = m & (z <= au) & (z < close[:, None])
+            r, k = np.nonzero(ended)
+            self.durations.append((sl[r], z[r, k] - a[r, k]))
+            # cut short by the break or the horizon
+            suspect += np.where(ended, z - a, np.where(m, au - a, 0.0)).sum(axis=1)
+        np.add.at(c["undetected"], sl, ~has_end & (broken < H))
+        detected = has_end & (end_t >= broken)
+        self.latencies.append((sl[detected], end_t[detected] - broken[detected]))
+        for k, name in enumerate(CAUSES):
+            np.add.at(c[f"by_{name}"], sl, detected & (end_by == k))
+        mistaken = has_end & ~detected  # reconnect mode: a false positive
+        np.add.at(c["false_positives"], sl, mistaken)
+        opens = np.where(has_end, end_t + s.reconnect.delay, INF)
+        down = np.where(mistaken, np.minimum(opens, H) - end_t, 0.0)
+        alive += down
+        suspect += down
+        back = mistaken & (opens <= H)
+        self.durations.append((sl[back], opens[back] - end_t[back]))
+        np.add.at(c["alive_s"], sl, alive)
+        np.add.at(c["suspect_alive_s"], sl, suspect)
+        out = np.full(len(done), INF)
+        out[rows] = opens
+        return out
+
+    def _slots(self) -> list[FastSlot]:
+        c = self.c
+        n = self.s.connections
+
+        def per_slot(pairs):
+            if not pairs:
+                return [[] for _ in range(n)]
+            slots = np.concatenate([p[0] for p in pairs])
+            values = np.concatenate([p[1] for p in pairs])
+            order = np.argsort(slots, kind="stable")
+            cuts = np.searchsorted(slots[order], np.arange(1, n))
+            return [v.tolist() for v in np.split(values[order], cuts)]
+
+        durations, latencies = per_slot(self.durations), per_slot(self.latencies)
+        out = []
+        for i in range(n):
+            st = Stats()
+            for key in ("connected_s", "alive_s", "suspect_alive_s"):
+                setattr(st, key, float(c[key][i]))
+            for key in ("heartbeats", "rounds", "connections", "false_positives", "undetected"):
+                setattr(st, key, int(c[key][i]))
+            st.breaks = {k: int(c[f"break_{k}"][i]) for k in st.breaks}
+            st.detections_by = {k: int(c[f"by_{k}"][i]) for k in CAUSES}
+            st.mistake_durations, st.latencies = durations[i], latencies[i]
+            out.append(FastSlot(i, st))
+        return out
 
 
 def _rto_before(rtt: np.ndarray, once: np.ndarray, tcp) -> np.ndarray:
-    """RTO in force when each message is sent: RFC 6298 over earlier samples, Linux's floor."""
-    n = len(rtt)
-    out = np.full(n, tcp.initial_rto)
-    idx = np.flatnonzero(once)
-    if len(idx) == 0:
+    """RTO in force when each message is sent: RFC 6298 over earlier samples (the messages
+    sent once), Linux's floor; a row per connection."""
+    R, n = rtt.shape
+    out = np.full((R, n), tcp.initial_rto)
+    if not once.any():
         return out
-    r = rtt[idx]
-    srtt = lfilter([0.125], [1, -0.875], r[1:], zi=[0.875 * r[0]])[0] if len(r) > 1 else np.zeros(0)
-    srtt = np.concatenate([[r[0]], srtt])
-    prev = np.concatenate([[0.0], srtt[:-1]])
-    dev = np.abs(prev[1:] - r[1:])
-    var = lfilter([0.25], [1, -0.75], dev, zi=[0.75 * r[0] / 2])[0] if len(r) > 1 else np.zeros(0)
-    var = np.concatenate([[r[0] / 2], var])
+    (r,) = _compact(once, rtt)  # each row's samples, in order
+    r = np.where(np.isfinite(r), r, 0.0)  # padding: never read
+    r0 = r[:, :1]
+    srtt = _ewma(r, r0, 0.125)
+    dev = np.abs(srtt[:, :-1] - r[:, 1:])
+    var = _ewma(np.concatenate([r0, dev], axis=1), r0 / 2, 0.25)
     rto = np.minimum(srtt + np.maximum(4 * var, tcp.min_rto), tcp.max_rto)
     # message i uses the RTO after the samples of messages before it
-    count = np.searchsorted(idx, np.arange(n), side="left")
+    count = np.cumsum(once, axis=1) - once
     has = count > 0
-    out[has] = rto[count[has] - 1]
-    return out
+    picked = np.take_along_axis(rto, np.maximum(count - 1, 0), axis=1)
+    return np.where(has, picked, out)
 
 
 NOT_PRODUCED = ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour", "tcp_retransmissions")
@@ -583,7 +796,7 @@ def simulate(s: Scenario) -> tuple[dict, list]:
     if problems:
         raise EngineRefusal(ENGINE, problems)
     started = time.perf_counter()
-    slots = [FastSlot(s, i).run() for i in range(s.connections)]
+    slots = FastRun(s).run()
     out = summarize(s, slots)
     for key in NOT_PRODUCED:
         out.pop(key, None)

@@ -238,8 +238,38 @@ def test_review_cases_agree_with_the_model(name):
 def test_a_gilbert_chain_that_cannot_move_stays_in_its_state():
     from simlab.scenario import Loss
 
-    stream = fast.LossStream(
-        Loss(model="gilbert", p_gb=0.0, p_bg=0.5, loss_good=0.0, loss_bad=1.0),
-        np.random.default_rng(1),
-    )
-    assert not stream.peek(5000).any() and not stream.peek(25000).any()
+    stuck = Loss(model="gilbert", p_gb=0.0, p_bg=0.5, loss_good=0.0, loss_bad=1.0)
+    keys = fast._keys(1, np.arange(3))
+    assert not fast.gilbert_states(stuck, keys, 5000).any()
+    assert not fast.gilbert_states(stuck, keys, 25000).any()
+
+
+def test_gilbert_states_have_the_chains_runs_and_extend_their_prefix():
+    from simlab.scenario import Loss
+
+    loss = Loss(model="gilbert", p_gb=0.05, p_bg=0.4, loss_good=0.0, loss_bad=1.0)
+    keys = fast._keys(3, np.arange(40))
+    states = fast.gilbert_states(loss, keys, 20000)
+    assert (fast.gilbert_states(loss, keys, 5000) == states[:, :5000]).all()
+    bad = states.mean()
+    assert abs(bad - 0.05 / 0.45) < 0.01, bad
+    # leaving bad: 0.4 per packet; leaving good: 0.05
+    left_bad = (states[:, :-1] & ~states[:, 1:]).sum() / states[:, :-1].sum()
+    left_good = (~states[:, :-1] & states[:, 1:]).sum() / (~states[:, :-1]).sum()
+    assert abs(left_bad - 0.4) < 0.02 and abs(left_good - 0.05) < 0.005, (left_bad, left_good)
+
+
+def test_a_slots_results_do_not_depend_on_how_many_slots_run_or_their_windows():
+    s = scenario(horizon="3000s", connections=8, seed=9, **TCP_PANEL["tcp-oneway-missed-gilbert"])
+    many = fast.FastRun(s).run()
+    few = fast.FastRun(
+        scenario(horizon="3000s", connections=3, seed=9, **TCP_PANEL["tcp-oneway-missed-gilbert"])
+    ).run()
+    for a, b in zip(many[:3], few, strict=True):
+        assert vars(a.stats) == vars(b.stats)
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)  # several batches ran
+    # a first window of one round forces every connection through the regrowing path
+    run = fast.FastRun(s)
+    run._first_window = lambda t0, last: np.ones(len(t0), dtype=np.int64)
+    for a, b in zip(many, run.run(), strict=True):
+        assert vars(a.stats) == vars(b.stats)
