@@ -186,6 +186,12 @@ def _latencies(records, event="detection") -> list[float]:
     return records.loc[records.event == event, "value"].astype(float).tolist()
 
 
+def _first_policy(records, what: str, column: str = "time") -> list[float]:
+    """Each slot's first policy decision ``what`` (its time, or its value)."""
+    rows = records[(records.event == "policy") & (records.detail == what)]
+    return rows.groupby("slot")[column].first().astype(float).tolist()
+
+
 def _pong_rtts_model(trace) -> list[float]:
     rows = trace[(trace.event == "receive") & (trace.kind == "pong")]
     return rows["value"].astype(float).tolist()
@@ -219,6 +225,35 @@ def compare(
     ml, hl = _latencies(model.records), _latencies(harness.records)
     if ml or hl:
         out.append(compare_samples("detection latency (s)", ml, hl, resolution))
+    mt, ht = _first_policy(model.records, "settled"), _first_policy(harness.records, "settled")
+    if mt or ht:  # nat-probe: when each slot settled, and on what estimate of the NAT timeout
+        # A time that accumulates many steps accumulates their processing latency: each
+        # reconnection takes a real handshake (the model's is instant) and each probe's
+        # interval counts from a pong that crossed the event loop, each declaration from a
+        # timer that fired late: at most one loop round trip and one timer lateness per
+        # step (99th percentiles, measured in the run).
+        rec, info = harness.records, harness.info
+        settled = (
+            rec[(rec.event == "policy") & (rec.detail == "settled")].groupby("slot").time.min()
+        )
+        opens, pings = rec[rec.event == "open"], rec[rec.event == "ping"]
+        reconnects = max(
+            (int((opens[opens.slot == s].time < t).sum()) - 1 for s, t in settled.items()),
+            default=0,
+        )
+        steps = max(
+            (int((pings[pings.slot == s].time < t).sum()) for s, t in settled.items()), default=0
+        )
+        per_step = info.get("loop_rtt_s", 0.0) + info.get("timer_lateness_s", 0.0)
+        tolerance = (
+            resolution
+            + reconnects * info.get("reconnect_lag_s", 0.0)
+            + (steps + reconnects) * per_step
+        )
+        out.append(compare_samples("nat-probe convergence time (s)", mt, ht, tolerance))
+        me = _first_policy(model.records, "nat_estimate", "value")
+        he = _first_policy(harness.records, "nat_estimate", "value")
+        out.append(compare_samples("nat-probe estimate (s)", me, he, resolution))
     if loss and model.trace is not None:
         mr = np.asarray(_pong_rtts_model(model.trace))
         hr = np.asarray(_latencies(harness.records, "pong"))
@@ -274,12 +309,25 @@ def harness_refusals(s, backend: str, policy: str) -> list:
                 "heartbeat.style", "the harness sends WebSocket pings: pingpong", s.heartbeat.style
             )
         )
-    if s.heartbeat.initiator == "both" or s.heartbeat.initiator != s.detector_side:
+    if policy == "websockets-native" and s.heartbeat.initiator != s.detector_side:
         out.append(
             Problem(
                 "heartbeat.initiator",
-                f"the harness's pinging side also detects: {s.detector_side} (detector.side)",
+                f"the library's keepalive pings from the detecting side: {s.detector_side}",
                 s.heartbeat.initiator,
+            )
+        )
+    if s.app.rate > 0:
+        out.append(
+            Problem("app.rate", "no application traffic (the harness sends none yet)", s.app.rate)
+        )
+    peer = "client" if s.detector_side == "server" else "server"
+    if s.peer.stall is not None and s.heartbeat.initiator in (peer, "both"):
+        out.append(
+            Problem(
+                "peer.stall",
+                "no stalls when the peer pings (its timers would have to stall too)",
+                "set",
             )
         )
     if s.detector.on_declare != "reconnect":
@@ -290,10 +338,14 @@ def harness_refusals(s, backend: str, policy: str) -> list:
                 s.detector.on_declare,
             )
         )
-    policy_kind = getattr(getattr(s.heartbeat, "policy", None), "kind", "fixed")
-    if policy_kind != "fixed":
+    policy_kind = s.heartbeat.policy.kind
+    if policy_kind == "traffic-aware":
         out.append(
-            Problem("heartbeat.policy.kind", "the harness runs fixed heartbeats", policy_kind)
+            Problem(
+                "heartbeat.policy.kind",
+                "fixed, network-state, nat-probe or throttled-client (no application traffic yet)",
+                policy_kind,
+            )
         )
     if policy == "websockets-native" and (s.detector.kind != "missed" or s.detector.missed.k != 1):
         out.append(
@@ -516,6 +568,37 @@ PANEL = [
         heartbeat={"interval": "20s"},
         detector={"kind": "missed", "missed": {"k": 1, "ack_timeout": "20s"}},
         peer={"crash": {"mtbf": "120s"}},
+    ),
+]
+# Adaptive policies (issue 8): nat-probe finds the NAT's timeout, a hidden tab's
+# throttled timers cause the ping-timeout disconnects users report.
+PANEL += [
+    _item(
+        "nat-probe-finds-the-nat",
+        horizon="1800s",
+        heartbeat={
+            "interval": "30s",
+            "initiator": "server",
+            "policy": {"kind": "nat-probe", "growth": 2, "precision": "10s", "margin": 0.1},
+        },
+        detector={"kind": "timeout", "timeout": "60s"},
+        nat={"idle_timeout": "100s", "on_expiry": "drop"},
+    ),
+    _item(
+        "hidden-tab-throttled-client",
+        heartbeat={
+            "interval": "25s",
+            "initiator": "client",
+            "policy": {
+                "kind": "throttled-client",
+                "throttle": {
+                    "hidden_at": "60s",
+                    "intensive_after": "120s",
+                    "intensive_align": "60s",
+                },
+            },
+        },
+        detector={"kind": "timeout", "timeout": "45s", "side": "server"},
     ),
 ]
 PANEL_SCALE = 0.04

@@ -34,11 +34,15 @@ NOT_MEASURED = (
 RECORD_COLUMNS = ["slot", "connection", "time", "event", "detail", "value"]
 
 
-def account(scenario, events: list[tuple], nat: dict) -> tuple[dict, pd.DataFrame]:
+def account(
+    scenario, events: list[tuple], nat: dict, policies: list[dict] | None = None
+) -> tuple[dict, pd.DataFrame]:
     """Summary (the model's JSON keys) and records from raw events.
 
     ``nat`` maps (slot, connection) to (start, idle, refresh times): the mapping's
-    expiry, read off those times, is the NAT break's ground truth.
+    expiry, read off those times, is the NAT break's ground truth. ``policies``
+    (per slot, side -> the heartbeat policy objects the run drove) feed the
+    adaptive figures, as the model's slots do.
     """
     horizon = scenario.horizon
     lives: dict[tuple, list] = defaultdict(list)
@@ -54,7 +58,9 @@ def account(scenario, events: list[tuple], nat: dict) -> tuple[dict, pd.DataFram
     for times in opens.values():
         times.sort()
     for (slot, number), evs in sorted(lives.items()):
-        m = slots.setdefault(slot, SimpleNamespace(stats=Stats()))
+        m = slots.setdefault(
+            slot, SimpleNamespace(stats=Stats(), policies=policies[slot] if policies else {})
+        )
         st = m.stats
         evs = sorted(evs, key=lambda e: e[2])
         opened = next((e[2] for e in evs if e[3] == "open"), None)
@@ -70,6 +76,7 @@ def account(scenario, events: list[tuple], nat: dict) -> tuple[dict, pd.DataFram
                 breaks.append((expiry, "nat"))
                 records.append((slot, number, expiry, "break", "nat", None))
         broken_at, cause = min(breaks) if breaks else (math.inf, None)
+        _adaptive(st, evs, broken_at, cause, nat.get((slot, number)))
         st.connections += 1
         st.connected_s += closed - opened
         st.alive_s += min(closed, broken_at) - opened
@@ -104,3 +111,22 @@ def account(scenario, events: list[tuple], nat: dict) -> tuple[dict, pd.DataFram
         summary.pop(key, None)
     frame = pd.DataFrame(sorted(records, key=lambda r: (r[0], r[1], r[2])), columns=RECORD_COLUMNS)
     return summary, frame
+
+
+def _adaptive(st, evs: list[tuple], broken_at: float, cause, nat) -> None:
+    """The counters behind the adaptive figures, the model's way (simlab.policy_metrics)."""
+    estimate = math.nan
+    after_break = None
+    for e in evs:
+        if e[3] == "interval":
+            st.gaps += 1
+            st.gaps_s += e[5]
+            if after_break is None and e[2] >= broken_at:
+                after_break = e[5]  # the gap the schedule left when the mapping lapsed
+        elif e[3] == "policy" and e[4] == "nat_estimate":
+            estimate = e[5]
+        elif e[3] == "policy" and e[4] == "settled":
+            idle = nat[1] if nat is not None else math.nan
+            st.settles.append((e[2], e[5], estimate, idle))
+    if cause == "nat" and after_break is not None and after_break >= nat[1]:
+        st.policy_breaks += 1

@@ -18,8 +18,9 @@ import struct
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Opcode
 
-from ..detector import make_detector
+from ..detector import TimeoutDetector, make_detector
 from ..distributions import Uniforms
 
 
@@ -31,6 +32,13 @@ class _Watched:
     on_activity = None  # set by the harness: callable() on every read or write of the socket
 
     last_rx = None  # loop time of the last bytes read (the handshake's end, right after connect)
+
+    on_ping = None  # set by the harness: callable(payload) when a ping frame arrives
+
+    def process_event(self, event):
+        if self.on_ping is not None and event.opcode is Opcode.PING:
+            self.on_ping(bytes(event.data))
+        super().process_event(event)
 
     def data_received(self, data):
         self.last_rx = self.loop.time()
@@ -81,14 +89,32 @@ def transport_cause(exc: BaseException | None) -> str:
 
 
 class Heartbeats:
-    """Pings on the scenario's schedule over ``ws``, answered pongs into the pure detector.
+    """One side's heartbeats over ``ws``: pings on its policy's schedule, and/or the pure detector.
 
-    ``now()`` is the run's clock (seconds since the run started); ``record(event,
-    detail, value)`` notes an event; ``declare(by)`` is called once the detector's
-    deadline has passed.
+    ``pings``: this side sends pings (its policy, one per slot across reconnects,
+    says when; :mod:`simlab.policy`); ``watch``: this side runs the detector, fed
+    with the pongs to its own pings, or with the peer's pings (:meth:`ping_received`)
+    when only the peer pings. ``now()`` is the run's clock (seconds since the run
+    started); ``record(event, detail, value)`` notes an event; ``declare(by)`` is
+    called once the detector's deadline has passed. The driving loop is the model's
+    (see :mod:`simlab.policy`), with the event loop's clock.
     """
 
-    def __init__(self, scenario, ws, now, record, declare, jitter_rng, start: float | None = None):
+    def __init__(
+        self,
+        scenario,
+        ws,
+        now,
+        record,
+        declare,
+        jitter_rng,
+        start: float | None = None,
+        *,
+        pings: bool = True,
+        watch: bool = True,
+        policy=None,
+        det_fires=None,
+    ):
         self.s = scenario
         self.ws = ws
         self.now = now
@@ -99,17 +125,29 @@ class Heartbeats:
         # ``start``: when the connection opened on the wire (the handshake's last bytes),
         # which the harness notes a little after the fact; the schedule counts from it
         self.opened = now() if start is None else start
-        self.det = make_detector(scenario, self.opened)
+        self.pings, self.watch = pings, watch
+        self.det = make_detector(scenario, self.opened) if watch else None
+        self.policy = (
+            policy if policy is not None and (policy.adaptive or policy.throttle) else None
+        )
+        self.follow = self.policy is not None and pings and watch  # the detector takes its timeout
+        self.det_fires = det_fires  # a throttled side's detector timer fires late too
         self.seq = 0
         self.stopped = False
         self._timer: asyncio.TimerHandle | None = None
         self._beat: asyncio.TimerHandle | None = None
+        self._from = self._i = self._f = 0.0  # the armed beat: since, interval, jitter factor
         self._offset = self.loop.time() - now()  # run time -> loop time
         self.lateness: list[float] = []  # how late the event loop woke us: the clock's resolution
 
     def start(self) -> None:
-        self._schedule_beat(self.opened)
-        self._check()
+        if self.pings:
+            if self.policy is not None:
+                self.policy.opened(self.opened)
+                self._policy_input(rearm=False)
+            self._schedule_from(self.opened)
+        if self.watch:
+            self._check()
 
     def stop(self) -> None:
         self.stopped = True
@@ -117,31 +155,62 @@ class Heartbeats:
             if handle is not None:
                 handle.cancel()
 
-    def _interval(self) -> float:
-        hb = self.s.heartbeat
-        if hb.jitter == 0:
-            return hb.interval
-        return hb.interval * (1 + hb.jitter * (2 * self.jitter() - 1))
+    def ended(self, t: float, cause: str) -> None:
+        """The connection ended as this side saw it: the policy learns it (never the truth)."""
+        self.stop()
+        if self.policy is not None:
+            self.policy.ended(t, cause)
+            self._policy_events()
 
-    def _schedule_beat(self, after: float) -> None:
-        at = after + self._interval()
+    # -- the heartbeat timer ---------------------------------------------------------------
+
+    def _factor(self) -> float:
+        j = self.s.heartbeat.jitter
+        return 1.0 if j == 0 else 1 + j * (2 * self.jitter() - 1)
+
+    def _schedule_from(self, since: float) -> None:
+        """Arm the next beat one interval (with jitter) after ``since``."""
+        f = self._factor()
+        if self.policy is None:
+            self._arm_beat(since + self.s.heartbeat.interval * f)
+            return
+        self._from, self._i, self._f = since, self.policy.interval(), f
+        self._arm_beat(self.policy.timer_at(since + self._i * f))
+
+    def _arm_beat(self, at: float) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
         self._beat = self.loop.call_at(self._offset + at, self._send, at)
 
     def _send(self, due: float) -> None:
         if self.stopped:
             return
         t = self.now()
+        if self.policy is not None:
+            later = self.policy.due(due)
+            if later > due:  # application traffic already did this heartbeat's work
+                self.record("skip", None, later)
+                self._arm_beat(self.policy.timer_at(later))
+                return
+            self.record("interval", None, due - self._from)
         self.seq += 1
         seq = self.seq
-        self.det.sent(t, seq)
+        if self.watch:
+            self.det.sent(t, seq)
         self.record("ping", None, seq)
         self.loop.create_task(self._ping(seq, t, due))
-        self._schedule_beat(due)  # drift-free, like the model's timer
-        self._check()
+        if self.policy is not None:
+            self.policy.sent(due, seq)
+            self._policy_input(rearm=False)
+            if self.stopped:
+                return
+        self._schedule_from(due)  # drift-free, like the model's timer
+        if self.watch:
+            self._check()
 
     async def _ping(self, seq: int, sent_at: float, due: float) -> None:
-        try:
-            waiter = await self.ws.ping(struct.pack("!I", seq))
+        try:  # the payload carries the send time, for a peer that watches our pings
+            waiter = await self.ws.ping(struct.pack("!Id", seq, sent_at))
         except Exception:  # the connection closed under us: on_lost reports it
             return
         self.lateness.append(max(0.0, self.now() - due))  # timer + task: when it hit the socket
@@ -151,20 +220,67 @@ class Heartbeats:
         if self.stopped or fut.cancelled() or fut.exception() is not None:
             return
         t = self.now()
-        self.det.heartbeat(t, seq, sent_at)
         self.record("pong", seq, t - sent_at)
+        if self.watch:
+            self.det.heartbeat(t, seq, sent_at)
+        if self.policy is not None:
+            self.policy.answered(t, seq)
+            self._policy_input()
+        if self.watch:
+            self._check()
+
+    # -- the policy ------------------------------------------------------------------------
+
+    def _policy_events(self) -> None:
+        for what, value in self.policy.events():
+            self.record("policy", what, value)
+
+    def _policy_input(self, rearm: bool = True) -> None:
+        """After an input to the policy: log, re-arm on a new interval, update the detector."""
+        self._policy_events()
+        if not self.policy.adaptive or self.stopped:
+            return
+        interval = self.policy.interval()
+        if rearm and interval != self._i:
+            self._i = interval
+            at = self._from + interval * self._f
+            self._arm_beat(self.policy.timer_at(max(at, self.now())))
+        if self.follow:
+            timeout = self.policy.timeout()
+            if (
+                timeout is not None
+                and isinstance(self.det, TimeoutDetector)
+                and self.det.timeout != timeout
+            ):
+                self.det.timeout = timeout
+                self._check()
+
+    # -- the detector ----------------------------------------------------------------------
+
+    def ping_received(self, data: bytes) -> None:
+        """The peer's ping arrived: when only the peer pings, its pings are the heartbeats."""
+        if self.stopped or not self.watch:
+            return
+        t = self.now()
+        if self.pings:  # we ping too: theirs are other heartbeat traffic
+            self.det.message(t, heartbeat=True)
+        elif len(data) == 12:
+            seq, sent_at = struct.unpack("!Id", data)
+            self.det.heartbeat(t, seq, sent_at)
         self._check()
 
     def message(self) -> None:
         """An application message arrived."""
-        if not self.stopped:
+        if not self.stopped and self.watch:
             self.det.message(self.now())
             self._check()
 
     def _check(self) -> None:
-        if self.stopped:
+        if self.stopped or not self.watch:
             return
         deadline = self.det.deadline()
+        if self.det_fires is not None:
+            deadline = self.det_fires(deadline)
         if deadline <= self.now():
             self.stop()
             self.declare("detector")

@@ -22,6 +22,7 @@ from websockets.asyncio.server import serve
 
 from ..distributions import Exponential, Sampler
 from ..network import DownPeriods
+from ..policy import make_policy, make_throttle
 from ..rng import stream
 from .accounting import account
 from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
@@ -42,7 +43,8 @@ class Conn:
     server_ready: asyncio.Future | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     crashed: bool = False
-    hb: Heartbeats | None = None
+    hb: Heartbeats | None = None  # the detecting side's
+    hbs: list = field(default_factory=list)  # every side's heartbeats on this connection
     nat_idle: float | None = None
     crossings: list = field(default_factory=list)  # proxy: exact NAT crossings
     activity: list = field(default_factory=list)  # netns: client-side sends and receives
@@ -64,7 +66,16 @@ class HarnessRun:
         self.by_port: dict[int, Conn] = {}
         self.by_path: dict[str, Conn] = {}
         self.D = scenario.detector_side
+        self.P = "client" if self.D == "server" else "server"
         s = scenario
+        hb = s.heartbeat
+        self.pingers = ("client", "server") if hb.initiator == "both" else (hb.initiator,)
+        # one policy per slot and pinging side, living across reconnects (simlab.policy)
+        self.policies = [
+            {side: make_policy(s, side) for side in self.pingers} for _ in range(s.connections)
+        ]
+        throttle = make_throttle(s) if self.D == "client" else None
+        self.det_fires = throttle.fire_at if throttle is not None else None
         n, h = s.connections, s.horizon
         o, st = s.link.outages, s.peer.stall
         self.outages = [
@@ -238,16 +249,38 @@ class HarnessRun:
         if self.stalled[i]:
             p_ws.transport.pause_reading()
         if self.policy == "detector":
-            conn.hb = Heartbeats(
-                s,
-                d_ws,
-                self.now,
-                lambda event, detail=None, value=None: self.record(conn, event, detail, value),
-                lambda by: self._declare(conn, by),
-                jitter,
-                start=conn.opened,
-            )
-            conn.hb.start()
+            # the slot's own clock (from its origin), like the model's env.now: a policy's
+            # timer grid (a throttled tab's) and the detector see the slot's times
+            origin = self.origin[i]
+
+            def slot_now():
+                return self.now() - origin
+
+            for side, ws_ in ((self.D, d_ws), (self.P, p_ws)):
+                watch = side == self.D
+                if not watch and side not in self.pingers:
+                    continue
+                hb = Heartbeats(
+                    s,
+                    ws_,
+                    slot_now,
+                    lambda event, detail=None, value=None, side=side: self.record(
+                        conn, event, side if detail is None and event != "policy" else detail, value
+                    ),
+                    lambda by: self._declare(conn, by),
+                    jitter,
+                    start=conn.opened - origin,
+                    pings=side in self.pingers,
+                    watch=watch,
+                    policy=self.policies[i].get(side),
+                    det_fires=self.det_fires if watch else None,
+                )
+                conn.hbs.append(hb)
+                if watch:
+                    conn.hb = hb
+                    d_ws.on_ping = hb.ping_received
+            for hb in conn.hbs:
+                hb.start()
         for ws_, is_d in ((d_ws, True), (p_ws, False)):
             self.loop.create_task(self._drain(conn, ws_, is_d))
         return True
@@ -322,6 +355,8 @@ class HarnessRun:
         if conn.ended.is_set():
             return
         self.record(conn, "declare", by)
+        for hb in conn.hbs:  # every policy learns how the connection ended, as the model's do
+            hb.ended(hb.now(), by)
         self._end(conn, None)
 
     def _end(self, conn: Conn, why: str | None) -> None:
@@ -333,11 +368,11 @@ class HarnessRun:
         self._teardown(conn)
 
     def _teardown(self, conn: Conn) -> None:
-        if conn.hb is not None:
-            conn.hb.stop()
+        for hb in conn.hbs:
+            hb.stop()
         for ws in (conn.client, conn.server):
             if ws is not None and ws.transport is not None:
-                ws.on_lost = ws.on_fail = None
+                ws.on_lost = ws.on_fail = ws.on_ping = None
                 ws.transport.abort()
         self.backend.end(conn)
 
@@ -368,6 +403,13 @@ class HarnessRun:
             await self.sleep_until(origin + end)
             await self.backend.outage(i, False)
             self.record_slot(i, "outage_end")
+
+
+def _by_slot(conns: list[Conn]) -> dict[int, list[Conn]]:
+    out: dict[int, list[Conn]] = {}
+    for conn in conns:
+        out.setdefault(conn.slot, []).append(conn)
+    return out
 
 
 def _p99(values: list[float]) -> float:
@@ -403,16 +445,30 @@ def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
                 conn.nat_idle,
                 [x - shift for x in log],
             )
-    summary, records = account(scenario, events, nat)
+    summary, records = account(scenario, events, nat, run.policies)
     summary["engine"] = f"harness-{backend.name}"
     summary["policy"] = policy
     summary["wall_s"] = time.perf_counter() - started
     # The harness's clock resolution, measured during the run: how late its pings
     # reached the socket, how far its bookkeeping ran behind the wire at opening, and
     # an event-loop round trip that skips the path (99th percentiles, added up).
-    late = [x for c in run.conns if c.hb is not None for x in c.hb.lateness]
+    late = [x for c in run.conns for hb in c.hbs for x in hb.lateness]
     resolution = max(0.001, _p99(late) + _p99(run.lags) + _p99(run.meter))
-    info = {"backend": backend.name, "policy": policy, "rtt_s": run.rtt, "resolution_s": resolution}
+    # How much later than the model's instant a reconnection opens (the real handshake).
+    reopen = []
+    for slot_conns in _by_slot(run.conns).values():
+        for before, after in zip(slot_conns, slot_conns[1:], strict=False):
+            if not math.isnan(before.closed_at) and not math.isnan(after.opened):
+                reopen.append(max(0.0, after.opened - before.closed_at - scenario.reconnect.delay))
+    info = {
+        "backend": backend.name,
+        "policy": policy,
+        "rtt_s": run.rtt,
+        "resolution_s": resolution,
+        "reconnect_lag_s": _p99(reopen),
+        "loop_rtt_s": _p99(run.meter),
+        "timer_lateness_s": _p99(late),
+    }
     if getattr(backend, "nat_timeout", None) is not None:
         info["kernel_nat_timeout_s"] = backend.nat_timeout
     return HarnessResult(summary, records, info)

@@ -1,7 +1,8 @@
 """Time scaling: the same scenario with every duration multiplied by ``factor``.
 
 Heartbeat intervals, timeouts, NAT idle timeouts, failure rates, outage and stall
-lengths, link delays and the horizon all shrink; rates grow. What belongs to the
+lengths, link delays, an adaptive policy's durations (probe bounds and precision,
+state timeouts, a throttled timer's grid) and the horizon all shrink; rates grow. What belongs to the
 kernel does not scale (its 200 ms minimum RTO, the real RTT): the model side of a
 cross-check runs the *scaled* scenario with the real kernel's TCP constants.
 """
@@ -27,7 +28,11 @@ def scale_scenario(s: Scenario, factor: float) -> Scenario:
     if not (factor > 0 and math.isfinite(factor)):
         raise ValueError(f"time scale must be a positive number, got {factor!r}")
     r = dataclasses.replace
-    hb = r(s.heartbeat, interval=s.heartbeat.interval * factor)
+    hb = r(
+        s.heartbeat,
+        interval=s.heartbeat.interval * factor,
+        policy=_policy(s.heartbeat.policy, factor),
+    )
     d = s.detector
     det = r(
         d,
@@ -72,4 +77,35 @@ def scale_scenario(s: Scenario, factor: float) -> Scenario:
         peer=peer,
         app=r(s.app, rate=s.app.rate / factor),
         reconnect=r(s.reconnect, delay=s.reconnect.delay * factor),
+    )
+
+
+def _policy(p, x: float):
+    """An adaptive policy's durations scaled (counts, fractions and factors kept)."""
+    r = dataclasses.replace
+    throttle = p.throttle and r(
+        p.throttle,
+        hidden_at=p.throttle.hidden_at * x,
+        align=p.throttle.align * x,
+        intensive_after=p.throttle.intensive_after * x,
+        intensive_align=p.throttle.intensive_align * x,
+    )
+    return r(
+        p,
+        throttle=throttle,
+        late=p.late * x,
+        normal=r(p.normal, interval=_opt(p.normal.interval, x), timeout=_opt(p.normal.timeout, x)),
+        weak=r(p.weak, interval=p.weak.interval * x, timeout=p.weak.timeout * x),
+        high_latency=r(
+            p.high_latency,
+            interval=p.high_latency.interval * x,
+            timeout=p.high_latency.timeout * x,
+            rtt=p.high_latency.rtt * x,
+            exit_rtt=p.high_latency.exit_rtt * x,
+        ),
+        floor=_opt(p.floor, x),
+        ceiling=p.ceiling * x,
+        step=p.step * x,
+        precision=p.precision * x,
+        reprobe=_opt(p.reprobe, x),
     )
