@@ -185,10 +185,17 @@ def _ewma(x: np.ndarray, first: np.ndarray, gain: float) -> np.ndarray:
     y = y.reshape(R, n - 1)
     if R > 1:
         began = np.concatenate([start[:1], y[:-1, -1]])
-        decay = a ** np.arange(1, n)
-        decay[decay < 1e-300] = 0.0
-        y += decay[None, :] * (start - began)[:, None]
-    return np.concatenate([first, y - 1.0], axis=1)
+        k = min(n - 1, int(np.log(1e-18) / np.log(a)) + 1)  # beyond: below rounding
+        y[:, :k] += (a ** np.arange(1, k + 1))[None, :] * (start - began)[:, None]
+    out = np.empty((R, n))
+    out[:, :1] = first
+    np.subtract(y, 1.0, out=out[:, 1:])
+    return out
+
+
+def _ascending(a: np.ndarray) -> bool:
+    """Whether every row is in ascending order (inf last)."""
+    return a.shape[1] < 2 or not (a[:, 1:] < a[:, :-1]).any()
 
 
 def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
@@ -211,7 +218,7 @@ class Direction:
     at: np.ndarray  # the transmission that gets through (inf: none)
     arrive: np.ndarray  # delivery to the receiver, in order (inf: never)
     raw: np.ndarray  # arrival at the receiver's host before in-order hold-back (inf: never)
-    rto: np.ndarray | None  # the sender's RTO when each was first sent (TCP)
+    rto: _Rto | None  # the sender's RTO when each was first sent (TCP)
     doomed_at: np.ndarray  # per row: send time of the first segment TCP gives up on (inf: none)
     giveup_at: np.ndarray  # per row: when the sender's socket fails over it
     packets: np.ndarray  # packets used by the first i+1 messages
@@ -356,12 +363,21 @@ class FastRun:
             attempts[row, d:k_end] = tail
             ends[row, :k_end] = np.cumsum(np.minimum(attempts[row, :k_end], cap))
         other = "server" if src == "client" else "client"
-        rtt = delay + b.draw(self.delay[other], back, n)
-        rto = _rto_before(rtt, (attempts == 1) & valid, tcp)
+        fixed = [self.delay[x] for x in (src, other)]
+        if all(isinstance(d, Constant) for d in fixed):
+            rto = _Rto(None, (attempts == 1) & valid, tcp, fixed[0].value + fixed[1].value)
+        else:
+            rtt = delay + b.draw(self.delay[other], back, n)
+            rto = _Rto(rtt, (attempts == 1) & valid, tcp)
         retrans = np.where(valid, np.minimum(attempts, cap) - 1, 0)
         ladder = np.zeros((R, n))
-        for k in range(int(retrans.max()) if retrans.size else 0):
-            ladder += np.where(retrans > k, np.minimum(rto * 2.0**k, tcp.max_rto), 0.0)
+        rr, cc = np.nonzero(retrans)
+        if len(rr):  # the retransmitted few: their backoffs
+            base, times = rto.at(rr, cc), retrans[rr, cc]
+            ladder[rr, cc] = sum(
+                np.where(times > k, np.minimum(base * 2.0**k, tcp.max_rto), 0.0)
+                for k in range(int(times.max()))
+            )
         at = sent + ladder
         arrive = np.where((attempts <= cap) & valid, at + delay, INF)
         doomed_at = giveup_at = none
@@ -371,7 +387,7 @@ class FastRun:
             rows = np.flatnonzero(has)
             at[rows, doomed[rows]] = INF
             doomed_at = np.where(has, _at(sent, doomed), INF)
-            giveup_at = np.where(has, doomed_at + _give_up(_at(rto, doomed), tcp), INF)
+            giveup_at = np.where(has, doomed_at + _give_up(rto.first(doomed), tcp), INF)
         raw = arrive
         arrive = np.maximum.accumulate(arrive, axis=1) if n else arrive
         return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
@@ -404,33 +420,71 @@ class FastRun:
         n = s.connections
         last_rounds = np.zeros(n, dtype=np.int64)
         slots, numbers, t0 = np.arange(n), np.ones(n, dtype=np.int64), np.zeros(n)
-        window = self._first_window(t0, last_rounds[slots])
+        window = self._first_window(slots, numbers, t0, last_rounds[slots])
         self.c["connections"] += 1
+        T, j = s.heartbeat.interval, s.heartbeat.jitter
         while len(slots):
-            b = Batch(
-                slots, numbers, t0, window, s.seed, {k: v[slots] for k, v in self.pos.items()}
+            # rows of similar length together (a batch is as wide as its widest row), short
+            # ones all at once (a batch has a fixed cost of about a few thousand rounds')
+            left = ((s.horizon - t0) / (T * (1 - j))).astype(np.int64) + 2
+            wide = np.maximum(np.minimum(window, left), 4096)
+            group = np.ceil(np.log2(wide)).astype(np.int64)
+            done, until, next_open = (
+                np.zeros(len(slots), bool),
+                np.zeros(len(slots), np.int64),
+                np.full(len(slots), INF),
             )
-            done, end, until, next_open = self._batch(b)
+            for g in np.unique(group):
+                rows = np.flatnonzero(group == g)
+                sl = slots[rows]
+                b = Batch(
+                    sl,
+                    numbers[rows],
+                    t0[rows],
+                    window[rows],
+                    s.seed,
+                    {k: v[sl] for k, v in self.pos.items()},
+                )
+                done[rows], _, until[rows], next_open[rows] = self._batch(b)
             last_rounds[slots[done]] = until[done]
             redo = ~done
             new = done & (next_open < s.horizon)
             self.c["connections"][slots[new]] += 1
-            slots = np.concatenate([slots[redo], slots[new]])
-            numbers = np.concatenate([numbers[redo], numbers[new] + 1])
             window = np.concatenate(
                 [
                     window[redo] * 4,
-                    self._first_window(next_open[new], last_rounds[slots[redo.sum() :]]),
+                    self._first_window(
+                        slots[new], numbers[new] + 1, next_open[new], last_rounds[slots[new]]
+                    ),
                 ]
             )
+            slots = np.concatenate([slots[redo], slots[new]])
+            numbers = np.concatenate([numbers[redo], numbers[new] + 1])
             t0 = np.concatenate([t0[redo], next_open[new]])
         return self._slots()
 
-    def _first_window(self, t0: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """Rounds to compute first: all that are left, or twice what the last connection used."""
+    def _crash(self, slots, numbers, t0) -> np.ndarray:
+        """When each connection's peer crashes (inf: never)."""
+        s = self.s
+        if s.peer.crash is None:
+            return np.full(len(slots), INF)
+        u = _uniforms(_keys(s.seed, slots, CRASH, numbers), np.zeros(1, np.int64))[:, 0]
+        return t0 + _sample(Exponential(s.peer.crash.mtbf), u)
+
+    def _first_window(self, slots, numbers, t0, last) -> np.ndarray:
+        """Rounds to compute first: all that are left, or up to the peer's crash and its
+        detection, or twice what the slot's last connection used."""
         s = self.s
         T, j = s.heartbeat.interval, s.heartbeat.jitter
-        left = ((s.horizon - t0) / (T * (1 - j))).astype(np.int64) + 2
+        shortest = T * (1 - j)
+        left = ((s.horizon - t0) / shortest).astype(np.int64) + 2
+        if s.peer.crash is not None:
+            det = s.detector
+            span = max(det.timeout or 0.0, (det.missed.k + 1) * T + s.ack_timeout)
+            to_crash = (self._crash(slots, numbers, t0) - t0 + span) / shortest
+            return np.maximum(
+                64, np.minimum(left, np.minimum(to_crash, 1 << 40).astype(np.int64) + 64)
+            )
         return np.maximum(64, np.minimum(left, np.where(last > 0, 2 * last, 1 << 16)))
 
     def _batch(self, b: Batch):
@@ -440,14 +494,7 @@ class FastRun:
         s = self.s
         H = s.horizon
         R = len(b.slots)
-        crash = np.full(R, INF)
-        if s.peer.crash is not None:
-            crash = (
-                b.t0
-                + _sample(
-                    Exponential(s.peer.crash.mtbf), _uniforms(b.key(CRASH), np.zeros(1, np.int64))
-                )[:, 0]
-            )
+        crash = self._crash(b.slots, b.numbers, b.t0)
         b.crash = crash
         T, j = s.heartbeat.interval, s.heartbeat.jitter
         left = ((H - b.t0) / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
@@ -530,14 +577,14 @@ class FastRun:
                     else:
                         p_closed = np.minimum(p_closed, at)
                 elif self.tcp and d.src == D:  # dropped: never acknowledged, the sender gives up
-                    gave = _at(d.sent, i) + _give_up(_at(d.rto, i), s.link.tcp)
+                    gave = _at(d.sent, i) + _give_up(d.rto.first(i), s.link.tcp)
                     cands.append((np.where(met, gave, INF), TCP_BY))
         if self.tcp:
             for d in mine:
                 # segments that reach a dead peer are never acknowledged: the sender gives up
                 live = d.arrive < INF
                 i, dead = _first((d.arrive >= crash[:, None]) & live)
-                gave = _at(d.sent, i) + _give_up(_at(d.rto, i), s.link.tcp)
+                gave = _at(d.sent, i) + _give_up(d.rto.first(i), s.link.tcp)
                 cands.append((np.where(dead, gave, INF), TCP_BY))
                 # segments that reach a peer whose socket failed are answered with an RST
                 i, closed = _first(
@@ -565,10 +612,13 @@ class FastRun:
             gets &= first_arrive < b.crash[:, None]
         gets &= self._crossings(first) < expiry[:, None]
         key = np.where(gets, first_arrive, INF)
-        replied = np.argsort(key, axis=1, kind="stable")  # which pings get a pong, in pong order
         k = int(gets.sum(axis=1).max()) if gets.size else 0
-        replied = replied[:, :k]
-        sent = np.take_along_axis(key, replied, axis=1)
+        if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
+            replied = np.broadcast_to(np.arange(k), (len(key), k))
+            sent = key[:, :k]
+        else:
+            replied = np.argsort(key, axis=1, kind="stable")[:, :k]  # pong order
+            sent = np.take_along_axis(key, replied, axis=1)
         return self._direction(b, receiver, sent, DELAY_BACK, RTT_BACK), replied
 
     def _nat_expiry(self, b: Batch, dirs: list) -> np.ndarray:
@@ -618,16 +668,21 @@ class FastRun:
                 nxt < W, np.take_along_axis(answered_time, np.minimum(nxt, W - 1), 1), INF
             )
             return _compact(starts, ends, back)
-        order = np.argsort(ev_time, axis=1, kind="stable")
-        times = np.take_along_axis(ev_time, order, axis=1)
+        if _ascending(ev_time):
+            times = ev_time
+        else:
+            order = np.argsort(ev_time, axis=1, kind="stable")
+            times = np.take_along_axis(ev_time, order, axis=1)
+            ev_seq = np.take_along_axis(ev_seq, order, axis=1)
+            ev_stamp = np.take_along_axis(ev_stamp, order, axis=1)
         t0 = b.t0[:, None]
         if det.kind == "timeout":
             u = np.concatenate([t0, times], axis=1)
             deadline = u + det.timeout
         else:
             finite = np.isfinite(times)
-            seqs = np.where(finite, np.take_along_axis(ev_seq, order, axis=1), -1)
-            stamps = np.take_along_axis(ev_stamp, order, axis=1)
+            seqs = np.where(finite, ev_seq, -1)
+            stamps = ev_stamp
             best = np.maximum.accumulate(seqs, axis=1) if seqs.size else seqs
             new = best > np.concatenate([np.full((R, 1), -1), best[:, :-1]], axis=1)
             fresh, stamps = _compact(new, times, stamps)
@@ -764,25 +819,46 @@ class FastRun:
         return out
 
 
-def _rto_before(rtt: np.ndarray, once: np.ndarray, tcp) -> np.ndarray:
+class _Rto:
     """RTO in force when each message is sent: RFC 6298 over earlier samples (the messages
-    sent once), Linux's floor; a row per connection."""
-    R, n = rtt.shape
-    out = np.full((R, n), tcp.initial_rto)
-    if not once.any():
-        return out
-    (r,) = _compact(once, rtt)  # each row's samples, in order
-    r = np.where(np.isfinite(r), r, 0.0)  # padding: never read
-    r0 = r[:, :1]
-    srtt = _ewma(r, r0, 0.125)
-    dev = np.abs(srtt[:, :-1] - r[:, 1:])
-    var = _ewma(np.concatenate([r0, dev], axis=1), r0 / 2, 0.25)
-    rto = np.minimum(srtt + np.maximum(4 * var, tcp.min_rto), tcp.max_rto)
-    # message i uses the RTO after the samples of messages before it
-    count = np.cumsum(once, axis=1) - once
-    has = count > 0
-    picked = np.take_along_axis(rto, np.maximum(count - 1, 0), axis=1)
-    return np.where(has, picked, out)
+    sent once, Karn's rule), Linux's floor; a row per connection. Computed per sample; read
+    only where needed (``at``)."""
+
+    def __init__(self, rtt: np.ndarray, once: np.ndarray, tcp, constant: float | None = None):
+        self.initial, self.tcp = tcp.initial_rto, tcp
+        self.count = np.cumsum(once, axis=1)  # samples up to and including each message
+        self.once = once
+        self.rto = None
+        self.constant = constant  # every sample the same: SRTT stays, RTTVAR decays by 3/4
+        if not once.any() or constant is not None:
+            return
+        (r,) = _compact(once, rtt)  # each row's samples, in order
+        r = np.where(np.isfinite(r), r, 0.0)  # padding: never read
+        r0 = r[:, :1]
+        srtt = _ewma(r, r0, 0.125)
+        dev = np.abs(srtt[:, :-1] - r[:, 1:])
+        var = _ewma(np.concatenate([r0, dev], axis=1), r0 / 2, 0.25)
+        self.rto = np.minimum(srtt + np.maximum(4 * var, tcp.min_rto), tcp.max_rto)
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The RTO of message ``cols`` of row ``rows`` (the samples of messages before it)."""
+        if self.count.shape[1] == 0:
+            return np.full(np.shape(rows), self.initial)
+        cols = np.minimum(cols, self.count.shape[1] - 1)
+        before = self.count[rows, cols] - self.once[rows, cols]
+        if self.constant is not None:
+            c, tcp = self.constant, self.tcp
+            var = c / 2 * 0.75 ** np.maximum(before - 1, 0).astype(float)
+            picked = np.minimum(c + np.maximum(4 * var, tcp.min_rto), tcp.max_rto)
+        elif self.rto is None:
+            return np.full(np.shape(rows), self.initial)
+        else:
+            picked = self.rto[rows, np.maximum(before - 1, 0)]
+        return np.where(before > 0, picked, self.initial)
+
+    def first(self, cols: np.ndarray) -> np.ndarray:
+        """Per row: the RTO of message ``cols[row]``."""
+        return self.at(np.arange(len(cols)), cols)
 
 
 NOT_PRODUCED = ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour", "tcp_retransmissions")

@@ -270,6 +270,26 @@ def test_a_slots_results_do_not_depend_on_how_many_slots_run_or_their_windows():
     assert sum(sl.stats.connections for sl in many) > 2 * len(many)  # several batches ran
     # a first window of one round forces every connection through the regrowing path
     run = fast.FastRun(s)
-    run._first_window = lambda t0, last: np.ones(len(t0), dtype=np.int64)
+    run._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
     for a, b in zip(many, run.run(), strict=True):
         assert vars(a.stats) == vars(b.stats)
+
+
+def test_the_rto_with_constant_delays_has_the_filters_closed_form():
+    tcp = simlab.load_scenario("examples/demo.yaml").link.tcp
+    rng = np.random.default_rng(4)
+    once = rng.random((5, 300)) < 0.9
+    rtt = np.full((5, 300), 0.083)
+    general, closed = fast._Rto(rtt, once, tcp), fast._Rto(None, once, tcp, 0.083)
+    rows, cols = np.indices(once.shape)
+    assert np.allclose(general.at(rows, cols), closed.at(rows, cols), rtol=1e-12)
+    # and the filter agrees with the model's estimator, sample by sample
+    from simlab.network import RtoEstimator
+
+    r = rng.lognormal(-3, 0.5, 200)
+    est, seen = RtoEstimator(tcp), []
+    for x in r:
+        seen.append(est.rto)
+        est.sample(x)
+    rto = fast._Rto(r[None, :], np.ones((1, 200), bool), tcp)
+    assert np.allclose(rto.at(np.zeros(200, int), np.arange(200)), seen, rtol=1e-12)
