@@ -221,7 +221,20 @@ class Direction:
     rto: _Rto | None  # the sender's RTO when each was first sent (TCP)
     doomed_at: np.ndarray  # per row: send time of the first segment TCP gives up on (inf: none)
     giveup_at: np.ndarray  # per row: when the sender's socket fails over it
-    packets: np.ndarray  # packets used by the first i+1 messages
+    packets: np.ndarray | None  # packets used by the first i+1 messages (dense losses)
+    losses: np.ndarray | None = None  # sparse losses: offsets of the lost packets from pos
+    hits: np.ndarray | None = None  # ...and the message each delays (TCP) or is (datagram)
+
+    def used(self, rows: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Packets used by the first ``count`` messages of rows ``rows``."""
+        if self.packets is not None:
+            packets = np.asarray(self.packets)[rows]
+            if packets.shape[1] == 0:
+                return np.zeros(len(rows), dtype=np.int64)
+            return np.where(count > 0, _at(packets, count - 1), 0)
+        if self.rto is None:  # datagram: a packet a message
+            return count
+        return count + (self.hits[rows] < count[:, None]).sum(axis=1)
 
 
 @dataclass
@@ -282,6 +295,11 @@ class FastRun:
         self.loss_keys = {side: _keys(s.seed, all_slots, LOSS[side]) for side in LOSS}
         self.gilbert: dict = {}  # side -> states of every slot's stream (grown on demand)
         self.pos = {side: np.zeros(n, dtype=np.int64) for side in LOSS}
+        # Bernoulli losses drawn as gaps: each slot's next loss at or after its position
+        self.next_loss = {side: np.zeros(n, dtype=np.int64) for side in LOSS}  # its number
+        self.next_at = {  # its position
+            side: self._gaps(side, all_slots, np.zeros((n, 1), np.int64))[:, 0] - 1 for side in LOSS
+        }
         z = lambda: np.zeros(n)  # noqa: E731
         self.c = {
             k: z()
@@ -313,10 +331,156 @@ class FastRun:
         u = _uniforms(self.loss_keys[src][slots] ^ np.uint64(1), index)
         return u < np.where(bad, loss.loss_bad, loss.loss_good)
 
+    def _sparse(self, src: str) -> bool:
+        return self.loss[src].model == "bernoulli"
+
+    def _gaps(self, src: str, slots: np.ndarray, number: np.ndarray) -> np.ndarray:
+        """Packets from one Bernoulli loss to the next (geometric, >= 1): loss ``number``'s."""
+        p = self.loss[src].p
+        if p <= 0:
+            return np.full(number.shape, 1 << 60, dtype=np.int64)
+        u = _uniforms(self.loss_keys[src][slots], number)
+        with np.errstate(divide="ignore"):
+            g = np.ceil(np.log(u) / np.log1p(-p))
+        return np.clip(g, 1, 1 << 60).astype(np.int64)
+
+    def _losses(self, src: str, slots: np.ndarray, pos: np.ndarray, cover: int) -> np.ndarray:
+        """Each row's lost packets from ``pos`` on, as ascending offsets: enough that the
+        last (number k - 1 from 0) has offset - (k - 1) >= cover, so every loss before the
+        cover-th delivered packet is there, and the first loss after it."""
+        k0 = self.next_loss[src][slots]
+        first = (self.next_at[src][slots] - pos)[:, None]
+        k = max(4, int(self.loss[src].p * cover * 1.3) + 4)
+        while True:
+            gaps = self._gaps(src, slots, k0[:, None] + np.arange(1, k))
+            rel = np.concatenate([first, first + np.cumsum(gaps, axis=1)], axis=1)
+            if (rel[:, -1] - (k - 1) >= cover).all():
+                return rel
+            k *= 2
+
+    def _advance(self, d: Direction, rows, slots, used: np.ndarray) -> None:
+        """The slots' loss streams from ``d.src`` move past the ``used`` packets."""
+        pos = self.pos[d.src][slots]
+        if d.losses is not None:
+            rel = d.losses[rows]
+            passed = (rel < used[:, None]).sum(axis=1)
+            inside = passed < rel.shape[1]
+            self.next_loss[d.src][slots[inside]] += passed[inside]
+            self.next_at[d.src][slots[inside]] = (pos + _at(rel, passed))[inside]
+            if not inside.all():  # (a row whose TCP gave up went past what was drawn)
+                far = ~inside
+                rel = self._losses(d.src, slots[far], pos[far], int(used[far].max()))
+                passed = (rel < used[far, None]).sum(axis=1)
+                self.next_loss[d.src][slots[far]] += passed
+                self.next_at[d.src][slots[far]] = pos[far] + _at(rel, passed)
+        self.pos[d.src][slots] = pos + used
+
+    def _dense(self, src: str, slots: np.ndarray, pos: np.ndarray, m: int) -> np.ndarray:
+        """Lost or not: packets pos..pos+m-1 of each row's slot's stream from ``src``."""
+        if not self._sparse(src):
+            return self._fates(src, slots, pos, m)
+        rel = self._losses(src, slots, pos, m)
+        lost = np.zeros((len(slots), m + 1), dtype=bool)
+        r, c = np.nonzero(rel < m)
+        lost[r, rel[r, c]] = True
+        return lost[:, :m]
+
+    def _delay(self, b: Batch, src: str, stream: int, n: int):
+        """The messages' delays: a number if constant."""
+        d = self.delay[src]
+        return d.value if isinstance(d, Constant) else b.draw(d, stream, n)
+
+    def _sparse_direction(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int):
+        """``_direction`` with Bernoulli losses drawn as gaps: work on the few lost packets."""
+        R, n = sent.shape
+        valid = np.isfinite(sent)
+        delay = self._delay(b, src, fwd, n)
+        pos = b.pos[src]
+        none = np.full(R, INF)
+        rel = self._losses(src, b.slots, pos, n)
+        if not self.tcp:
+            r, j = np.nonzero(rel < n)
+            at = sent.copy()
+            at[r, rel[r, j]] = INF
+            arrive = at + delay
+            return Direction(src, sent, at, arrive, arrive, None, none, none, None, rel, rel)
+        tcp = self.s.link.tcp
+        cap = tcp.max_retries + 1  # transmissions before giving up
+        count = valid.sum(axis=1)
+        hits = rel - np.arange(rel.shape[1])  # the message each loss delays (its retransmission)
+        r, j = np.nonzero(hits < count[:, None])
+        flat = r * n + hits[r, j]  # ascending
+        new = np.ones(len(flat), dtype=bool)
+        new[1:] = flat[1:] != flat[:-1]
+        starts = np.flatnonzero(new)
+        ids = flat[starts]
+        attempts = np.diff(np.append(starts, len(flat))) + 1  # of the retransmitted messages
+        mr, mc = ids // n, ids % n
+        over = attempts > cap
+        has = np.zeros(R, dtype=bool)
+        doomed = np.zeros(R, dtype=np.int64)
+        if over.any():  # a message runs out of retries: from there, one by one (dense)
+            first = np.flatnonzero(over)
+            first = first[np.concatenate([[True], mr[first][1:] != mr[first][:-1]])]
+            has[mr[first]], doomed[mr[first]] = True, mc[first]
+            dense = np.ones((R, n), dtype=np.int64)
+            dense[mr, mc] = attempts
+            packets = np.cumsum(np.minimum(dense, cap), axis=1)
+            for row in np.flatnonzero(has):
+                d, k_end = int(doomed[row]), int(count[row])
+                start = int(packets[row, d - 1]) if d else 0
+                need = start + (k_end - d) * cap + 1
+                fates = self._dense(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
+                idx = np.where(~fates, np.arange(need), need + cap + 1)
+                nxt = np.minimum.accumulate(idx[::-1])[::-1].tolist()
+                q, tail = start, []
+                for _ in range(d, k_end):
+                    k = min(nxt[q] - q + 1, cap + 1)
+                    tail.append(k)
+                    q += min(k, cap)
+                dense[row, d:k_end] = tail
+            dense[~valid] = 1
+            mr, mc = np.nonzero(dense != 1)
+            attempts = dense[mr, mc]
+            # packets used by each message's prefix, from the dense attempts
+            hits = None
+            packets = np.cumsum(np.minimum(dense, cap), axis=1)
+        once = valid.copy()
+        once[mr, mc] = False
+        fixed = [self.delay[x] for x in (src, "server" if src == "client" else "client")]
+        if all(isinstance(d, Constant) for d in fixed):
+            rto = _Rto(None, once, tcp, fixed[0].value + fixed[1].value)
+        else:
+            rtt = delay + b.draw(fixed[1], back, n)
+            rto = _Rto(rtt, once, tcp)
+        at = sent.copy()
+        if len(mr):  # the retransmitted few: their backoffs
+            base, times = rto.at(mr, mc), np.minimum(attempts, cap) - 1
+            at[mr, mc] += sum(
+                np.where(times > k, np.minimum(base * 2.0**k, tcp.max_rto), 0.0)
+                for k in range(int(times.max()))
+            )
+        arrive = at + delay
+        doomed_at = giveup_at = none
+        if has.any():
+            behind = has[:, None] & (np.arange(n)[None, :] >= doomed[:, None])
+            arrive[behind] = INF  # in order: nothing behind the doomed segment gets through
+            rows = np.flatnonzero(has)
+            at[rows, doomed[rows]] = INF
+            doomed_at = np.where(has, _at(sent, doomed), INF)
+            giveup_at = np.where(has, doomed_at + _give_up(rto.first(doomed), tcp), INF)
+            out = Direction(src, sent, at, arrive, arrive, rto, doomed_at, giveup_at, packets, rel)
+        else:
+            out = Direction(src, sent, at, arrive, arrive, rto, none, none, None, rel, hits)
+        out.arrive = np.maximum.accumulate(arrive, axis=1) if n else arrive
+        return out
+
     # -- one direction ------------------------------------------------------------------------
 
     def _direction(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int) -> Direction:
         """Losses, ladders and arrivals of messages sent by ``src`` at ``sent`` (ascending)."""
+        if self._sparse(src):
+            return self._sparse_direction(b, src, sent, fwd, back)
         R, n = sent.shape
         valid = np.isfinite(sent)
         delay = b.draw(self.delay[src], fwd, n)
@@ -352,7 +516,7 @@ class FastRun:
             d, k_end = int(doomed[row]), int(count[row])
             start = int(ends[row, d - 1]) if d else 0
             need = start + (k_end - d) * cap + 1
-            fates = self._fates(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
+            fates = self._dense(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
             idx = np.where(~fates, np.arange(need), need + cap + 1)
             nxt = np.minimum.accumulate(idx[::-1])[::-1].tolist()
             q, tail = start, []
@@ -401,7 +565,16 @@ class FastRun:
 
     def _cut_after_death(self, d: Direction, death: np.ndarray) -> np.ndarray:
         """Arrivals of a sender that dies at ``death``: no transmission leaves after it."""
-        return self._drop(d.arrive, (d.at >= death[:, None]) & np.isfinite(d.at))
+        if d.at.shape[1] == 0:
+            return d.arrive
+        latest = np.max(d.at, axis=1, initial=-INF, where=np.isfinite(d.at))
+        rows = np.flatnonzero(death <= latest)  # only these send anything after it
+        if len(rows) == 0:
+            return d.arrive
+        at = d.at[rows]
+        out = d.arrive.copy()
+        out[rows] = self._drop(out[rows], (at >= death[rows, None]) & np.isfinite(at))
+        return out
 
     @staticmethod
     def _crossings(d: Direction) -> np.ndarray:
@@ -582,14 +755,18 @@ class FastRun:
         if self.tcp:
             for d in mine:
                 # segments that reach a dead peer are never acknowledged: the sender gives up
-                live = d.arrive < INF
-                i, dead = _first((d.arrive >= crash[:, None]) & live)
+                # (arrivals are in order: the first at or after a time is a count away)
+                i = (d.arrive < crash[:, None]).sum(axis=1)
+                ai = _at(d.arrive, i)
+                dead = (i < d.arrive.shape[1]) & (ai < INF)
                 gave = _at(d.sent, i) + _give_up(d.rto.first(i), s.link.tcp)
                 cands.append((np.where(dead, gave, INF), TCP_BY))
                 # segments that reach a peer whose socket failed are answered with an RST
-                i, closed = _first(
-                    (d.arrive >= p_closed[:, None]) & (d.arrive < crash[:, None]) & live
-                )
+                if not (p_closed < INF).any():
+                    continue
+                i = (d.arrive < p_closed[:, None]).sum(axis=1)
+                ai = _at(d.arrive, i)
+                closed = (i < d.arrive.shape[1]) & (ai < crash) & (ai < INF)
                 if closed.any():
                     back = b.draw(self.delay[P], RST_BACK, 1)[:, 0]
                     cands.append((np.where(closed, _at(d.arrive, i) + back, INF), RESET_BY))
@@ -755,9 +932,7 @@ class FastRun:
             np.add.at(c["heartbeats"], sl, count)
             if d is w["first"]:
                 np.add.at(c["rounds"], sl, count)
-            packets = np.asarray(d.packets)[rows]
-            used = np.where(count > 0, _at(packets, count - 1), 0) if packets.shape[1] else 0
-            self.pos[d.src][sl] += used
+            self._advance(d, rows, sl, d.used(rows, count))
         alive_until = np.minimum(close, broken)
         np.add.at(c["connected_s"], sl, close - t0)
         alive = alive_until - t0
