@@ -96,4 +96,14 @@ def test_notebook_runs_in_quick_mode(path, kernel_ok, monkeypatch):
     assert not errors, errors
     executed = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in executed), "every code cell ran"
+    # a figure shows as a picture, not as "<Figure size ...>" (the inline backend is on)
+    outputs = [o for c in executed for o in c.get("outputs", [])]
+    shown = [o for o in outputs if "image/png" in o.get("data", {})]
+    as_text = [
+        o
+        for o in outputs
+        if str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size")
+        and "image/png" not in o.get("data", {})
+    ]
+    assert shown and not as_text, f"{path.name}: {len(shown)} figures shown, {len(as_text)} as text"
     print(f"{path.name}: {wall:.1f} s in quick mode")
