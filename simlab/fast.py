@@ -82,9 +82,9 @@ def _mix(z: np.ndarray) -> np.ndarray:
 def _keys(seed: int, *parts) -> np.ndarray:
     """One 64-bit key per row, from the seed and the row's parts (slot, stream, connection...)."""
     with np.errstate(over="ignore"):
-        h = np.asarray(_mix(np.array([seed % 2**64 ^ _TAG], dtype=np.uint64)))
-        for p in parts:
-            h = _mix(h ^ _mix(np.asarray(p).astype(np.uint64) + _GAMMA))
+        h = _mix(np.array([seed % 2**64 ^ _TAG], dtype=np.uint64))
+        for p in parts:  # p -> p * odd + gamma is one to one, and so is the mix
+            h = _mix(h ^ (np.asarray(p).astype(np.uint64) * _M2 + _GAMMA))
     return np.atleast_1d(h)
 
 
@@ -191,6 +191,11 @@ def _ewma(x: np.ndarray, first: np.ndarray, gain: float) -> np.ndarray:
     out[:, :1] = first
     np.subtract(y, 1.0, out=out[:, 1:])
     return out
+
+
+def _add(counter: np.ndarray, slots: np.ndarray, values) -> None:
+    """counter[slots] += values, slots distinct (a batch has one connection per slot)."""
+    counter[slots] += values
 
 
 def _ascending(a: np.ndarray) -> bool:
@@ -715,8 +720,12 @@ class FastRun:
             expiry = self._nat_expiry(b, [first])
         if sender == D:  # the detector's own pings: the evidence is the pongs
             ev_dir = second
-            ev_seq = np.take_along_axis(seq, replied, axis=1)
-            ev_stamp = np.take_along_axis(sigma, replied, axis=1)
+            if replied is None:  # in ping order
+                k = second.sent.shape[1]
+                ev_seq, ev_stamp = seq[:, :k], sigma[:, :k]
+            else:
+                ev_seq = np.take_along_axis(seq, replied, axis=1)
+                ev_stamp = np.take_along_axis(sigma, replied, axis=1)
             ev_time = second_arrive
         else:  # the peer's pings or heartbeats
             ev_dir, ev_seq, ev_stamp, ev_time = first, seq, sigma, first_arrive
@@ -791,7 +800,7 @@ class FastRun:
         key = np.where(gets, first_arrive, INF)
         k = int(gets.sum(axis=1).max()) if gets.size else 0
         if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
-            replied = np.broadcast_to(np.arange(k), (len(key), k))
+            replied = None
             sent = key[:, :k]
         else:
             replied = np.argsort(key, axis=1, kind="stable")[:, :k]  # pong order
@@ -919,7 +928,7 @@ class FastRun:
         is_crash = broken == crash
         is_nat = ~is_crash & (broken == expiry)
         for key, m in (("crash", is_crash), ("nat", is_nat), ("tcp_timeout", ~is_crash & ~is_nat)):
-            np.add.at(c[f"break_{key}"], sl[brk & m], 1)
+            _add(c[f"break_{key}"], sl[brk & m], 1)
         # a message due at the very instant of the close was sent only if it caused it (it met
         # the expired mapping); the detector's declaration comes before a timer due then
         right = (has_end & (end_by == RESET_BY))[:, None]
@@ -929,39 +938,39 @@ class FastRun:
             until = np.minimum(close, p_closed) if d.src == self.P else close
             sent = d.sent[rows]
             count = np.where(right, sent <= until[:, None], sent < until[:, None]).sum(axis=1)
-            np.add.at(c["heartbeats"], sl, count)
+            _add(c["heartbeats"], sl, count)
             if d is w["first"]:
-                np.add.at(c["rounds"], sl, count)
+                _add(c["rounds"], sl, count)
             self._advance(d, rows, sl, d.used(rows, count))
         alive_until = np.minimum(close, broken)
-        np.add.at(c["connected_s"], sl, close - t0)
+        _add(c["connected_s"], sl, close - t0)
         alive = alive_until - t0
         suspect = np.zeros(len(rows))
         if self.monitor and w["a"].shape[1]:
             a, z = w["a"][rows], w["z"][rows]
             au = alive_until[:, None]
             m = np.isfinite(a) & (a < au)
-            np.add.at(c["false_positives"], sl, m.sum(axis=1))
+            _add(c["false_positives"], sl, m.sum(axis=1))
             ended = m & (z <= au) & (z < close[:, None])
             r, k = np.nonzero(ended)
             self.durations.append((sl[r], z[r, k] - a[r, k]))
             # cut short by the break or the horizon
             suspect += np.where(ended, z - a, np.where(m, au - a, 0.0)).sum(axis=1)
-        np.add.at(c["undetected"], sl, ~has_end & (broken < H))
+        _add(c["undetected"], sl, ~has_end & (broken < H))
         detected = has_end & (end_t >= broken)
         self.latencies.append((sl[detected], end_t[detected] - broken[detected]))
         for k, name in enumerate(CAUSES):
-            np.add.at(c[f"by_{name}"], sl, detected & (end_by == k))
+            _add(c[f"by_{name}"], sl, detected & (end_by == k))
         mistaken = has_end & ~detected  # reconnect mode: a false positive
-        np.add.at(c["false_positives"], sl, mistaken)
+        _add(c["false_positives"], sl, mistaken)
         opens = np.where(has_end, end_t + s.reconnect.delay, INF)
         down = np.where(mistaken, np.minimum(opens, H) - end_t, 0.0)
         alive += down
         suspect += down
         back = mistaken & (opens <= H)
         self.durations.append((sl[back], opens[back] - end_t[back]))
-        np.add.at(c["alive_s"], sl, alive)
-        np.add.at(c["suspect_alive_s"], sl, suspect)
+        _add(c["alive_s"], sl, alive)
+        _add(c["suspect_alive_s"], sl, suspect)
         out = np.full(len(done), INF)
         out[rows] = opens
         return out
