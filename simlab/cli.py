@@ -190,6 +190,22 @@ def _load(args):
     """The scenario: defaults < file < --preset < --network < --set (then --seed, --connections)."""
     from .presets import load_layered
 
+    path = getattr(args, "scenario", None)
+    if path is not None and Path(path).is_file():
+        from .fleetspec import is_fleet
+        from .validate import read_yaml
+
+        if is_fleet(read_yaml(path)):
+            raise ScenarioError(
+                [
+                    Problem(
+                        "kind",
+                        "fleet: this is a fleet file, not a scenario; run it with "
+                        f"`simlab storm {path}` (or `simlab crosscheck {path}` on real sockets)",
+                    )
+                ],
+                str(path),
+            )
     overrides = parse_sets(args.set)
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed

@@ -242,3 +242,11 @@ def test_python_m_simlab_version():
     )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"simlab {simlab.__version__}"
+
+
+def test_a_fleet_file_given_to_run_points_to_storm(capsys):
+    from simlab.cli import main
+
+    assert main(["run", "examples/fleet-restart.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "simlab storm examples/fleet-restart.yaml" in err and "Traceback" not in err
