@@ -205,7 +205,8 @@ def _ascending(a: np.ndarray) -> bool:
 
 def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
     """From a segment's first send to giving up (network.give_up_after, for arrays)."""
-    return sum(np.minimum(rto * float(1 << i), tcp.max_rto) for i in range(tcp.max_retries + 1))
+    doubling = 2.0 ** np.arange(tcp.max_retries + 1)
+    return np.minimum(np.multiply.outer(rto, doubling), tcp.max_rto).sum(axis=-1)
 
 
 JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT, RST_UP, RST_BACK = range(9)
