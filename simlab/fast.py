@@ -301,6 +301,7 @@ class FastRun:
         self.loss_keys = {side: _keys(s.seed, all_slots, LOSS[side]) for side in LOSS}
         self.gilbert: dict = {}  # side -> states of every slot's stream (grown on demand)
         self.pos = {side: np.zeros(n, dtype=np.int64) for side in LOSS}
+        self.crash_at = np.full(n, INF)  # each slot's current connection's peer crash
         # Bernoulli losses drawn as gaps: each slot's next loss at or after its position
         self.next_loss = {side: np.zeros(n, dtype=np.int64) for side in LOSS}  # its number
         self.next_at = {  # its position
@@ -599,6 +600,7 @@ class FastRun:
         n = s.connections
         last_rounds = np.zeros(n, dtype=np.int64)
         slots, numbers, t0 = np.arange(n), np.ones(n, dtype=np.int64), np.zeros(n)
+        self._crash(slots, numbers, t0)
         window = self._first_window(slots, numbers, t0, last_rounds[slots])
         self.c["connections"] += 1
         T, j = s.heartbeat.interval, s.heartbeat.jitter
@@ -613,8 +615,9 @@ class FastRun:
                 np.zeros(len(slots), np.int64),
                 np.full(len(slots), INF),
             )
-            for g in np.unique(group):
-                rows = np.flatnonzero(group == g)
+            groups = np.unique(group)
+            for g in groups:
+                rows = np.flatnonzero(group == g) if len(groups) > 1 else np.arange(len(slots))
                 sl = slots[rows]
                 b = Batch(
                     sl,
@@ -629,6 +632,7 @@ class FastRun:
             redo = ~done
             new = done & (next_open < s.horizon)
             self.c["connections"][slots[new]] += 1
+            self._crash(slots[new], numbers[new] + 1, next_open[new])
             window = np.concatenate(
                 [
                     window[redo] * 4,
@@ -643,12 +647,14 @@ class FastRun:
         return self._slots()
 
     def _crash(self, slots, numbers, t0) -> np.ndarray:
-        """When each connection's peer crashes (inf: never)."""
+        """When each connection's peer crashes (inf: never); kept for the slot's batch."""
         s = self.s
         if s.peer.crash is None:
             return np.full(len(slots), INF)
         u = _uniforms(_keys(s.seed, slots, CRASH, numbers), np.zeros(1, np.int64))[:, 0]
-        return t0 + _sample(Exponential(s.peer.crash.mtbf), u)
+        crash = t0 + _sample(Exponential(s.peer.crash.mtbf), u)
+        self.crash_at[slots] = crash
+        return crash
 
     def _first_window(self, slots, numbers, t0, last) -> np.ndarray:
         """Rounds to compute first: all that are left, or up to the peer's crash and its
@@ -660,7 +666,7 @@ class FastRun:
         if s.peer.crash is not None:
             det = s.detector
             span = max(det.timeout or 0.0, (det.missed.k + 1) * T + s.ack_timeout)
-            to_crash = (self._crash(slots, numbers, t0) - t0 + span) / shortest
+            to_crash = (self.crash_at[slots] - t0 + span) / shortest
             return np.maximum(
                 64, np.minimum(left, np.minimum(to_crash, 1 << 40).astype(np.int64) + 64)
             )
@@ -673,8 +679,7 @@ class FastRun:
         s = self.s
         H = s.horizon
         R = len(b.slots)
-        crash = self._crash(b.slots, b.numbers, b.t0)
-        b.crash = crash
+        b.crash = self.crash_at[b.slots]  # (drawn with the first window)
         T, j = s.heartbeat.interval, s.heartbeat.jitter
         left = ((H - b.t0) / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
         W = int(np.minimum(b.window, left).max())
