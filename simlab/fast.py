@@ -982,24 +982,22 @@ class FastRun:
         return out
 
     def _slots(self) -> list[FastSlot]:
-        c = self.c
         n = self.s.connections
+        c = {k: v.tolist() for k, v in self.c.items()}
 
         def per_slot(pairs):
-            if not pairs:
-                return [[] for _ in range(n)]
-            slots = np.concatenate([p[0] for p in pairs])
-            values = np.concatenate([p[1] for p in pairs])
-            order = np.argsort(slots, kind="stable")
-            cuts = np.searchsorted(slots[order], np.arange(1, n))
-            return [v.tolist() for v in np.split(values[order], cuts)]
+            out = [[] for _ in range(n)]
+            for slots, values in pairs:  # in the order they happened
+                for slot, value in zip(slots.tolist(), values.tolist(), strict=True):
+                    out[slot].append(value)
+            return out
 
         durations, latencies = per_slot(self.durations), per_slot(self.latencies)
         out = []
         for i in range(n):
             st = Stats()
             for key in ("connected_s", "alive_s", "suspect_alive_s"):
-                setattr(st, key, float(c[key][i]))
+                setattr(st, key, c[key][i])
             for key in ("heartbeats", "rounds", "connections", "false_positives", "undetected"):
                 setattr(st, key, int(c[key][i]))
             st.breaks = {k: int(c[f"break_{k}"][i]) for k in st.breaks}
