@@ -678,6 +678,15 @@ def choose(
         data = sweep if isinstance(sweep, sweepdata.SweepData) else sweepdata.read(sweep)
     except ScenarioError as exc:
         problems += [Problem(p.path or "SWEEP", p.message) for p in exc.problems]
+    if not problems and not data.has_heartbeat:
+        problems.append(
+            Problem(
+                "SWEEP",
+                f"{data.source}: a reconnect-storm sweep (its base is a fleet file) has no"
+                " heartbeat figures to choose a setting from; simlab report shows how each of"
+                " its settings recovers (the after-the-disconnect section)",
+            )
+        )
     if problems:
         raise ChooseError(problems, "simlab choose")
 

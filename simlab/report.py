@@ -32,7 +32,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from . import __version__, plots, sweepdata
+from . import __version__, fleetplots, plots, sweepdata
 from .choose import (
     FALSE_DISCONNECTS,
     OBJECTIVES,
@@ -43,6 +43,9 @@ from .choose import (
     format_rate,
     seconds,
 )
+from .fleetspec import is_fleet
+from .fleetspec import load as load_fleet
+from .fleetspec import to_dict as fleet_to_dict
 from .io import write_atomic
 from .scenario import flatten, to_dict
 from .validate import Problem, ScenarioError, load
@@ -392,8 +395,12 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
         out.append(_table(["key", "role", "values"], values))
     if data.base is not None:
         try:
-            scenario, _ = load(data.base)
-            flat = flatten(to_dict(scenario))
+            if is_fleet(data.base):
+                fleet, _ = load_fleet(data.base)
+                flat = flatten(fleet_to_dict(fleet))
+            else:
+                scenario, _ = load(data.base)
+                flat = flatten(to_dict(scenario))
         except ScenarioError:
             flat = flatten(data.base)
         out.append(
@@ -530,6 +537,123 @@ def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints)
     return "".join(out)
 
 
+# -- after the disconnect (a fleet sweep) -------------------------------------------------------
+
+STORM_COLUMNS = (
+    ("time_to_50pct_reconnected_s", "50 %", "time"),
+    ("time_to_95pct_reconnected_s", "95 %", "time"),
+    ("time_to_99pct_reconnected_s", "99 %", "time"),
+    ("time_to_100pct_reconnected_s", "100 %", "time"),
+    ("peak_attempts_per_s", "peak attempts /s", "interval"),
+    ("attempts_refused", "refused attempts", "count"),
+    ("gave_up", "gave up", "count"),
+    ("messages_lost", "messages lost", "count"),
+)
+
+
+def storm_question_html(bounds_given: bool) -> str:
+    text = (
+        "<p>When the clients lose their connections at once (a server restart, a network"
+        " blip, a rolling deploy), how fast does each reconnect policy and server setting"
+        " bring them back, how hard do they hit the servers, and what do they lose?</p>"
+        "<p class=note>The sweep's base is a fleet file (<code>kind: fleet</code>): its"
+        " figures are the reconnect storm's, not a heartbeat setting's, so there is no"
+        " heartbeat recommendation, trade-off or middlebox figure in this report.</p>"
+    )
+    if bounds_given:
+        text += (
+            "<p class=note>The heartbeat bounds given (<code>--max-detection</code>,"
+            " <code>--max-false-disconnects</code>) do not apply to a reconnect-storm sweep"
+            " and were not used.</p>"
+        )
+    return text
+
+
+def storm_labels(data: sweepdata.SweepData) -> list[str]:
+    """One label per point of a fleet sweep: the keys it varies, with their values."""
+    moving = [k for k in data.keys if data.summary[k].nunique(dropna=False) > 1]
+    if not moving:
+        return ["the sweep's only setting"] * len(data.summary)
+    return [
+        ", ".join(f"{k} = {_shown(k, row[k])}" for k in moving)
+        for _, row in data.summary.iterrows()
+    ]
+
+
+def _storm_cell(row, key: str, how: str) -> str:
+    mean = _float(row.get(f"{key}_mean"))
+    if mean is None:
+        return "not reached" if how == "time" else "-"
+    if how == "count":
+        return amount(mean)
+    low, high = _float(row.get(f"{key}_ci_low")), _float(row.get(f"{key}_ci_high"))
+    shown = seconds(mean) if how == "time" else amount(mean)
+    if low is None or high is None or high - low <= 1e-9 * max(1.0, abs(mean)):
+        return shown
+    fmt = seconds if how == "time" else amount
+    return f"{shown} [{fmt(low)}, {fmt(high)}]"
+
+
+def _float(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def after_disconnect_html(data: sweepdata.SweepData) -> str:
+    """The section of a sweep with fleet metrics: how each point recovers from the storm."""
+    summary = data.summary
+    labels = storm_labels(data)
+    out = ["<h2 id=after-disconnect>After the disconnect</h2>"]
+    out.append(
+        "<p>What each reconnect policy and setting the sweep varies does once the clients"
+        " are knocked off: the time from the trigger until 50, 95, 99 and 100 % of the"
+        " disconnected clients are connected again, the peak of connection attempts per"
+        " second the servers see, the attempts refused, the clients that gave up and the"
+        " messages lost (fallen out of the replay buffer before their client came back).</p>"
+    )
+    rows = [
+        [_e(label)] + [_storm_cell(row, key, how) for key, _, how in STORM_COLUMNS]
+        for label, (_, row) in zip(labels, summary.iterrows(), strict=True)
+    ]
+    header = ["setting"] + [
+        f"{name} reconnected" if how == "time" else name for _, name, how in STORM_COLUMNS
+    ]
+    out.append(_table(header, rows, set(range(1, len(header)))))
+    out.append(
+        f'<p class="note">Means over {data.replications} replication(s) per point, with 95 %'
+        " intervals in brackets where the replications differ; counts are per run of the"
+        " whole fleet; &ldquo;not reached&rdquo;: that share of the clients was not back by the"
+        " horizon.</p>"
+    )
+    fig = fleetplots.recovery_figure(summary, labels)
+    out.append(
+        figure_html(
+            fig,
+            "time to reconnect and peak connection attempts per second for each setting",
+            "Left: seconds from the trigger until 50, 95, 99 and 100 % of the disconnected"
+            " clients were connected again (bars: 95 % intervals; a share not reached by the"
+            " horizon is left out). Right: the peak connection attempts per second (1 s"
+            " windows) the servers saw.",
+        )
+    )
+    return "".join(out)
+
+
+FLEET_METHODS = """
+<p><strong>Reconnect storms.</strong> A fleet file's clients all start connected; the trigger
+(restart, blip, rolling deploy) knocks them off, each notices (told at once, or when its own
+detector declares) and reconnects through its policy's delays. Each server admits handshakes
+first come, first served at its handshake rate, refuses or drops attempts beyond its backlog
+and while down; a resumed session replays the messages still in its buffer, the rest are
+lost. Times are measured from the trigger over the clients it disconnected; peaks over 1 s
+windows. Figures other than counts get a bootstrap interval of the mean over
+replications.</p>
+"""
+
+
 METHODS = """
 <p><strong>Model.</strong> Each connection slot is simulated by a SimPy discrete-event model
 of the path client &ndash; access link (loss, outages) &ndash; NAT &ndash; wide area (loss,
@@ -640,11 +764,14 @@ def build(
             minimize,
             detection=detection,
         )
-        if bounds
+        if bounds and data.has_heartbeat
         else None
     )
     name = (data.meta or {}).get("name") or Path(data.source).stem
-    title = title or f"Heartbeat settings: {name}"
+    storm_only = data.has_fleet and not data.has_heartbeat
+    title = title or (
+        f"After the disconnect: {name}" if storm_only else f"Heartbeat settings: {name}"
+    )
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if choice is not None:
         verdict = (
@@ -652,23 +779,36 @@ def build(
             if choice.feasible
             else "No setting in the sweep meets the bounds."
         )
+    elif storm_only:
+        verdict = "A reconnect-storm sweep: how each setting recovers after the disconnect."
     else:
         verdict = "No bounds given: the trade-off without a recommendation."
+    if storm_only:
+        heartbeat_part = [
+            "<h2 id=question>The question</h2>",
+            storm_question_html(bounds),
+        ]
+    else:
+        heartbeat_part = [
+            "<h2 id=question>The question</h2>",
+            _question_html(choice, bounds, c.describe()),
+            "<h2 id=answer>The answer</h2>",
+            _answer_html(choice),
+        ]
     body = [
         f"<header><h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(now)} by simlab {_e(__version__)} from {_e(data.source)}.</p>',
         f"<p><strong>{_e(verdict)}</strong></p></header>",
-        "<h2 id=question>The question</h2>",
-        _question_html(choice, bounds, c.describe()),
-        "<h2 id=answer>The answer</h2>",
-        _answer_html(choice),
+        *heartbeat_part,
         "<h2 id=scenario>Scenario and assumptions</h2>",
         _scenario_html(data),
-        _figures_html(data, choice, c),
+        _figures_html(data, choice, c) if data.has_heartbeat else "",
+        after_disconnect_html(data) if data.has_fleet else "",
         "<h2 id=crosscheck>Model against real sockets</h2>",
         crosscheck_html(cc),
         "<h2 id=methods>Methods</h2>",
         METHODS,
+        FLEET_METHODS if data.has_fleet else "",
         f'<footer><p class="meta">simlab {_e(__version__)}; costs are {_e(OBJECTIVES[c.minimize][1])}.</p></footer>',
     ]
     doc = (

@@ -13,6 +13,10 @@ Derived figures (pooled over replications, exact Poisson 95 % intervals):
   plus NAT/load-balancer idle expiries: disconnects the heartbeat settings caused, of
   connections whose peer was fine;
 - ``nat_breaks_per_conn_hour``: the idle expiries alone.
+
+A sweep whose base is a fleet file (``kind: fleet``) has the reconnect storm's figures
+instead (:data:`simlab.fleet.FLEET_METRIC_KEYS`: attempts, time to reconnect, messages
+lost); :attr:`SweepData.has_fleet` and :attr:`SweepData.has_heartbeat` say which a sweep holds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .fleet import FLEET_METRIC_KEYS
 from .metrics import METRIC_KEYS
 from .theory import poisson_interval
 from .validate import Problem, ScenarioError
@@ -35,6 +40,8 @@ LEAD = ("point_id", "replication", "seed")
 TAIL = ("error", "wall_s")
 SUMMARY_EXTRA = ("point_id", "replications", "errors")
 SUFFIXES = ("_mean", "_ci_low", "_ci_high")
+HEARTBEAT_NEEDED = ("connected_hours_mean", "false_positives_mean")
+FLEET_NEEDED = ("attempts_total_mean", "time_to_50pct_reconnected_s_mean")
 # derived rates: name -> the count keys they add up (over connected_hours)
 DERIVED = {
     "false_disconnects_per_conn_hour": ("false_positives", "breaks_nat"),
@@ -67,10 +74,28 @@ class SweepData:
     def replications(self) -> int:
         return int(self.summary["replications"].max()) if len(self.summary) else 0
 
+    @property
+    def has_heartbeat(self) -> bool:
+        """Whether the sweep has heartbeat figures (false disconnects, detection, cost)."""
+        return has_heartbeat(self.summary)
+
+    @property
+    def has_fleet(self) -> bool:
+        """Whether the sweep has reconnect-storm figures (its base was a fleet file)."""
+        return has_fleet(self.summary)
+
     def worst_case(self) -> pd.DataFrame:
         """One row per setting: each figure (mean and both bounds) the worst, i.e. the highest,
         over the conditions, and ``worst_condition``: where its false disconnects peak."""
         return worst_case(self.summary, self.settings, self.conditions)
+
+
+def has_heartbeat(frame: pd.DataFrame) -> bool:
+    return all(c in frame for c in HEARTBEAT_NEEDED)
+
+
+def has_fleet(frame: pd.DataFrame) -> bool:
+    return all(c in frame for c in FLEET_NEEDED)
 
 
 def is_setting(key: str) -> bool:
@@ -79,7 +104,7 @@ def is_setting(key: str) -> bool:
 
 def _metric_columns(columns) -> set[str]:
     out = set()
-    for key in (*METRIC_KEYS, *DERIVED):
+    for key in (*METRIC_KEYS, *FLEET_METRIC_KEYS, *DERIVED):
         out |= {key + s for s in SUFFIXES}
     return out & set(columns)
 
@@ -90,8 +115,15 @@ def _summary_keys(frame: pd.DataFrame) -> list[str]:
 
 
 def _tidy_keys(frame: pd.DataFrame) -> list[str]:
-    skip = set(METRIC_KEYS) | set(LEAD) | set(TAIL)
-    return [c for c in frame.columns if c not in skip]
+    fleet = all(k in frame for k in ("attempts_total", "time_to_50pct_reconnected_s"))
+    skip = set(FLEET_METRIC_KEYS if fleet else METRIC_KEYS) | set(LEAD) | set(TAIL)
+    return [c for c in frame.columns if c not in skip and not _duplicate(c, frame.columns)]
+
+
+def _duplicate(column: str, columns) -> bool:
+    """pandas' name for a repeated CSV column (``clients.1``: a varied key that is also a figure)."""
+    stem, _, tail = column.rpartition(".")
+    return tail.isdigit() and stem in columns
 
 
 def is_summary(frame: pd.DataFrame) -> bool:
@@ -114,7 +146,9 @@ def summarize(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     for pid, group in rows.groupby("point_id", sort=False):
         points.append(Point(str(pid), {k: group[k].iloc[0] for k in keys}))
     rows["point_id"] = rows["point_id"].astype(str)
-    spec = SweepSpec("sweep", {}, tuple(keys), tuple(points), 1, "simpy", seed)
+    fleet = all(k in rows for k in ("attempts_total", "time_to_50pct_reconnected_s"))
+    base = {"kind": "fleet"} if fleet else {}  # which figures a run reports
+    spec = SweepSpec("sweep", base, tuple(keys), tuple(points), 1, "simpy", seed)
     return summarize_sweep(rows, spec)
 
 
@@ -226,8 +260,10 @@ def _find_base(meta: dict | None, near: Path | None) -> tuple[dict | None, str |
 
 
 def _check(summary: pd.DataFrame, source: str) -> None:
-    needed = ["connected_hours_mean", "false_positives_mean"]
+    needed = list(HEARTBEAT_NEEDED)
     missing = [c for c in needed if c not in summary]
+    if missing and has_fleet(summary):  # a fleet sweep: the storm's figures instead
+        missing = []
     if missing or "replications" not in summary:
         problem = Problem(
             "",
@@ -267,7 +303,8 @@ def read(source, *, meta: dict | None = None) -> SweepData:
             if is_summary(rows):
                 summary = rows
             else:
-                if "connected_hours" not in rows:
+                fleet = "attempts_total" in rows and "time_to_50pct_reconnected_s" in rows
+                if "connected_hours" not in rows and not fleet:
                     _check(rows, name)
                 summary = summarize(rows, seed=int((meta or {}).get("seed") or 0))
         base_dir = path.parent

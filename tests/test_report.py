@@ -88,7 +88,11 @@ def parse(text: str) -> Tags:
 def test_one_self_contained_file(built):
     path, _ = built
     assert [p.name for p in path.parent.iterdir()] == ["r.html"]  # nothing beside it, no temp file
-    text = path.read_text()
+    assert_self_contained(path.read_text(), images=5)
+
+
+def assert_self_contained(text: str, images: int) -> None:
+    """One file: no scripts, links or fetched resources; every figure an embedded PNG."""
     tags = parse(text)
     for tag, attrs in tags.tags:
         for name in ("src", "href", "srcset", "action", "poster", "data"):
@@ -97,9 +101,9 @@ def test_one_self_contained_file(built):
     assert not [t for t, _ in tags.tags if t in ("script", "link", "iframe", "object", "embed")]
     css = "".join(tags.styles)
     assert "@import" not in css and "url(" not in css and "@font-face" not in css
-    images = [a for t, a in tags.tags if t == "img"]
-    assert len(images) >= 5
-    for img in images:
+    found = [a for t, a in tags.tags if t == "img"]
+    assert len(found) >= images
+    for img in found:
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
         assert img.get("alt")
@@ -366,3 +370,118 @@ def test_pdf_with_chromium(sweep_csv, tmp_path):
     assert why is None
     assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]
+
+
+# -- after the disconnect: a sweep whose base is a fleet file --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_sweep(tmp_path_factory):
+    """A small real fleet sweep: two reconnect policies against two backlogs, 2 replications."""
+    import yaml
+
+    from simlab.experiment import sweep
+
+    folder = tmp_path_factory.mktemp("fleet-sweep")
+    base = yaml.safe_load((ROOT / "examples" / "fleet-restart.yaml").read_text())
+    base |= {"clients": 200, "horizon": "90s"}
+    spec = {
+        "name": "tiny-storm",
+        "base": base,
+        "grid": {"policy": ["socketio", "full_jitter"], "server.backlog": [16, 511]},
+        "replications": 2,
+        "engine": "simpy",
+        "seed": 3,
+    }
+    path = folder / "storm.csv"
+    sweep(spec, path, workers=1, progress=False)
+    return path
+
+
+def test_a_fleet_sweep_gets_an_after_the_disconnect_section(fleet_sweep, tmp_path):
+    out = tmp_path / "storm.html"
+    path, choice, why = rep.report(fleet_sweep, out)
+    assert choice is None and why is None
+    assert [p.name for p in tmp_path.iterdir()] == ["storm.html"]
+    text = path.read_text()
+    assert_self_contained(text, images=1)
+    assert "id=after-disconnect" in text and "After the disconnect" in text
+    for column in (
+        "50 % reconnected",
+        "95 % reconnected",
+        "99 % reconnected",
+        "100 % reconnected",
+        "peak attempts /s",
+        "refused attempts",
+        "gave up",
+        "messages lost",
+    ):
+        assert f"<th>{column}</th>" in text
+    for label in ("policy = socketio, server.backlog = 16", "policy = full_jitter"):
+        assert label in text
+    assert "Reconnect storms." in text  # the methods say how the storm is modelled
+    # the heartbeat sections need heartbeat figures: none of them here
+    for anchor in ("answer", "tradeoff", "middlebox", "sensitivity"):
+        assert f"id={anchor}" not in text
+    assert "The base scenario" in text and "server.handshake_rate" in text
+
+
+def test_a_fleet_sweep_with_bounds_says_they_do_not_apply(fleet_sweep, tmp_path, capsys):
+    out = tmp_path / "storm.html"
+    summary = fleet_sweep.with_name("storm.summary.csv")
+    code = main(["report", str(summary), "--out", str(out), "--max-detection", "60s"])
+    assert code == 0
+    text = out.read_text()
+    assert "do not apply to a reconnect-storm sweep" in text and "id=after-disconnect" in text
+
+
+def test_the_figures_follow_the_sweep(fleet_sweep):
+    from simlab import sweepdata
+
+    data = sweepdata.read(fleet_sweep)
+    assert data.has_fleet and not data.has_heartbeat
+    by_policy = data.summary.groupby("policy")["peak_attempts_per_s_mean"].mean()
+    # full jitter spreads the fleet's first retries, Socket.IO's backo2 does not: both are shown
+    assert by_policy["socketio"] > 0 and by_policy["full_jitter"] > 0
+    text = rep.after_disconnect_html(data)
+    row = text.split("policy = socketio, server.backlog = 16")[1].split("</tr>")[0]
+    t50 = data.summary.query("policy == 'socketio' and `server.backlog` == 16")
+    assert f"{t50['time_to_50pct_reconnected_s_mean'].iloc[0]:.3g} s" in row
+
+
+def test_a_heartbeat_sweep_says_nothing_after_the_disconnect(built):
+    path, _ = built
+    text = path.read_text()
+    assert "after-disconnect" not in text and "After the disconnect" not in text
+    assert "Reconnect storms." not in text
+
+
+def test_a_hand_built_storm_csv_with_unreached_quantiles(tmp_path):
+    """A hand-made fleet summary: a quantile not reached by the horizon says so."""
+    import pandas as pd
+
+    rows = []
+    for policy, t100 in (("exponential", float("nan")), ("full_jitter", 41.0)):
+        row = {"point_id": policy, "policy": policy, "replications": 1, "errors": 0}
+        figures = {
+            "attempts_total": 900.0,
+            "time_to_50pct_reconnected_s": 31.0,
+            "time_to_95pct_reconnected_s": 35.0,
+            "time_to_99pct_reconnected_s": 39.0,
+            "time_to_100pct_reconnected_s": t100,
+            "peak_attempts_per_s": 120.0,
+            "attempts_refused": 600.0,
+            "gave_up": 3.0 if policy == "exponential" else 0.0,
+            "messages_lost": 17.0,
+        }
+        for key, value in figures.items():
+            row |= {f"{key}_mean": value, f"{key}_ci_low": value, f"{key}_ci_high": value}
+        rows.append(row)
+    path = tmp_path / "hand.summary.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    text, choice = rep.build(path)
+    assert choice is None
+    assert_self_contained(text, images=1)
+    row = text.split("policy = exponential")[1].split("</tr>")[0]
+    assert "not reached" in row and ">3<" in row and ">17<" in row
+    assert "not reached" not in text.split("policy = full_jitter")[1].split("</tr>")[0]
