@@ -452,12 +452,13 @@ class FastRun:
             # packets used by each message's prefix, from the dense attempts
             hits = None
             packets = np.cumsum(np.minimum(dense, cap), axis=1)
-        once = valid.copy()
-        once[mr, mc] = False
         fixed = [self.delay[x] for x in (src, "server" if src == "client" else "client")]
         if all(isinstance(d, Constant) for d in fixed):
-            rto = _Rto(None, once, tcp, fixed[0].value + fixed[1].value)
+            rto = _Rto(None, None, tcp, fixed[0].value + fixed[1].value, sparse=mr * n + mc)
+            rto.width = n
         else:
+            once = valid.copy()
+            once[mr, mc] = False
             rtt = delay + b.draw(fixed[1], back, n)
             rto = _Rto(rtt, once, tcp)
         at = sent.copy()
@@ -802,7 +803,8 @@ class FastRun:
         gets = first_arrive < self.s.horizon
         if receiver == self.P:
             gets &= first_arrive < b.crash[:, None]
-        gets &= self._crossings(first) < expiry[:, None]
+        if (expiry < INF).any():
+            gets &= self._crossings(first) < expiry[:, None]
         key = np.where(gets, first_arrive, INF)
         k = int(gets.sum(axis=1).max()) if gets.size else 0
         if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
@@ -943,7 +945,9 @@ class FastRun:
                 continue
             until = np.minimum(close, p_closed) if d.src == self.P else close
             sent = d.sent[rows]
-            count = np.where(right, sent <= until[:, None], sent < until[:, None]).sum(axis=1)
+            count = (sent < until[:, None]).sum(axis=1)
+            if right.any():
+                count = np.where(right[:, 0], (sent <= until[:, None]).sum(axis=1), count)
             _add(c["heartbeats"], sl, count)
             if d is w["first"]:
                 _add(c["rounds"], sl, count)
@@ -1012,12 +1016,17 @@ class _Rto:
     sent once, Karn's rule), Linux's floor; a row per connection. Computed per sample; read
     only where needed (``at``)."""
 
-    def __init__(self, rtt: np.ndarray, once: np.ndarray, tcp, constant: float | None = None):
+    def __init__(self, rtt, once, tcp, constant: float | None = None, sparse=None):
         self.initial, self.tcp = tcp.initial_rto, tcp
+        self.constant = constant  # every sample the same: SRTT stays, RTTVAR decays by 3/4
+        self.rto = None
+        # the messages that are not samples: given as ascending row * width + column, with
+        # every message valid (only with a constant RTT), or as the complement of ``once``
+        self.sparse = sparse
+        if sparse is not None:
+            return
         self.count = np.cumsum(once, axis=1)  # samples up to and including each message
         self.once = once
-        self.rto = None
-        self.constant = constant  # every sample the same: SRTT stays, RTTVAR decays by 3/4
         if not once.any() or constant is not None:
             return
         (r,) = _compact(once, rtt)  # each row's samples, in order
@@ -1030,10 +1039,16 @@ class _Rto:
 
     def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The RTO of message ``cols`` of row ``rows`` (the samples of messages before it)."""
-        if self.count.shape[1] == 0:
+        if self.sparse is not None:
+            width = self.width
+            cols = np.asarray(cols)
+            start = np.searchsorted(self.sparse, rows * width)
+            before = cols - (np.searchsorted(self.sparse, rows * width + cols) - start)
+        elif self.count.shape[1] == 0:
             return np.full(np.shape(rows), self.initial)
-        cols = np.minimum(cols, self.count.shape[1] - 1)
-        before = self.count[rows, cols] - self.once[rows, cols]
+        else:
+            cols = np.minimum(cols, self.count.shape[1] - 1)
+            before = self.count[rows, cols] - self.once[rows, cols]
         if self.constant is not None:
             c, tcp = self.constant, self.tcp
             var = c / 2 * 0.75 ** np.maximum(before - 1, 0).astype(float)

@@ -281,8 +281,12 @@ def test_the_rto_with_constant_delays_has_the_filters_closed_form():
     once = rng.random((5, 300)) < 0.9
     rtt = np.full((5, 300), 0.083)
     general, closed = fast._Rto(rtt, once, tcp), fast._Rto(None, once, tcp, 0.083)
+    r, c = np.nonzero(~once)
+    sparse = fast._Rto(None, None, tcp, 0.083, sparse=r * 300 + c)
+    sparse.width = 300
     rows, cols = np.indices(once.shape)
     assert np.allclose(general.at(rows, cols), closed.at(rows, cols), rtol=1e-12)
+    assert np.allclose(general.at(rows, cols), sparse.at(rows, cols), rtol=1e-12)
     # and the filter agrees with the model's estimator, sample by sample
     from simlab.network import RtoEstimator
 
