@@ -679,16 +679,15 @@ class FastRun:
         Returns (done, end time, rounds used, when the slot's next connection opens)."""
         s = self.s
         H = s.horizon
-        R = len(b.slots)
         b.crash = self.crash_at[b.slots]  # (drawn with the first window)
         T, j = s.heartbeat.interval, s.heartbeat.jitter
         left = ((H - b.t0) / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
         W = int(np.minimum(b.window, left).max())
         if j:
             steps = T * (1 + j * (2 * _uniforms(b.key(JITTER), np.arange(W)) - 1))
-        else:
-            steps = np.full((R, W), T)
-        sigma = b.t0[:, None] + np.cumsum(steps, axis=1)
+            sigma = b.t0[:, None] + np.cumsum(steps, axis=1)
+        else:  # (the same sums for every row)
+            sigma = b.t0[:, None] + np.cumsum(np.full(W, T))
         complete = sigma[:, -1] >= H
         final = np.where(complete, H, sigma[:, -1])
         sigma = np.where(sigma < H, sigma, INF)
@@ -842,6 +841,13 @@ class FastRun:
             i, _ = _first(np.diff(r, axis=1) >= idle[:, None])
         return _at(r, i) + idle
 
+    @staticmethod
+    def _first_suspicion(mask: np.ndarray, start: np.ndarray):
+        """Each row's first suspicion's start (its end unused), as 1-column arrays."""
+        i, any_ = _first(mask)
+        a = np.where(any_, _at(start, i), INF)[:, None]
+        return a, np.full_like(a, INF)
+
     def _detector(self, b, sigma, ev_seq, ev_stamp, ev_time):
         """Suspicion intervals per row: starts and ends, ascending, INF-padded."""
         s, det = self.s, self.s.detector
@@ -861,6 +867,8 @@ class FastRun:
             back = np.where(
                 nxt < W, np.take_along_axis(answered_time, np.minimum(nxt, W - 1), 1), INF
             )
+            if not self.monitor:  # only the first suspicion matters: it closes
+                return self._first_suspicion(starts, ends)
             return _compact(starts, ends, back)
         if _ascending(ev_time):
             times = ev_time
@@ -888,6 +896,8 @@ class FastRun:
         # a deadline reached exactly when evidence arrives: the model's timer, armed
         # earlier, fires first (a mistake of length zero)
         susp = (start <= nxt) & np.isfinite(u)
+        if not self.monitor:
+            return self._first_suspicion(susp, start)
         cont = np.concatenate(
             [np.zeros((R, 1), bool), susp[:, :-1] & (start[:, 1:] <= u[:, 1:])], axis=1
         )
