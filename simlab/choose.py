@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import sweepdata
-from .libraries import LibrarySetting, deadline, translate
+from .libraries import (
+    LibrarySetting,
+    adaptive_recipe,
+    deadline,
+    is_adaptive_kind,
+    translate,
+)
 from .scenario import Scenario
 from .theory import poisson_interval
 from .units import format_duration, parse_duration
@@ -305,6 +311,12 @@ class Option:
     worst_condition: str = ""
     interval_s: float | None = None
     deadline_s: float | None = None
+    policy: str = "fixed"  # heartbeat.policy.kind
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the setting's policy moves or skips heartbeats (see libraries.ADAPTIVE_KINDS)."""
+        return is_adaptive_kind(self.policy)
 
     def label(self) -> str:
         if not self.settings:
@@ -321,6 +333,8 @@ class Option:
             "worst_condition": self.worst_condition,
             "interval_s": self.interval_s,
             "deadline_s": self.deadline_s,
+            "policy": self.policy,
+            "adaptive": self.adaptive,
         }
 
 
@@ -342,6 +356,8 @@ class Choice:
     notes: tuple[str, ...]
     source: str
     table: pd.DataFrame = field(repr=False, compare=False, hash=False)
+    # when the sweep has adaptive policies: the best of them against the best fixed setting
+    policies: dict | None = field(default=None, compare=False, hash=False)
 
     def to_dict(self) -> dict:
         return {
@@ -358,6 +374,9 @@ class Choice:
             "closest_note": self.closest_note,
             "libraries": [lib.to_dict() for lib in self.libraries],
             "notes": list(self.notes),
+            "policies": None
+            if self.policies is None
+            else {k: _clean(v) for k, v in self.policies.items()},
         }
 
     def __str__(self) -> str:
@@ -431,8 +450,33 @@ def refreshes(s: Scenario, refresh: str) -> bool:
     return True  # both, any-data, unknown
 
 
-def _middlebox_problem(s: Scenario | None, mb: Middlebox) -> str:
-    """Why the heartbeats of ``s`` fail to keep ``mb`` alive ('' when they do)."""
+def policy_kind(scenario: Scenario | None, settings: dict) -> str:
+    """The setting's ``heartbeat.policy.kind`` (from its scenario, else from the swept value)."""
+    if scenario is not None:
+        return scenario.heartbeat.policy.kind
+    for key in ("heartbeat.policy.kind", "heartbeat.policy"):
+        if isinstance(settings.get(key), str):
+            return settings[key]
+    return "fixed"
+
+
+def longest_interval(s: Scenario) -> float | None:
+    """The longest nominal interval ``s``'s policy can use (None: nat-probe, which finds it)."""
+    hb, p = s.heartbeat, s.heartbeat.policy
+    if p.kind == "nat-probe":
+        return None
+    if p.kind == "network-state":
+        normal = p.normal.interval if p.normal.interval is not None else hb.interval
+        return max(normal, p.weak.interval, p.high_latency.interval)
+    return hb.interval
+
+
+def _middlebox_problem(s: Scenario | None, mb: Middlebox, simulated: bool = False) -> str:
+    """Why the heartbeats of ``s`` fail to keep ``mb`` alive ('' when they do).
+
+    ``simulated``: the sweep simulated this middlebox's timeout, so its expiries are in the
+    false-disconnect figures (what a nat-probe policy, which finds the timeout by breaking
+    it, is judged by)."""
     if mb.lifetime:
         return (
             f"{mb.name} closes every connection after {seconds(mb.idle_timeout_s)}"
@@ -442,7 +486,16 @@ def _middlebox_problem(s: Scenario | None, mb: Middlebox) -> str:
         return "the interval is unknown (the sweep's base scenario was not found)"
     if not refreshes(s, mb.refresh):
         return f"no heartbeat packet goes the way that renews {mb.name} ({mb.refresh})"
-    gap = s.heartbeat.interval * (1 + s.heartbeat.jitter) + NAT_ALLOWANCE_S
+    longest = longest_interval(s)
+    if longest is None:
+        if simulated:
+            return ""
+        return (
+            "nat-probe finds the idle timeout by letting probes fail: only a sweep that"
+            f" simulates this middlebox (nat.idle_timeout = {seconds(mb.idle_timeout_s)})"
+            " shows what its failed probes cost"
+        )
+    gap = longest * (1 + s.heartbeat.jitter) + NAT_ALLOWANCE_S
     if gap >= mb.idle_timeout_s:
         return (
             f"the longest gap between heartbeats ({seconds(gap)} with"
@@ -452,7 +505,9 @@ def _middlebox_problem(s: Scenario | None, mb: Middlebox) -> str:
     return ""
 
 
-def _judge(row, c: Constraints, scenario: Scenario | None, settings: dict) -> Option:
+def _judge(
+    row, c: Constraints, scenario: Scenario | None, settings: dict, nat_simulated: bool = False
+) -> Option:
     figures = {
         FALSE_DISCONNECTS: _estimate(row, FALSE_DISCONNECTS),
         "fp_per_conn_hour": _estimate(row, "fp_per_conn_hour"),
@@ -484,10 +539,28 @@ def _judge(row, c: Constraints, scenario: Scenario | None, settings: dict) -> Op
                 f" {c.max_false_disconnects.shown()}"
             )
     if c.middlebox is not None:
-        why = _middlebox_problem(scenario, c.middlebox)
+        simulated_s = getattr(scenario.nat.idle_timeout, "value", None) if scenario else None
+        simulated = nat_simulated or (
+            isinstance(simulated_s, int | float)
+            and abs(simulated_s - c.middlebox.idle_timeout_s) < 1e-9
+        )
+        why = _middlebox_problem(scenario, c.middlebox, simulated)
         if why:
             reasons["middlebox"] = why
     cost = figures[c.cost_key].value
+    kind = policy_kind(scenario, settings)
+    if is_adaptive_kind(kind):  # no one interval and deadline: the policy moves them
+        return Option(
+            settings,
+            figures,
+            cost,
+            tuple(k for k in CONSTRAINT_NAMES if k in reasons),
+            reasons,
+            str(row.get("worst_condition", "") or ""),
+            None,
+            None,
+            kind,
+        )
     return Option(
         settings,
         figures,
@@ -497,6 +570,7 @@ def _judge(row, c: Constraints, scenario: Scenario | None, settings: dict) -> Op
         str(row.get("worst_condition", "") or ""),
         scenario.heartbeat.interval if scenario else _number(settings.get("heartbeat.interval")),
         deadline(scenario) if scenario else None,
+        kind,
     )
 
 
@@ -508,10 +582,12 @@ def _number(value) -> float | None:
 
 
 def _margin_key(o: Option, c: Constraints):
-    """Among tied costs: the lower false-disconnect bound, then the lower detection bound."""
+    """Among tied costs: a fixed setting (every library has it), then the lower
+    false-disconnect bound, then the lower detection bound."""
     fd = o.figures[FALSE_DISCONNECTS].high
     det = o.figures[c.detection_key].high
     return (
+        o.adaptive,
         math.inf if math.isnan(fd) else fd,
         math.inf if math.isnan(det) else det,
         o.cost,
@@ -711,13 +787,26 @@ def choose(
             " taken at simlab's defaults for the library settings"
         )
     summary = _filter_middlebox(data, c, notes)
+    nat_simulated = (
+        c.middlebox is not None
+        and "nat.idle_timeout" in data.conditions
+        and bool(
+            (
+                (
+                    pd.to_numeric(summary["nat.idle_timeout"], errors="coerce")
+                    - c.middlebox.idle_timeout_s
+                ).abs()
+                < 1e-9
+            ).all()
+        )
+    )
     table = sweepdata.worst_case(summary, data.settings, data.conditions)
     options, scenarios = [], []
     for _, row in table.iterrows():
         settings = {k: _plain(row[k]) for k in data.settings}
         scenario = _resolve(data.base, settings)
         scenarios.append(scenario)
-        options.append(_judge(row, c, scenario, settings))
+        options.append(_judge(row, c, scenario, settings, nat_simulated))
     table = table.assign(
         cost=[o.cost for o in options],
         feasible=[not o.violations and not math.isnan(o.cost) for o in options],
@@ -725,11 +814,31 @@ def choose(
     )
     ranked = _rank([o for o in options if not o.violations and not math.isnan(o.cost)], c)
     _exposure_note(summary, c, notes)
+    policies = compare_policies(options, ranked, c)
+    if policies is not None:
+        notes[2] = (
+            f"costs within {TIE:.0%} are a tie, which goes to a fixed setting over an adaptive"
+            " policy (every library has it built in), then to the larger margin"
+        )
+        if not ranked:
+            notes.append(policies["note"])
     if ranked:
         best = ranked[0]
         binding, binding_notes = _binding(best, options, c)
         scenario = scenarios[options.index(best)]
-        libraries = translate(scenario) if scenario is not None else ()
+        if best.adaptive:
+            libraries = adaptive_recipe(scenario) if scenario is not None else ()
+            notes.append(
+                f"no library has heartbeat.policy.kind {best.policy} built in: the"
+                " recommendation is an application-level recipe"
+                + (
+                    f"; for a library setting alone, the best fixed one is {policies['best_fixed']}"
+                    if policies and policies.get("best_fixed")
+                    else ""
+                )
+            )
+        else:
+            libraries = translate(scenario) if scenario is not None else ()
         if scenario is not None and not libraries:
             notes.append(
                 f"detector.kind {scenario.detector.kind} moves its deadline with what it"
@@ -749,6 +858,7 @@ def choose(
             tuple(notes),
             data.source,
             table,
+            policies,
         )
     unmet = tuple(
         name
@@ -782,7 +892,86 @@ def choose(
         tuple(notes),
         data.source,
         table,
+        policies,
     )
+
+
+def compare_policies(options: list[Option], ranked: list[Option], c: Constraints) -> dict | None:
+    """The best adaptive policy against the best fixed setting, on the user's bounds.
+
+    None when the sweep has no adaptive setting. ``verdict``: ``adaptive`` (it costs more
+    than TIE less than the best fixed setting), ``tie`` (within TIE: the fixed one is
+    recommended, every library has it), ``fixed`` (the adaptive one costs more),
+    ``adaptive-only`` / ``fixed-only`` (only one kind meets the bounds) or ``none``.
+    ``saved_fraction``: the cost the adaptive policy saves, as a fraction of the fixed one's
+    (:func:`simlab.policy_metrics.overhead_saved`; negative: it costs more).
+    """
+    from .policy_metrics import overhead_saved
+
+    if not any(o.adaptive for o in options):
+        return None
+    what = OBJECTIVES[c.minimize][1]
+    fixed = next((o for o in ranked if not o.adaptive), None)
+    adaptive = next((o for o in ranked if o.adaptive), None)
+    out = {
+        "best_fixed": fixed.label() if fixed else None,
+        "best_adaptive": adaptive.label() if adaptive else None,
+        "cost_key": c.cost_key,
+        "fixed_cost": fixed.cost if fixed else None,
+        "adaptive_cost": adaptive.cost if adaptive else None,
+        "saved": None,
+        "saved_fraction": None,
+    }
+    if fixed and adaptive:
+        saved = overhead_saved({c.cost_key: adaptive.cost}, {c.cost_key: fixed.cost}, c.cost_key)
+        share = saved["saved_fraction"]
+        out.update(saved=saved["saved"], saved_fraction=share)
+        costs = f"{amount(adaptive.cost)} against {amount(fixed.cost)} {what}"
+        if share > TIE:
+            out["verdict"] = "adaptive"
+            out["note"] = (
+                f"the adaptive policy {adaptive.label()} beats every fixed setting that meets"
+                f" the bounds: it saves {share:.1%} of the {what} of the best fixed one,"
+                f" {fixed.label()} ({costs})"
+            )
+        elif share >= -TIE:
+            out["verdict"] = "tie"
+            out["note"] = (
+                f"the adaptive policy {adaptive.label()} costs within {TIE:.0%} of the best"
+                f" fixed setting, {fixed.label()} ({share:+.1%} saved; {costs}): a tie, which"
+                " goes to the fixed setting (every library has it built in)"
+            )
+        else:
+            out["verdict"] = "fixed"
+            out["note"] = (
+                f"no adaptive policy beats the best fixed setting, {fixed.label()}: the best"
+                f" adaptive one, {adaptive.label()}, costs {-share:.1%} more ({costs})"
+            )
+    elif adaptive:
+        out["verdict"] = "adaptive-only"
+        out["note"] = (
+            f"no fixed setting in the sweep meets the bounds; the adaptive policy"
+            f" {adaptive.label()} does"
+        )
+    elif fixed:
+        out["verdict"] = "fixed-only"
+        failing = sorted(
+            (o for o in options if o.adaptive and not math.isnan(o.cost)), key=lambda o: o.cost
+        )
+        why = (
+            f": the cheapest, {failing[0].label()}, fails"
+            f" {'; '.join(failing[0].reasons.values()) or 'a bound'}"
+            if failing
+            else ""
+        )
+        out["note"] = (
+            f"no adaptive policy in the sweep meets the bounds{why}; the best fixed setting is"
+            f" {fixed.label()}"
+        )
+    else:
+        out["verdict"] = "none"
+        out["note"] = "neither a fixed setting nor an adaptive policy in the sweep meets the bounds"
+    return out
 
 
 def _best_seen(name: str, options: list[Option], c: Constraints) -> str:
@@ -861,7 +1050,12 @@ def format_choice(choice: Choice) -> str:
     if choice.feasible:
         o = choice.recommendation
         lines += ["", f"recommended: {o.label()}"]
-        if o.interval_s is not None and o.deadline_s is not None:
+        if o.adaptive:
+            lines.append(
+                f"  (an adaptive heartbeat policy, {o.policy}: no library has it built in;"
+                " the application-level recipe is below)"
+            )
+        elif o.interval_s is not None and o.deadline_s is not None:
             lines.append(
                 f"  (ping every {seconds(o.interval_s)}; give up after"
                 f" {seconds(o.deadline_s)} without a pong)"
@@ -879,8 +1073,11 @@ def format_choice(choice: Choice) -> str:
                     f" false disconnects up to {format_rate(fd, c.rate_unit)};"
                     f" detection {c.detection} up to {seconds(det)}"
                 )
+        if choice.policies is not None:
+            lines += ["", "adaptive policies against fixed settings:"]
+            lines.append(f"  {choice.policies['note']}")
         if choice.libraries:
-            lines += ["", "library settings:"]
+            lines += ["", "application-level recipe:" if o.adaptive else "library settings:"]
             for lib in choice.libraries:
                 opts = ", ".join(f"{k}={_num(v)}" for k, v in lib.options.items())
                 lines.append(f"  {lib.library}: {opts}")

@@ -212,3 +212,127 @@ def _browser(i: float, t: float, client_pings: bool, shared: str) -> LibrarySett
         semantics,
         " ".join(x for x in (shared, extra) if x),
     )
+
+
+# -- adaptive policies: no library has them built in ----------------------------------------------
+
+ADAPTIVE_KINDS = ("network-state", "nat-probe", "traffic-aware")
+LIBRARIES = "python websockets, gorilla/websocket, Socket.IO, SignalR, the browser"
+
+
+def is_adaptive_kind(kind: str) -> bool:
+    """Whether ``heartbeat.policy.kind`` moves or skips heartbeats (``throttled-client`` is a
+    fixed interval on a throttled client: what users live with, not a policy to pick)."""
+    return kind in ADAPTIVE_KINDS
+
+
+def policy_parameters(s: Scenario) -> dict:
+    """The parameters of ``s``'s heartbeat policy an application needs to run it (seconds)."""
+    hb, p = s.heartbeat, s.heartbeat.policy
+    slack = s.detector.timeout - hb.interval
+    out: dict = {"kind": p.kind}
+    if p.kind == "network-state":
+        normal_i = p.normal.interval if p.normal.interval is not None else hb.interval
+        normal_t = p.normal.timeout if p.normal.timeout is not None else s.detector.timeout
+        out |= {
+            "window_pings": p.window,
+            "hold_pings": p.hold,
+            "late_s": p.late,
+            "normal.interval_s": normal_i,
+            "normal.timeout_s": normal_t,
+            "weak.interval_s": p.weak.interval,
+            "weak.timeout_s": p.weak.timeout,
+            "weak.enter_loss": p.weak.loss,
+            "weak.exit_loss": p.weak.exit_loss,
+            "high_latency.interval_s": p.high_latency.interval,
+            "high_latency.timeout_s": p.high_latency.timeout,
+            "high_latency.enter_rtt_s": p.high_latency.rtt,
+            "high_latency.exit_rtt_s": p.high_latency.exit_rtt,
+        }
+    elif p.kind == "nat-probe":
+        out |= {
+            "floor_s": p.floor if p.floor is not None else hb.interval,
+            "ceiling_s": p.ceiling,
+            "growth": p.growth,
+            "step_s": p.step,
+            "precision_s": p.precision,
+            "margin": p.margin,
+            "reprobe_s": p.reprobe,
+            "timeout_slack_s": slack,
+        }
+    elif p.kind == "traffic-aware":
+        out |= {"interval_s": hb.interval, "timeout_s": deadline(s)}
+    return out
+
+
+def _recipe(s: Scenario) -> tuple[str, str]:
+    """(the recipe in a few steps, what it does) for ``s``'s adaptive policy."""
+    p = policy_parameters(s)
+    kind = p["kind"]
+    if kind == "network-state":
+        return (
+            f"keep the last {p['window_pings']} pings' round trips; a pong more than"
+            f" {_num(p['late_s'])} s after the window's median, or none before the next ping,"
+            f" is a loss. loss >= {p['weak.enter_loss']:g} -> weak: ping every"
+            f" {_num(p['weak.interval_s'])} s, give up after {_num(p['weak.timeout_s'])} s (leave"
+            f" at loss <= {p['weak.exit_loss']:g}); else median RTT >="
+            f" {_num(p['high_latency.enter_rtt_s'])} s -> high latency: every"
+            f" {_num(p['high_latency.interval_s'])} s, give up after"
+            f" {_num(p['high_latency.timeout_s'])} s (leave at <="
+            f" {_num(p['high_latency.exit_rtt_s'])} s); else normal: every"
+            f" {_num(p['normal.interval_s'])} s, give up after {_num(p['normal.timeout_s'])} s."
+            f" Hold each state at least {p['hold_pings']} pings.",
+            "The interval and the give-up deadline follow the path's measured loss and round"
+            " trip, with hysteresis so a path at a threshold does not flap.",
+        )
+    if kind == "nat-probe":
+        reprobe = "never" if p["reprobe_s"] is None else f"every {_num(p['reprobe_s'])} s"
+        return (
+            f"start pinging every {_num(p['floor_s'])} s; after each ping that survives, grow"
+            f" the interval to x{p['growth']:g} + {_num(p['step_s'])} s (at most"
+            f" {_num(p['ceiling_s'])} s); when a connection breaks on a longer gap, bisect"
+            f" between the longest gap that survived and the shortest that failed until they"
+            f" are {_num(p['precision_s'])} s apart, then settle {p['margin']:.0%} below the"
+            f" longest that survived (never below {_num(p['floor_s'])} s) and try once above it"
+            f" {reprobe}. Give up after interval + {_num(p['timeout_slack_s'])} s of silence."
+            " Remember what was learned across reconnects (per network).",
+            "Finds the path's NAT/middlebox idle timeout by letting probes fail, then pings"
+            " just often enough to keep it; every failed probe is a broken connection and a"
+            " reconnect.",
+        )
+    return (
+        f"when the ping timer fires (every {_num(p['interval_s'])} s), skip the ping if"
+        " application messages within the last interval already proved the client alive to"
+        " the detecting side and refreshed the NAT (client-to-server traffic, or either"
+        " direction over TCP); re-arm the timer for when the oldest of them is one interval old."
+        f" Give up after {_num(p['timeout_s'] or 0)} s without any message.",
+        "Busy connections send no heartbeats at all (MQTT's keep-alive): only idle ones pay.",
+    )
+
+
+def adaptive_recipe(s: Scenario) -> tuple[LibrarySetting, ...]:
+    """The application-level recipe of ``s``'s adaptive policy, for libraries that lack it."""
+    kind = s.heartbeat.policy.kind
+    steps, what = _recipe(s)
+    caveat = (
+        f"No library has the {kind} policy built in ({LIBRARIES}): the application runs it."
+        " Turn the library's own keepalive off (python websockets: ping_interval=None;"
+        " gorilla: no ping ticker; Socket.IO and SignalR cannot turn theirs off: set their"
+        " interval and timeout above the policy's longest, so they never fire first) and send"
+        " the pings as application messages."
+    )
+    if kind == "traffic-aware":
+        caveat += (
+            " Nearest built-in behaviour: SignalR's keepalive is only sent after"
+            " KeepAliveInterval without any other message (on the server, and in the JS"
+            " client), and MQTT's keep-alive counts any packet."
+        )
+    return (
+        LibrarySetting(
+            f"application level ({kind})",
+            policy_parameters(s),
+            steps,
+            what,
+            caveat,
+        ),
+    )

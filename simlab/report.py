@@ -287,6 +287,11 @@ def _answer_html(choice: Choice | None) -> str:
                 f"<p>Ping every <strong>{_e(seconds(o.interval_s))}</strong>; give up after"
                 f" <strong>{_e(seconds(o.deadline_s))}</strong> without a pong.</p>"
             )
+        if o.adaptive:
+            sub = (
+                f"<p>An adaptive heartbeat policy (<code>{_e(o.policy)}</code>): no library has"
+                " it built in; the application-level recipe is below.</p>"
+            )
         worst = f" Worst condition: {_e(o.worst_condition)}." if o.worst_condition else ""
         out.append(
             f'<div class="answer"><p class="big">Recommended: {_e(o.label())}</p>{sub}'
@@ -303,6 +308,11 @@ def _answer_html(choice: Choice | None) -> str:
             f"<p>Closest: {_e(choice.closest_note)}</p></div>"
         )
         o = choice.closest
+    if choice.policies is not None:
+        out.append("<h3>Adaptive policies against fixed settings</h3>")
+        out.append(
+            f"<p>{_e(choice.policies['note'][:1].upper() + choice.policies['note'][1:])}.</p>"
+        )
     if o is not None:
         out.append("<h3>Predicted figures (95 % intervals)</h3>")
         out.append(_table(["figure", "estimate", "low", "high"], _figures_rows(o, c), {1, 2, 3}))
@@ -332,7 +342,12 @@ def _answer_html(choice: Choice | None) -> str:
             )
         )
     if choice.libraries:
-        out.append("<h3>In your library</h3>")
+        adaptive = choice.feasible and choice.recommendation.adaptive
+        out.append(
+            "<h3>In your application (no library has it built in)</h3>"
+            if adaptive
+            else "<h3>In your library</h3>"
+        )
         rows = []
         for lib in choice.libraries:
             opts = "<br>".join(

@@ -64,6 +64,11 @@ def point(
     return rows
 
 
+def policy_point(kind: str, interval: float, timeout: float, **figures) -> list[dict]:
+    """A point whose setting includes ``heartbeat.policy.kind`` (fixed or an adaptive kind)."""
+    return point(interval, timeout, **figures, **{"heartbeat.policy.kind": kind})
+
+
 def frame(*points: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([row for rows in points for row in rows])
 

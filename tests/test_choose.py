@@ -312,3 +312,118 @@ def test_cli_needs_a_bound(tmp_path, capsys):
     assert main(["choose", str(path), "--minimize", "joules"]) == 2
     err = capsys.readouterr().err
     assert "--max-detection: missing" in err and "--minimize: 'joules'" in err
+
+
+# -- adaptive policies against fixed settings ------------------------------------------------------
+
+BOUNDS = {"max_detection": "120s", "max_false_disconnects": "1/conn-day"}
+
+
+def policy_sweep(tmp_path, adaptive_cost: float, *, adaptive_fp: int = 0, base: dict | None = None):
+    """Fixed 20 s (1000 B/h) and 30 s (800 B/h) meet the bounds, fixed 60 s (700 B/h) has too
+    many false disconnects; nat-probe costs ``adaptive_cost``, network-state 950."""
+    from .sweeps_by_hand import meta, policy_point
+
+    return write(
+        tmp_path,
+        policy_point("fixed", 20, 45, cost=1000),
+        policy_point("fixed", 30, 65, cost=800),
+        policy_point("fixed", 60, 125, cost=700, fp=60),
+        policy_point("nat-probe", 30, 65, cost=adaptive_cost, fp=adaptive_fp),
+        policy_point("network-state", 30, 65, cost=950),
+        meta=meta(base),
+    )
+
+
+def test_an_adaptive_policy_that_beats_every_fixed_setting_is_recommended(tmp_path):
+    c = choose(policy_sweep(tmp_path, 600), **BOUNDS)
+    best = c.recommendation
+    assert best.policy == "nat-probe" and best.adaptive
+    assert best.interval_s is None and best.deadline_s is None  # the policy moves them
+    p = c.policies
+    assert p["verdict"] == "adaptive"
+    assert (
+        p["best_fixed"]
+        == "heartbeat.interval = 30 s, detector.timeout = 65 s, heartbeat.policy.kind = fixed"
+    )
+    assert p["saved"] == pytest.approx(200) and p["saved_fraction"] == pytest.approx(0.25)
+    text = format_choice(c)
+    assert "saves 25.0% of the heartbeat bytes per connection-hour" in text
+    assert "no library has it built in" in text and "application-level recipe:" in text
+    # the libraries cannot express it: one application-level recipe with the parameters
+    (lib,) = c.libraries
+    assert lib.library == "application level (nat-probe)"
+    assert lib.options["floor_s"] == 30.0 and lib.options["growth"] == 2.0
+    assert lib.options["timeout_slack_s"] == 35.0
+    assert "No library has the nat-probe policy built in" in lib.caveat
+    assert "ping_interval=None" in lib.caveat
+    doc = json.loads(json.dumps(c.to_dict(), default=str))
+    assert doc["policies"]["verdict"] == "adaptive" and doc["recommendation"]["adaptive"]
+
+
+def test_an_adaptive_policy_that_costs_more_is_not_recommended(tmp_path):
+    c = choose(policy_sweep(tmp_path, 900), **BOUNDS)
+    assert c.recommendation.policy == "fixed" and c.recommendation.interval_s == 30.0
+    assert c.policies["verdict"] == "fixed"
+    assert c.policies["saved_fraction"] == pytest.approx(-0.125)
+    assert "no adaptive policy beats the best fixed setting" in format_choice(c)
+    assert "costs 12.5% more" in c.policies["note"]
+    assert "python websockets" in {lib.library for lib in c.libraries}
+
+
+def test_a_tie_between_adaptive_and_fixed_goes_to_the_fixed_setting(tmp_path):
+    c = choose(policy_sweep(tmp_path, 796), **BOUNDS)  # 0.5 % cheaper: within the 1 % tie
+    assert c.recommendation.policy == "fixed"
+    assert c.policies["verdict"] == "tie"
+    assert c.policies["saved_fraction"] == pytest.approx(0.005)
+    assert "a tie, which goes to the fixed setting" in c.policies["note"]
+    assert c.alternatives[0].policy == "nat-probe"  # the tied one comes next
+    # just beyond the tie it wins
+    c = choose(policy_sweep(tmp_path, 790), **BOUNDS)
+    assert c.recommendation.policy == "nat-probe" and c.policies["verdict"] == "adaptive"
+
+
+def test_an_adaptive_policy_that_fails_a_bound_says_why(tmp_path):
+    c = choose(policy_sweep(tmp_path, 500, adaptive_fp=60), **BOUNDS)
+    assert c.recommendation.policy == "fixed"
+    # network-state meets the bounds but costs more; nat-probe is cheaper but fails
+    assert c.policies["verdict"] == "fixed"
+    assert c.policies["best_adaptive"].endswith("network-state")
+
+
+def test_only_an_adaptive_policy_meets_the_bounds(tmp_path):
+    from .sweeps_by_hand import policy_point
+
+    path = write(
+        tmp_path,
+        policy_point("fixed", 60, 125, cost=700, fp=60),
+        policy_point("nat-probe", 30, 65, cost=900),
+    )
+    c = choose(path, **BOUNDS)
+    assert c.recommendation.policy == "nat-probe"
+    assert c.policies["verdict"] == "adaptive-only" and c.policies["saved_fraction"] is None
+
+
+def test_a_sweep_without_adaptive_policies_says_nothing_about_them(tmp_path):
+    c = choose(write(tmp_path, *optimum_points()), max_detection="60s")
+    assert c.policies is None and c.to_dict()["policies"] is None
+    assert "adaptive" not in format_choice(c).replace(str(tmp_path), "")
+
+
+def test_nat_probe_behind_a_middlebox_needs_the_middlebox_simulated(tmp_path):
+    from .sweeps_by_hand import BASE
+
+    c = choose(policy_sweep(tmp_path / "a", 600), **BOUNDS, nat_timeout="55s")
+    nat_probe = c.table[c.table["heartbeat.policy.kind"] == "nat-probe"].iloc[0]
+    assert "middlebox" in nat_probe.violations and c.recommendation.policy == "fixed"
+    assert c.policies["verdict"] == "fixed"  # network-state's longest interval (45 s) passes
+    simulated = {**BASE, "nat": {"idle_timeout": "55s"}}
+    c = choose(policy_sweep(tmp_path / "b", 600, base=simulated), **BOUNDS, nat_timeout="55s")
+    assert c.recommendation.policy == "nat-probe"  # judged by its simulated expiries
+
+
+def test_network_state_is_judged_by_its_longest_interval_behind_a_middlebox(tmp_path):
+    c = choose(policy_sweep(tmp_path, 600), **BOUNDS, nat_timeout="40s")
+    row = c.table[c.table["heartbeat.policy.kind"] == "network-state"].iloc[0]
+    assert "middlebox" in row.violations  # its high-latency state pings every 45 s
+    assert c.recommendation.settings["heartbeat.interval"] == 30.0  # fixed 30 s: 31 s < 40 s

@@ -485,3 +485,22 @@ def test_a_hand_built_storm_csv_with_unreached_quantiles(tmp_path):
     row = text.split("policy = exponential")[1].split("</tr>")[0]
     assert "not reached" in row and ">3<" in row and ">17<" in row
     assert "not reached" not in text.split("policy = full_jitter")[1].split("</tr>")[0]
+
+
+def test_the_report_recommends_an_adaptive_policy_and_says_by_how_much(tmp_path):
+    from .sweeps_by_hand import policy_point
+
+    path = write(
+        tmp_path,
+        policy_point("fixed", 20, 45, cost=1000),
+        policy_point("fixed", 30, 65, cost=800),
+        policy_point("nat-probe", 30, 65, cost=600),
+        meta=meta(),
+    )
+    text, choice = rep.build(path, max_detection="120s", max_false_disconnects="1/conn-day")
+    assert choice.recommendation.policy == "nat-probe"
+    assert "Adaptive policies against fixed settings" in text
+    assert "saves 25.0% of the heartbeat bytes per connection-hour" in text
+    assert "In your application (no library has it built in)" in text
+    assert "No library has the nat-probe policy built in" in text
+    assert_self_contained(text, images=4)
