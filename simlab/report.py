@@ -400,12 +400,17 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
     for key in data.keys:
         shown = ", ".join(_e(_shown(key, v)) for v in dict.fromkeys(data.summary[key].tolist()))
         role = "setting" if key in data.settings else "condition"
+        if not data.has_heartbeat:
+            role = "varied"
         values.append([f"<code>{_e(key)}</code>", role, shown])
     if values:
         out.append("<h3>What the sweep varies</h3>")
         out.append(
             "<p>Settings are what you choose; conditions are what your users live with."
             " The chooser judges each setting by its worst condition.</p>"
+            if data.has_heartbeat
+            else "<p>Each point of the sweep is one combination of these values; the"
+            " after-the-disconnect section shows every point.</p>"
         )
         out.append(_table(["key", "role", "values"], values))
     if data.base is not None:
@@ -802,6 +807,7 @@ def build(
         heartbeat_part = [
             "<h2 id=question>The question</h2>",
             storm_question_html(bounds),
+            after_disconnect_html(data),  # the answer, before the long scenario listing
         ]
     else:
         heartbeat_part = [
@@ -818,7 +824,7 @@ def build(
         "<h2 id=scenario>Scenario and assumptions</h2>",
         _scenario_html(data),
         _figures_html(data, choice, c) if data.has_heartbeat else "",
-        after_disconnect_html(data) if data.has_fleet else "",
+        after_disconnect_html(data) if data.has_fleet and not storm_only else "",
         "<h2 id=crosscheck>Model against real sockets</h2>",
         crosscheck_html(cc),
         "<h2 id=methods>Methods</h2>",

@@ -311,9 +311,11 @@ def errors_in(events: list[dict]) -> list[dict]:
     return [e for e in events if bad(e)]
 
 
-def test_headless_chromium_shows_every_figure_without_errors(built):
+@pytest.mark.parametrize(("which", "figures"), [("built", 5), ("fleet_built", 1)])
+def test_headless_chromium_shows_every_figure_without_errors(which, figures, request):
     browser = chromium_or_skip()
-    path, _ = built
+    path, _ = request.getfixturevalue(which)
+    prefix = "report" if which == "built" else "storm-report"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # a helper process may still be writing the profile as the browser exits
     with tempfile.TemporaryDirectory(prefix="simlab-cdp-", ignore_cleanup_errors=True) as profile:
@@ -326,8 +328,8 @@ def test_headless_chromium_shows_every_figure_without_errors(built):
             for domain in ("Page", "Runtime", "Log", "Network"):
                 dt.call(f"{domain}.enable")
             for width, height, mobile, name in (
-                (1100, 1500, False, "report"),
-                (390, 844, True, "report-phone"),
+                (1100, 1500, False, prefix),
+                (390, 844, True, f"{prefix}-phone"),
             ):
                 dt.call(
                     "Emulation.setDeviceMetricsOverride",
@@ -345,7 +347,7 @@ def test_headless_chromium_shows_every_figure_without_errors(built):
                 )
                 result = dt.call("Runtime.evaluate", expression=script, returnByValue=True)
                 page = json.loads(result["result"]["value"])
-                assert len(page["images"]) >= 5
+                assert len(page["images"]) >= figures
                 for complete, natural, shown in page["images"]:
                     assert complete and natural > 0 and shown > 0, "every figure is displayed"
                     assert shown <= width  # scaled to fit the screen
@@ -361,7 +363,7 @@ def test_headless_chromium_shows_every_figure_without_errors(built):
             assert errors_in(dt.events) == []
         finally:
             dt.close()
-    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+    assert (ARTIFACTS / f"{prefix}.png").stat().st_size > 10_000
 
 
 def test_pdf_with_chromium(sweep_csv, tmp_path):
@@ -398,11 +400,18 @@ def fleet_sweep(tmp_path_factory):
     return path
 
 
-def test_a_fleet_sweep_gets_an_after_the_disconnect_section(fleet_sweep, tmp_path):
-    out = tmp_path / "storm.html"
+@pytest.fixture(scope="module")
+def fleet_built(fleet_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("storm-report") / "storm.html"
     path, choice, why = rep.report(fleet_sweep, out)
-    assert choice is None and why is None
-    assert [p.name for p in tmp_path.iterdir()] == ["storm.html"]
+    assert why is None
+    return path, choice
+
+
+def test_a_fleet_sweep_gets_an_after_the_disconnect_section(fleet_built):
+    path, choice = fleet_built
+    assert choice is None
+    assert [p.name for p in path.parent.iterdir()] == ["storm.html"]
     text = path.read_text()
     assert_self_contained(text, images=1)
     assert "id=after-disconnect" in text and "After the disconnect" in text
