@@ -9,13 +9,22 @@ with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, dr
 or reset). Not outages, stalls, application traffic, phi or adaptive detectors:
 it refuses those.
 
-A connection is computed a window of rounds at a time, from its opening: all
-sends, losses, ladders and arrivals of the window at once, then the detector as
-a chain of deadlines. Everything before the window's last send time is final
-(later rounds are sent after it), so if the connection has not ended by then the
-window grows and the connection is recomputed with the same random draws.
-Semantics follow :mod:`simlab.model` exactly; its random streams are its own, so
-the two engines agree in distribution, not draw for draw.
+Every slot's current connection is computed at once, a row each of 2-D arrays
+(rows of similar length batched together), a window of rounds at a time from
+its opening: all sends, losses, ladders and arrivals of the window at once, then
+the detector as a chain of deadlines. Everything before the window's last send
+time is final (later rounds are sent after it), so a row that has not ended by
+then is recomputed with a longer window and the same draws. A slot's next
+connection joins the next batch. Bernoulli losses are drawn as geometric gaps,
+so retransmissions, ladders and RTO reads touch only the lost packets.
+
+Random draws come from a counter-based hash (SplitMix64's finalizer) keyed by
+seed, slot, purpose and connection number (losses: by slot and packet or loss
+number, continuing across a slot's connections), so any draw can be computed for
+any row without generator state: the same seed gives the same results, whatever
+the window, the batching or the number of slots. Semantics follow
+:mod:`simlab.model` exactly; the draws are the engine's own, so the two engines
+agree in distribution, not draw for draw.
 """
 
 from __future__ import annotations
