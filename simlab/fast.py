@@ -18,10 +18,12 @@ then is recomputed with a longer window and the same draws. A slot's next
 connection joins the next batch. Bernoulli losses are drawn as geometric gaps,
 so retransmissions, ladders and RTO reads touch only the lost packets.
 
-Random draws come from a counter-based hash (SplitMix64's finalizer) keyed by
-seed, slot, purpose and connection number (losses: by slot and packet or loss
-number, continuing across a slot's connections), so any draw can be computed for
-any row without generator state: the same seed gives the same results, whatever
+Random draws: each (seed, slot, purpose) stream gets its key from
+``numpy.random.SeedSequence`` (as every stream in simlab does); within it, draw
+``i`` is a counter-based hash of the key and ``i`` (SplitMix64's finalizer), with
+the connection number mixed in (losses: by packet or loss number, continuing
+across a slot's connections), so any draw can be computed for any row without
+generator state: the same seed gives the same results, whatever
 the window, the batching or the number of slots. Semantics follow
 :mod:`simlab.model` exactly; the draws are the engine's own, so the two engines
 agree in distribution, not draw for draw.
@@ -29,6 +31,7 @@ agree in distribution, not draw for draw.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -88,13 +91,37 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> _S31)
 
 
-def _keys(seed: int, *parts) -> np.ndarray:
-    """One 64-bit key per row, from the seed and the row's parts (slot, stream, connection...)."""
+@functools.lru_cache(maxsize=1 << 20)
+def _stream_key(seed: int, slot: int, stream: int) -> int:
+    """The key of one slot's stream, from SeedSequence like every stream in simlab (simlab.rng).
+
+    The spawn key's second part is offset by ``_TAG`` so the fast engine's streams
+    never coincide with the model's.
+    """
+    seq = np.random.SeedSequence(seed, spawn_key=(slot, _TAG + stream))
+    return int(seq.generate_state(1, np.uint64)[0])
+
+
+def _subkeys(keys: np.ndarray, *parts) -> np.ndarray:
+    """Keys derived from ``keys`` and further parts (a connection number, a purpose)."""
+    h = np.asarray(keys, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        h = _mix(np.array([seed % 2**64 ^ _TAG], dtype=np.uint64))
         for p in parts:  # p -> p * odd + gamma is one to one, and so is the mix
             h = _mix(h ^ (np.asarray(p).astype(np.uint64) * _M2 + _GAMMA))
     return np.atleast_1d(h)
+
+
+def _keys(seed: int, slots, stream: int, *parts) -> np.ndarray:
+    """One 64-bit key per row: the slot's SeedSequence stream key, then the row's parts.
+
+    SeedSequence gives each (seed, slot, stream) its key; within a stream, draw ``i``
+    is a counter-based hash of the key and ``i`` (:func:`_uniforms`), so any draw of
+    any row can be computed at once, without generator state.
+    """
+    slots = np.atleast_1d(np.asarray(slots, dtype=np.int64))
+    unique, inverse = np.unique(slots, return_inverse=True)
+    base = np.array([_stream_key(seed, int(s), stream) for s in unique], dtype=np.uint64)
+    return _subkeys(base[inverse], *parts)
 
 
 def _uniforms(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -127,12 +154,12 @@ def gilbert_states(loss: Loss, keys: np.ndarray, n: int) -> np.ndarray:
     run number, so a longer prefix extends a shorter one.
     """
     total = loss.p_gb + loss.p_bg
-    init = _uniforms(_keys(0, keys, 1), np.zeros(1, np.int64))[:, 0] < (
+    init = _uniforms(_subkeys(keys, 1), np.zeros(1, np.int64))[:, 0] < (
         loss.p_gb / total if total else 0.0
     )
     runs = 16
     while True:
-        u = _uniforms(_keys(0, keys, 2), np.arange(runs))
+        u = _uniforms(_subkeys(keys, 2), np.arange(runs))
         bad = init[:, None] ^ (np.arange(runs) % 2 == 1)
         p = np.where(bad, loss.p_bg, loss.p_gb)
         with np.errstate(divide="ignore"):

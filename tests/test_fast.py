@@ -239,7 +239,7 @@ def test_a_gilbert_chain_that_cannot_move_stays_in_its_state():
     from simlab.scenario import Loss
 
     stuck = Loss(model="gilbert", p_gb=0.0, p_bg=0.5, loss_good=0.0, loss_bad=1.0)
-    keys = fast._keys(1, np.arange(3))
+    keys = fast._keys(1, np.arange(3), 0)
     assert not fast.gilbert_states(stuck, keys, 5000).any()
     assert not fast.gilbert_states(stuck, keys, 25000).any()
 
@@ -248,7 +248,7 @@ def test_gilbert_states_have_the_chains_runs_and_extend_their_prefix():
     from simlab.scenario import Loss
 
     loss = Loss(model="gilbert", p_gb=0.05, p_bg=0.4, loss_good=0.0, loss_bad=1.0)
-    keys = fast._keys(3, np.arange(40))
+    keys = fast._keys(3, np.arange(40), 0)
     states = fast.gilbert_states(loss, keys, 20000)
     assert (fast.gilbert_states(loss, keys, 5000) == states[:, :5000]).all()
     bad = states.mean()
