@@ -120,12 +120,17 @@ class SweepSpec:
 
     @property
     def metric_keys(self) -> tuple[str, ...]:
-        """The figures a run reports: a scenario's, or a fleet's (a ``kind: fleet`` base)."""
+        """The figures a run reports: a scenario's, or a fleet's (a ``kind: fleet`` base).
+
+        A figure that is also a varied key (a fleet's ``clients``) is its column already.
+        """
         if is_fleet(self.base):
             from .fleet import FLEET_METRIC_KEYS
 
-            return FLEET_METRIC_KEYS
-        return METRIC_KEYS
+            keys = FLEET_METRIC_KEYS
+        else:
+            keys = METRIC_KEYS
+        return tuple(k for k in keys if k not in self.keys)
 
 
 def _normalize(value):

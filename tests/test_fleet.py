@@ -317,6 +317,7 @@ def test_a_sweep_can_vary_a_fleet_file(tmp_path):
     frame = sweep_api(raw, tmp_path / "fleet.csv", workers=1, progress=False)
     assert len(frame) == 4 and frame.error.isna().all()
     assert set(FLEET_METRIC_KEYS) <= set(frame.columns)
+    assert list(frame.columns).count("clients") == 1  # varied and a figure: one column
     assert set(frame.policy) == {"phoenix", "full_jitter"}
     summary = frame.attrs["summary"]
     assert "time_to_99pct_reconnected_s_mean" in summary
