@@ -57,7 +57,7 @@ class _Relay:
         if direction == UP and not self._cross(UP, t):
             return
         at = t + p.delay[conn.slot][direction]()
-        end = p.outage_end(conn.slot, t)
+        end = p.run.outage_end(conn.slot, t)
         if end is not None:  # held until the retransmission ladder reaches past the outage
             k, at = 0, t
             while at < end:
@@ -143,9 +143,6 @@ class ProxyBackend:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def outage_end(self, slot: int, t: float) -> float | None:
-        return self.run.outage_end(slot, t)
-
     def server_socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -153,18 +150,19 @@ class ProxyBackend:
         self.server_port = sock.getsockname()[1]
         return sock
 
+    @staticmethod
+    def _loopback_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        return sock
+
     def direct_socket(self) -> tuple[socket.socket, tuple[str, int]]:
         """A socket straight to the server, not through the relay (for the loop's meter)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        return sock, ("127.0.0.1", self.server_port)
+        return self._loopback_socket(), ("127.0.0.1", self.server_port)
 
     def client_socket(self, slot: int) -> tuple[socket.socket, tuple[str, int]]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        return sock, ("127.0.0.1", self.port)
+        return self._loopback_socket(), ("127.0.0.1", self.port)
 
     async def _accept(self, reader, writer) -> None:
         port = writer.get_extra_info("peername")[1]
@@ -190,7 +188,7 @@ class ProxyBackend:
                 if not data:
                     break
                 relay.forward(direction, data)
-        except (ConnectionError, OSError):
+        except OSError:  # ConnectionError included
             pass
 
     async def crash(self, conn) -> None:
