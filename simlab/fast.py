@@ -119,9 +119,17 @@ def _keys(seed: int, slots, stream: int, *parts) -> np.ndarray:
     any row can be computed at once, without generator state.
     """
     slots = np.atleast_1d(np.asarray(slots, dtype=np.int64))
-    unique, inverse = np.unique(slots, return_inverse=True)
-    base = np.array([_stream_key(seed, int(s), stream) for s in unique], dtype=np.uint64)
-    return _subkeys(base[inverse], *parts)
+    top = int(slots.max()) + 1 if len(slots) else 0
+    size = 64 if top <= 64 else 1 << (top - 1).bit_length()  # few sizes: cached
+    return _subkeys(_stream_keys(seed, size, stream)[slots], *parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _stream_keys(seed: int, n: int, stream: int) -> np.ndarray:
+    """The stream keys of slots 0..n-1 (:func:`_stream_key`), as an array (read-only)."""
+    keys = np.array([_stream_key(seed, s, stream) for s in range(n)], dtype=np.uint64)
+    keys.flags.writeable = False
+    return keys
 
 
 def _uniforms(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -229,14 +237,22 @@ def _ewma(x: np.ndarray, first: np.ndarray, gain: float) -> np.ndarray:
     return out
 
 
-def _add(counter: np.ndarray, slots: np.ndarray, values) -> None:
-    """counter[slots] += values, slots distinct (a batch has one connection per slot)."""
-    counter[slots] += values
-
-
 def _ascending(a: np.ndarray) -> bool:
     """Whether every row is in ascending order (inf last)."""
     return a.shape[1] < 2 or not (a[:, 1:] < a[:, :-1]).any()
+
+
+def _in_order(arrive: np.ndarray) -> np.ndarray:
+    """Deliveries in order: each row's running maximum (computed only for the rows that
+    are not ascending already, the slow accumulate being rarely needed)."""
+    if arrive.shape[1] < 2:
+        return arrive
+    rows = np.flatnonzero((arrive[:, 1:] < arrive[:, :-1]).any(axis=1))
+    if len(rows) == 0:
+        return arrive
+    out = arrive.copy()
+    out[rows] = np.maximum.accumulate(arrive[rows], axis=1)
+    return out
 
 
 def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
@@ -249,6 +265,14 @@ JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT, RST_UP, RST_BACK =
 LOSS = {"client": 100, "server": 101}
 DETECTOR_BY, RESET_BY, TCP_BY = 0, 1, 2  # in the order of their names: ties go to the first
 CAUSES = ("detector", "reset", "tcp_timeout")
+BREAKS = ("crash", "nat", "tcp_timeout")
+COUNTERS = (
+    ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
+    + ("connections", "false_positives", "undetected")
+    + tuple(f"break_{k}" for k in BREAKS)
+    + tuple(f"by_{k}" for k in CAUSES)
+)
+_CONNECTIONS = COUNTERS.index("connections")
 
 
 @dataclass
@@ -338,19 +362,15 @@ class FastRun:
         self.gilbert: dict = {}  # side -> states of every slot's stream (grown on demand)
         self.pos = {side: np.zeros(n, dtype=np.int64) for side in LOSS}
         self.crash_at = np.full(n, INF)  # each slot's current connection's peer crash
+        self.crash_dist = None if s.peer.crash is None else Exponential(s.peer.crash.mtbf)
+        p = {side: self.loss[side].p if self._sparse(side) else 0.0 for side in LOSS}
+        self.log_keep = {side: float(np.log1p(-p[side])) for side in LOSS}
         # Bernoulli losses drawn as gaps: each slot's next loss at or after its position
         self.next_loss = {side: np.zeros(n, dtype=np.int64) for side in LOSS}  # its number
         self.next_at = {  # its position
             side: self._gaps(side, all_slots, np.zeros((n, 1), np.int64))[:, 0] - 1 for side in LOSS
         }
-        z = lambda: np.zeros(n)  # noqa: E731
-        self.c = {
-            k: z()
-            for k in ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
-            + ("connections", "false_positives", "undetected")
-            + tuple(f"break_{k}" for k in ("crash", "nat", "tcp_timeout"))
-            + tuple(f"by_{k}" for k in CAUSES)
-        }
+        self.c = np.zeros((len(COUNTERS), n))  # a row per counter (COUNTERS), a column per slot
         self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
         self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -384,8 +404,9 @@ class FastRun:
             return np.full(number.shape, 1 << 60, dtype=np.int64)
         u = _uniforms(self.loss_keys[src][slots], number)
         with np.errstate(divide="ignore"):
-            g = np.ceil(np.log(u) / np.log1p(-p))
-        return np.clip(g, 1, 1 << 60).astype(np.int64)
+            g = np.ceil(np.log(u) / self.log_keep[src])
+        np.maximum(g, 1, out=g)
+        return np.minimum(g, 1 << 60, out=g).astype(np.int64)
 
     def _losses(self, src: str, slots: np.ndarray, pos: np.ndarray, cover: int) -> np.ndarray:
         """Each row's lost packets from ``pos`` on, as ascending offsets: enough that the
@@ -395,8 +416,10 @@ class FastRun:
         first = (self.next_at[src][slots] - pos)[:, None]
         k = max(4, int(self.loss[src].p * cover * 1.3) + 4)
         while True:
-            gaps = self._gaps(src, slots, k0[:, None] + np.arange(1, k))
-            rel = np.concatenate([first, first + np.cumsum(gaps, axis=1)], axis=1)
+            rel = np.empty((len(slots), k), dtype=np.int64)
+            rel[:, :1] = first
+            rel[:, 1:] = self._gaps(src, slots, k0[:, None] + np.arange(1, k))
+            np.cumsum(rel, axis=1, out=rel)
             if (rel[:, -1] - (k - 1) >= cover).all():
                 return rel
             k *= 2
@@ -457,7 +480,10 @@ class FastRun:
         new[1:] = flat[1:] != flat[:-1]
         starts = np.flatnonzero(new)
         ids = flat[starts]
-        attempts = np.diff(np.append(starts, len(flat))) + 1  # of the retransmitted messages
+        attempts = np.empty(len(starts), dtype=np.int64)  # of the retransmitted messages
+        attempts[:-1] = starts[1:]
+        attempts[-1:] = len(flat)
+        attempts += 1 - starts
         mr, mc = ids // n, ids % n
         over = attempts > cap
         has = np.zeros(R, dtype=bool)
@@ -516,7 +542,7 @@ class FastRun:
             out = Direction(src, sent, at, arrive, arrive, rto, doomed_at, giveup_at, packets, rel)
         else:
             out = Direction(src, sent, at, arrive, arrive, rto, none, none, None, rel, hits)
-        out.arrive = np.maximum.accumulate(arrive, axis=1) if n else arrive
+        out.arrive = _in_order(arrive)
         return out
 
     # -- one direction ------------------------------------------------------------------------
@@ -597,7 +623,7 @@ class FastRun:
             doomed_at = np.where(has, _at(sent, doomed), INF)
             giveup_at = np.where(has, doomed_at + _give_up(rto.first(doomed), tcp), INF)
         raw = arrive
-        arrive = np.maximum.accumulate(arrive, axis=1) if n else arrive
+        arrive = _in_order(arrive)
         return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
 
     def _drop(self, arrive: np.ndarray, dropped: np.ndarray) -> np.ndarray:
@@ -639,7 +665,7 @@ class FastRun:
         slots, numbers, t0 = np.arange(n), np.ones(n, dtype=np.int64), np.zeros(n)
         self._crash(slots, numbers, t0)
         window = self._first_window(slots, numbers, t0, last_rounds[slots])
-        self.c["connections"] += 1
+        self.c[_CONNECTIONS] += 1
         T, j = s.heartbeat.interval, s.heartbeat.jitter
         while len(slots):
             # rows of similar length together (a batch is as wide as its widest row), short
@@ -668,7 +694,7 @@ class FastRun:
             last_rounds[slots[done]] = until[done]
             redo = ~done
             new = done & (next_open < s.horizon)
-            self.c["connections"][slots[new]] += 1
+            self.c[_CONNECTIONS, slots[new]] += 1
             self._crash(slots[new], numbers[new] + 1, next_open[new])
             window = np.concatenate(
                 [
@@ -689,7 +715,7 @@ class FastRun:
         if s.peer.crash is None:
             return np.full(len(slots), INF)
         u = _uniforms(_keys(s.seed, slots, CRASH, numbers), np.zeros(1, np.int64))[:, 0]
-        crash = t0 + _sample(Exponential(s.peer.crash.mtbf), u)
+        crash = t0 + _sample(self.crash_dist, u)
         self.crash_at[slots] = crash
         return crash
 
@@ -970,70 +996,89 @@ class FastRun:
     def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by) -> np.ndarray:
         """Add the finished rows to their slots' counters; return when each slot's next
         connection opens (inf: none)."""
-        s, c = self.s, self.c
+        s = self.s
         H = s.horizon
-        rows = np.flatnonzero(done)
-        sl = b.slots[rows]
-        has_end, end_t, end_by = has_end[rows], end_t[rows], end_by[rows]
+        if done.all():  # (the usual case: views, not copies)
+            rows = slice(None)
+            sl = b.slots
+        else:
+            rows = np.flatnonzero(done)
+            sl = b.slots[rows]
+            has_end, end_t, end_by = has_end[rows], end_t[rows], end_by[rows]
+        inc = {}  # counter -> what each row adds
+        zero = np.zeros(len(sl))
         t0, crash = b.t0[rows], b.crash[rows]
         broken, expiry, p_closed = w["broken"][rows], w["expiry"][rows], w["p_closed"][rows]
         close = np.where(has_end, np.minimum(end_t, H), H)
         brk = (broken < H) & (broken <= close)  # a break can end a suspected connection
         is_crash = broken == crash
         is_nat = ~is_crash & (broken == expiry)
-        for key, m in (("crash", is_crash), ("nat", is_nat), ("tcp_timeout", ~is_crash & ~is_nat)):
-            _add(c[f"break_{key}"], sl[brk & m], 1)
+        inc["break_crash"] = brk & is_crash
+        inc["break_nat"] = brk & is_nat
+        inc["break_tcp_timeout"] = brk & ~is_crash & ~is_nat
         # a message due at the very instant of the close was sent only if it caused it (it met
         # the expired mapping); the detector's declaration comes before a timer due then
-        right = (has_end & (end_by == RESET_BY))[:, None]
+        right = has_end & (end_by == RESET_BY)
+        any_right = right.any()
+        heartbeats = 0
         for d in (w["first"], w["second"]):
             if d is None:
                 continue
             until = np.minimum(close, p_closed) if d.src == self.P else close
             sent = d.sent[rows]
             count = (sent < until[:, None]).sum(axis=1)
-            if right.any():
-                count = np.where(right[:, 0], (sent <= until[:, None]).sum(axis=1), count)
-            _add(c["heartbeats"], sl, count)
+            if any_right:
+                count = np.where(right, (sent <= until[:, None]).sum(axis=1), count)
+            heartbeats = heartbeats + count
             if d is w["first"]:
-                _add(c["rounds"], sl, count)
+                inc["rounds"] = count
             self._advance(d, rows, sl, d.used(rows, count))
+        inc["heartbeats"] = heartbeats
         alive_until = np.minimum(close, broken)
-        _add(c["connected_s"], sl, close - t0)
+        inc["connected_s"] = close - t0
         alive = alive_until - t0
-        suspect = np.zeros(len(rows))
+        suspect = false_positives = zero
         if self.monitor and w["a"].shape[1]:
             a, z = w["a"][rows], w["z"][rows]
             au = alive_until[:, None]
             m = np.isfinite(a) & (a < au)
-            _add(c["false_positives"], sl, m.sum(axis=1))
+            false_positives = m.sum(axis=1)
             ended = m & (z <= au) & (z < close[:, None])
             r, k = np.nonzero(ended)
             self.durations.append((sl[r], z[r, k] - a[r, k]))
             # cut short by the break or the horizon
-            suspect += np.where(ended, z - a, np.where(m, au - a, 0.0)).sum(axis=1)
-        _add(c["undetected"], sl, ~has_end & (broken < H))
+            suspect = np.where(ended, z - a, np.where(m, au - a, 0.0)).sum(axis=1)
+        inc["undetected"] = ~has_end & (broken < H)
         detected = has_end & (end_t >= broken)
-        self.latencies.append((sl[detected], end_t[detected] - broken[detected]))
+        if detected.any():
+            self.latencies.append((sl[detected], end_t[detected] - broken[detected]))
         for k, name in enumerate(CAUSES):
-            _add(c[f"by_{name}"], sl, detected & (end_by == k))
+            inc[f"by_{name}"] = detected & (end_by == k)
         mistaken = has_end & ~detected  # reconnect mode: a false positive
-        _add(c["false_positives"], sl, mistaken)
+        inc["false_positives"] = false_positives + mistaken
         opens = np.where(has_end, end_t + s.reconnect.delay, INF)
-        down = np.where(mistaken, np.minimum(opens, H) - end_t, 0.0)
-        alive += down
-        suspect += down
-        back = mistaken & (opens <= H)
-        self.durations.append((sl[back], opens[back] - end_t[back]))
-        _add(c["alive_s"], sl, alive)
-        _add(c["suspect_alive_s"], sl, suspect)
+        if mistaken.any():
+            down = np.where(mistaken, np.minimum(opens, H) - end_t, 0.0)
+            alive = alive + down
+            suspect = suspect + down
+            back = mistaken & (opens <= H)
+            self.durations.append((sl[back], opens[back] - end_t[back]))
+        inc["alive_s"] = alive
+        inc["suspect_alive_s"] = suspect
+        self.c[:, sl] += np.stack([inc.get(k, zero) for k in COUNTERS])
         out = np.full(len(done), INF)
         out[rows] = opens
         return out
 
     def _slots(self) -> list[FastSlot]:
         n = self.s.connections
-        c = {k: v.tolist() for k, v in self.c.items()}
+        floats = ("connected_s", "alive_s", "suspect_alive_s")
+        ints = ("heartbeats", "rounds", "connections", "false_positives", "undetected")
+        index = {k: i for i, k in enumerate(COUNTERS)}
+        as_float = self.c[[index[k] for k in floats]].T.tolist()
+        as_int = self.c[[index[k] for k in ints]].astype(np.int64).T.tolist()
+        breaks = self.c[[index[f"break_{k}"] for k in BREAKS]].astype(np.int64).T.tolist()
+        by = self.c[[index[f"by_{k}"] for k in CAUSES]].astype(np.int64).T.tolist()
 
         def per_slot(pairs):
             out = [[] for _ in range(n)]
@@ -1046,12 +1091,10 @@ class FastRun:
         out = []
         for i in range(n):
             st = Stats()
-            for key in ("connected_s", "alive_s", "suspect_alive_s"):
-                setattr(st, key, c[key][i])
-            for key in ("heartbeats", "rounds", "connections", "false_positives", "undetected"):
-                setattr(st, key, int(c[key][i]))
-            st.breaks = {k: int(c[f"break_{k}"][i]) for k in st.breaks}
-            st.detections_by = {k: int(c[f"by_{k}"][i]) for k in CAUSES}
+            st.__dict__.update(zip(floats, as_float[i], strict=True))
+            st.__dict__.update(zip(ints, as_int[i], strict=True))
+            st.breaks = dict(zip(BREAKS, breaks[i], strict=True))
+            st.detections_by = dict(zip(CAUSES, by[i], strict=True))
             st.mistake_durations, st.latencies = durations[i], latencies[i]
             out.append(FastSlot(i, st))
         return out
