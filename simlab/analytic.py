@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import natlife
 from .distributions import Constant
 from .network import UDP_HEADER
 from .policy import policy_problems
 from .scenario import Loss, Scenario
-from .theory import NatSurvival, nat_survival, nfd_s_qos
+from .theory import nfd_s_qos
 
 ENGINE = "analytic"
 TIE = 1e-9  # relative: a deadline this close to an arrival is an ordering tie
@@ -125,34 +126,6 @@ def round_rule(s: Scenario) -> RoundRule:
     return RoundRule(m, m, T + delta, T + delta, d_ev, emit)
 
 
-def _nat_problems(s: Scenario) -> list[str]:
-    """What keeps the NAT's survival from being a renewal process this engine can solve."""
-    nat = s.nat
-    if nat.idle_timeout is None:
-        return []
-    out = []
-    if not isinstance(nat.idle_timeout, Constant):
-        out.append("nat.idle_timeout as a distribution (analytic: a constant timeout)")
-    if nat.refresh != "outbound":
-        out.append("nat.refresh: both (two refreshes per round; analytic: outbound)")
-    if s.app.rate > 0:
-        out.append("app.rate with a NAT (application traffic refreshes it)")
-    for name, d in (("uplink", s.link.up), ("downlink", s.link.down)):
-        if d.loss.model != "bernoulli":
-            out.append(f"link.{name}.loss: gilbert with a NAT (correlated refreshes)")
-    return out
-
-
-def nat_refresh_success(s: Scenario) -> float:
-    """Probability that a heartbeat round refreshes the mapping (outbound refresh)."""
-    hb, up, down = s.heartbeat, s.link.up.loss.p, s.link.down.loss.p
-    if hb.initiator == "client":  # the client's pings or heartbeats go out
-        return 1 - up
-    if hb.style == "pingpong":  # the server's ping must arrive for the client's pong to go out
-        return (1 - down) * (1 - up)
-    return 0.0  # the server's oneway heartbeats: nothing goes out
-
-
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` this engine cannot answer exactly (empty: it can)."""
     out = policy_problems(s)
@@ -163,7 +136,7 @@ def unsupported(s: Scenario) -> list[str]:
         )
     if link.outages is not None:
         out.append("link.outages")
-    out += _nat_problems(s)
+    out += natlife.problems(s)
     if s.peer.stall is not None:
         out.append("peer.stall")
     if s.app.rate > 0 and det.liveness == "any":
@@ -426,27 +399,17 @@ def run(s: Scenario) -> dict:
             s.heartbeat.frame_bytes + UDP_HEADER
         )
     if s.nat.idle_timeout is not None:
-        idle = s.nat.idle_timeout.value
-        success = nat_refresh_success(s)
-        if success > 0:
-            nat = nat_survival(T, idle, 1 - success, s.heartbeat.jitter)
-        else:  # never refreshed: it expires idle after the opening
-            nat = NatSurvival(False, 1.0, idle, 3600 / idle)
+        nat = natlife.mapping_life(natlife.schedule(s), s.nat.idle_timeout)
         out |= {
             "nat_survives": nat.survives,
-            "nat_gap_too_long_p": nat.p_gap_too_long,
-            "nat_mean_time_to_expiry_s": None if nat.survives else nat.mean_time_to_expiry,
+            "nat_expiring_share": nat.expiring_share,
+            "nat_gap_too_long_p": nat.refresh_expiry_p,
+            "nat_mean_time_to_expiry_s": None if nat.survives else nat.mean_life,
             "nat_expiries_per_mapping_hour": nat.expiries_per_hour,
         }
+        out = {k: v for k, v in out.items() if v is not None or not k.startswith("nat_")}
         if not nat.survives:  # breaks interleave with the detector: keep the NAT's figures only
-            keep = (
-                "scenario",
-                "nat_survives",
-                "nat_gap_too_long_p",
-                "nat_mean_time_to_expiry_s",
-                "nat_expiries_per_mapping_hour",
-            )
-            out = {k: v for k, v in out.items() if k in keep}
+            out = {k: v for k, v in out.items() if k == "scenario" or k.startswith("nat_")}
             out["analytic_omitted"] = (
                 "the NAT mapping expires: false positives and detection need the simpy or fast engine"
             )

@@ -309,5 +309,5 @@ def test_a_nat_that_survives_changes_nothing_and_auto_knows_when_it_does_not():
         link={"loss": 0.01},
     )
     assert engines.choose(lossy)[0] == "fast"
-    both = scenario(nat={"idle_timeout": "25s", "refresh": "both"})
-    assert any("refresh: both" in m for m in analytic.unsupported(both))
+    unbounded = scenario(nat={"idle_timeout": {"dist": "exponential", "mean": "25s"}})
+    assert any("unbounded" in m for m in analytic.unsupported(unbounded))
