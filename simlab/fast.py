@@ -10,21 +10,27 @@ or reset). Not outages, stalls, application traffic, phi or adaptive detectors:
 it refuses those.
 
 Every slot's current connection is computed at once, a row each of 2-D arrays
-(rows of similar length batched together), a window of rounds at a time from
-its opening: all sends, losses, ladders and arrivals of the window at once, then
-the detector as a chain of deadlines. Everything before the window's last send
-time is final (later rounds are sent after it), so a row that has not ended by
-then is recomputed with a longer window and the same draws. A slot's next
-connection joins the next batch. Bernoulli losses are drawn as geometric gaps,
-so retransmissions, ladders and RTO reads touch only the lost packets.
+(rows of similar length batched together), a window of rounds at a time, in time
+from its opening: all sends, losses, ladders and arrivals of the window at once,
+then the detector as a chain of deadlines. Everything before the window's last
+send time is final (later rounds are sent after it), so a row that has not ended
+by then is recomputed with a longer window and the same draws. A connection
+depends on the one before only by its opening when losses are Bernoulli (each
+connection has a loss stream of its own), so with peer crashes, the connections
+that a slot's crashes likely bring before the horizon are computed in the same
+batch (speculatively, each from its own opening; the horizon only cuts what is
+accounted), and kept once the one before has ended before the horizon. Any other
+next connection joins the next batch. Bernoulli losses are drawn as geometric
+gaps, so retransmissions, ladders and RTO reads touch only the lost packets.
 
 Random draws: each (seed, slot, purpose) stream gets its key from
 ``numpy.random.SeedSequence`` (as every stream in simlab does); within it, draw
 ``i`` is a counter-based hash of the key and ``i`` (SplitMix64's finalizer), with
-the connection number mixed in (losses: by packet or loss number, continuing
-across a slot's connections), so any draw can be computed for any row without
-generator state: the same seed gives the same results, whatever
-the window, the batching or the number of slots. Semantics follow
+the connection number mixed in (Bernoulli losses: by loss number, in a stream of
+the connection's own; Gilbert-Elliott losses: by packet number, continuing across
+a slot's connections as the chain's state does), so any draw can be computed for
+any row without generator state: the same seed gives the same results, whatever
+the window, the batching, the speculation or the number of slots. Semantics follow
 :mod:`simlab.model` exactly; the draws are the engine's own, so the two engines
 agree in distribution, not draw for draw.
 """
@@ -296,7 +302,7 @@ class Direction:
         if self.packets is not None:
             packets = np.asarray(self.packets)[rows]
             if packets.shape[1] == 0:
-                return np.zeros(len(rows), dtype=np.int64)
+                return np.zeros(len(count), dtype=np.int64)
             return np.where(count > 0, _at(packets, count - 1), 0)
         if self.rto is None:  # datagram: a packet a message
             return count
@@ -305,16 +311,25 @@ class Direction:
 
 @dataclass
 class Batch:
-    """Connections computed together: one per row, at most one per slot."""
+    """Connections computed together, a row each, in time from each one's opening.
+
+    A slot has one row per connection it may have next (its current one and, when losses
+    are Bernoulli, the ones after it that are likely before the horizon)."""
 
     slots: np.ndarray
     numbers: np.ndarray
-    t0: np.ndarray
+    horizon: np.ndarray  # per row: computed up to there at least (from the opening)
     window: np.ndarray  # rounds each row asks for
     seed: int
-    pos: dict  # per side: the row's slot's position in its loss stream
-    crash: np.ndarray = None
+    pos: dict  # per side: the row's position in its loss stream (0: a stream of its own)
+    loss_key: dict  # per side: the key of the row's loss stream
+    crash: np.ndarray  # when the peer crashes (inf: never)
     _keys: dict = None
+
+    @property
+    def t0(self) -> np.ndarray:
+        """Every row's opening: time 0 (each row's times are from its own opening)."""
+        return np.zeros(len(self.slots))
 
     def key(self, stream: int) -> np.ndarray:
         if self._keys is None:
@@ -345,7 +360,7 @@ class FastRun:
     detector as a chain of deadlines). Everything before the window's last send time is
     final, so a row that has not ended by then is recomputed with a window four times as
     long (the same draws). Rows that end are accounted, and the slot's next connection
-    joins the next batch.
+    joins the next batch, unless it was computed ahead in this one (:meth:`_speculate`).
     """
 
     def __init__(self, s: Scenario):
@@ -357,19 +372,20 @@ class FastRun:
         self.delay = {"client": s.link.up.delay, "server": s.link.down.delay}
         self.loss = {"client": s.link.up.loss, "server": s.link.down.loss}
         n = s.connections
-        all_slots = np.arange(n)
-        self.loss_keys = {side: _keys(s.seed, all_slots, LOSS[side]) for side in LOSS}
+        # Gilbert-Elliott losses: a stream a slot (the chain's state carries over from one
+        # connection to the next), read from the slot's position; Bernoulli: a stream a
+        # connection, drawn as gaps (memoryless: the same law, and no connection depends on
+        # the one before but by its opening time)
+        self.loss_keys = {side: _keys(s.seed, np.arange(n), LOSS[side]) for side in LOSS}
         self.gilbert: dict = {}  # side -> states of every slot's stream (grown on demand)
         self.pos = {side: np.zeros(n, dtype=np.int64) for side in LOSS}
-        self.crash_at = np.full(n, INF)  # each slot's current connection's peer crash
         self.crash_dist = None if s.peer.crash is None else Exponential(s.peer.crash.mtbf)
+        self._crashes: dict = {}  # the last rows' crashes
         p = {side: self.loss[side].p if self._sparse(side) else 0.0 for side in LOSS}
         self.log_keep = {side: float(np.log1p(-p[side])) for side in LOSS}
-        # Bernoulli losses drawn as gaps: each slot's next loss at or after its position
-        self.next_loss = {side: np.zeros(n, dtype=np.int64) for side in LOSS}  # its number
-        self.next_at = {  # its position
-            side: self._gaps(side, all_slots, np.zeros((n, 1), np.int64))[:, 0] - 1 for side in LOSS
-        }
+        # a slot's next connections are computed with its current one when they depend on it
+        # only by their opening: each is computed from its own opening (the horizon only cuts)
+        self.speculate = s.peer.crash is not None and all(self._sparse(x) for x in LOSS)
         self.c = np.zeros((len(COUNTERS), n))  # a row per counter (COUNTERS), a column per slot
         self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
         self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
@@ -397,56 +413,44 @@ class FastRun:
     def _sparse(self, src: str) -> bool:
         return self.loss[src].model == "bernoulli"
 
-    def _gaps(self, src: str, slots: np.ndarray, number: np.ndarray) -> np.ndarray:
-        """Packets from one Bernoulli loss to the next (geometric, >= 1): loss ``number``'s."""
+    def _gaps(self, src: str, keys: np.ndarray, number: np.ndarray) -> np.ndarray:
+        """Packets from one Bernoulli loss to the next (geometric, >= 1): loss ``number``'s
+        (loss 0's: from the stream's start to it, plus one)."""
         p = self.loss[src].p
         if p <= 0:
-            return np.full(number.shape, 1 << 60, dtype=np.int64)
-        u = _uniforms(self.loss_keys[src][slots], number)
+            return np.full((len(keys), len(number)), 1 << 60, dtype=np.int64)
+        u = _uniforms(keys, number)
         with np.errstate(divide="ignore"):
             g = np.ceil(np.log(u) / self.log_keep[src])
         np.maximum(g, 1, out=g)
         return np.minimum(g, 1 << 60, out=g).astype(np.int64)
 
-    def _losses(self, src: str, slots: np.ndarray, pos: np.ndarray, cover: int) -> np.ndarray:
-        """Each row's lost packets from ``pos`` on, as ascending offsets: enough that the
-        last (number k - 1 from 0) has offset - (k - 1) >= cover, so every loss before the
-        cover-th delivered packet is there, and the first loss after it."""
-        k0 = self.next_loss[src][slots]
-        first = (self.next_at[src][slots] - pos)[:, None]
+    def _losses(self, src: str, keys: np.ndarray, cover: int) -> np.ndarray:
+        """Each row's lost packets (a stream of the connection's own, by ``keys``), as
+        ascending offsets from its start: enough that the last (number k - 1 from 0) has
+        offset - (k - 1) >= cover, so every loss before the cover-th delivered packet is
+        there, and the first loss after it."""
         k = max(4, int(self.loss[src].p * cover * 1.3) + 4)
         while True:
-            rel = np.empty((len(slots), k), dtype=np.int64)
-            rel[:, :1] = first
-            rel[:, 1:] = self._gaps(src, slots, k0[:, None] + np.arange(1, k))
+            rel = self._gaps(src, keys, np.arange(k))
             np.cumsum(rel, axis=1, out=rel)
+            rel -= 1
             if (rel[:, -1] - (k - 1) >= cover).all():
                 return rel
             k *= 2
 
     def _advance(self, d: Direction, rows, slots, used: np.ndarray) -> None:
-        """The slots' loss streams from ``d.src`` move past the ``used`` packets."""
-        pos = self.pos[d.src][slots]
-        if d.losses is not None:
-            rel = d.losses[rows]
-            passed = (rel < used[:, None]).sum(axis=1)
-            inside = passed < rel.shape[1]
-            self.next_loss[d.src][slots[inside]] += passed[inside]
-            self.next_at[d.src][slots[inside]] = (pos + _at(rel, passed))[inside]
-            if not inside.all():  # (a row whose TCP gave up went past what was drawn)
-                far = ~inside
-                rel = self._losses(d.src, slots[far], pos[far], int(used[far].max()))
-                passed = (rel < used[far, None]).sum(axis=1)
-                self.next_loss[d.src][slots[far]] += passed
-                self.next_at[d.src][slots[far]] = pos[far] + _at(rel, passed)
-        self.pos[d.src][slots] = pos + used
+        """The slots' loss streams from ``d.src`` move past the ``used`` packets (Gilbert-
+        Elliott losses: a stream a slot; Bernoulli losses have a stream a connection)."""
+        if not self._sparse(d.src):
+            self.pos[d.src][slots] += used
 
-    def _dense(self, src: str, slots: np.ndarray, pos: np.ndarray, m: int) -> np.ndarray:
-        """Lost or not: packets pos..pos+m-1 of each row's slot's stream from ``src``."""
+    def _dense(self, b: Batch, src: str, row: int, m: int) -> np.ndarray:
+        """Lost or not: the first m packets of row ``row``'s stream from ``src``."""
         if not self._sparse(src):
-            return self._fates(src, slots, pos, m)
-        rel = self._losses(src, slots, pos, m)
-        lost = np.zeros((len(slots), m + 1), dtype=bool)
+            return self._fates(src, b.slots[row : row + 1], b.pos[src][row : row + 1], m)
+        rel = self._losses(src, b.loss_key[src][row : row + 1], m)
+        lost = np.zeros((len(rel), m + 1), dtype=bool)
         r, c = np.nonzero(rel < m)
         lost[r, rel[r, c]] = True
         return lost[:, :m]
@@ -461,9 +465,8 @@ class FastRun:
         R, n = sent.shape
         valid = np.isfinite(sent)
         delay = self._delay(b, src, fwd, n)
-        pos = b.pos[src]
         none = np.full(R, INF)
-        rel = self._losses(src, b.slots, pos, n)
+        rel = self._losses(src, b.loss_key[src], n)
         if not self.tcp:
             r, j = np.nonzero(rel < n)
             at = sent.copy()
@@ -499,7 +502,7 @@ class FastRun:
                 d, k_end = int(doomed[row]), int(count[row])
                 start = int(packets[row, d - 1]) if d else 0
                 need = start + (k_end - d) * cap + 1
-                fates = self._dense(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
+                fates = self._dense(b, src, row, need)[0]
                 idx = np.where(~fates, np.arange(need), need + cap + 1)
                 nxt = np.minimum.accumulate(idx[::-1])[::-1].tolist()
                 q, tail = start, []
@@ -586,7 +589,7 @@ class FastRun:
             d, k_end = int(doomed[row]), int(count[row])
             start = int(ends[row, d - 1]) if d else 0
             need = start + (k_end - d) * cap + 1
-            fates = self._dense(src, b.slots[row : row + 1], pos[row : row + 1], need)[0]
+            fates = self._dense(b, src, row, need)[0]
             idx = np.where(~fates, np.arange(need), need + cap + 1)
             nxt = np.minimum.accumulate(idx[::-1])[::-1].tolist()
             q, tail = start, []
@@ -658,66 +661,116 @@ class FastRun:
         with np.errstate(invalid="ignore"):  # inf - inf in padding, never read
             return self._run()
 
+    SPECULATE = 3  # a slot's connections after its current one computed with it, at most
+
     def _run(self) -> list[FastSlot]:
         s = self.s
-        n = s.connections
+        n, H = s.connections, s.horizon
         last_rounds = np.zeros(n, dtype=np.int64)
         slots, numbers, t0 = np.arange(n), np.ones(n, dtype=np.int64), np.zeros(n)
-        self._crash(slots, numbers, t0)
         window = self._first_window(slots, numbers, t0, last_rounds[slots])
         self.c[_CONNECTIONS] += 1
         T, j = s.heartbeat.interval, s.heartbeat.jitter
+        shortest = T * (1 - j)
         while len(slots):
             # rows of similar length together (a batch is as wide as its widest row), short
             # ones all at once (a batch has a fixed cost of about a few thousand rounds')
-            left = ((s.horizon - t0) / (T * (1 - j))).astype(np.int64) + 2
+            left = ((H - t0) / shortest).astype(np.int64) + 2
             wide = np.maximum(np.minimum(window, left), 4096)
             group = np.ceil(np.log2(wide)).astype(np.int64)
-            done, until, next_open = (
-                np.zeros(len(slots), bool),
-                np.zeros(len(slots), np.int64),
-                np.full(len(slots), INF),
-            )
-            groups = np.unique(group)
+            # each row: (slot, number, window, computed up to, known opening or nan, parent)
+            rows = [slots, numbers, window, H - t0, t0, np.full(len(slots), -1), group]
+            crash = self._crash(slots, numbers)
+            if self.speculate:
+                rows, crash = self._speculate(rows, crash)
+            slots_, numbers_, window_, horizon, opening, parent, group_ = rows
+            redo, new = [], []
+            groups = np.unique(group_)
             for g in groups:
-                rows = np.flatnonzero(group == g) if len(groups) > 1 else np.arange(len(slots))
-                sl = slots[rows]
+                idx = np.flatnonzero(group_ == g) if len(groups) > 1 else np.arange(len(slots_))
+                # parents come before their children, in the group too
+                back = np.full(len(slots_), -1)
+                back[idx] = np.arange(len(idx))
+                par = np.where(parent[idx] >= 0, back[np.maximum(parent[idx], 0)], -1)
+                sl = slots_[idx]
                 b = Batch(
                     sl,
-                    numbers[rows],
-                    t0[rows],
-                    window[rows],
+                    numbers_[idx],
+                    horizon[idx],
+                    window_[idx],
                     s.seed,
                     {k: v[sl] for k, v in self.pos.items()},
+                    {k: self._loss_keys(k, sl, numbers_[idx]) for k in LOSS},
+                    crash[idx],
                 )
-                done[rows], _, until[rows], next_open[rows] = self._batch(b)
-            last_rounds[slots[done]] = until[done]
-            redo = ~done
-            new = done & (next_open < s.horizon)
-            self.c[_CONNECTIONS, slots[new]] += 1
-            self._crash(slots[new], numbers[new] + 1, next_open[new])
-            window = np.concatenate(
-                [
-                    window[redo] * 4,
-                    self._first_window(
-                        slots[new], numbers[new] + 1, next_open[new], last_rounds[slots[new]]
-                    ),
-                ]
-            )
-            slots = np.concatenate([slots[redo], slots[new]])
-            numbers = np.concatenate([numbers[redo], numbers[new] + 1])
-            t0 = np.concatenate([t0[redo], next_open[new]])
+                out = self._batch(b, opening[idx], par, last_rounds)
+                redo.append(out[0])
+                new.append(out[1])
+            redo_ = [np.concatenate(x) for x in zip(*redo, strict=True)]
+            new_ = [np.concatenate(x) for x in zip(*new, strict=True)]
+            self.c[_CONNECTIONS, new_[0]] += 1
+            slots = np.concatenate([redo_[0], new_[0]])
+            numbers = np.concatenate([redo_[1], new_[1]])
+            t0 = np.concatenate([redo_[2], new_[2]])
+            if len(new_[0]):
+                window = np.concatenate(
+                    [redo_[3] * 4, self._first_window(*new_, last_rounds[new_[0]])]
+                )
+            else:
+                window = redo_[3] * 4
         return self._slots()
 
-    def _crash(self, slots, numbers, t0) -> np.ndarray:
-        """When each connection's peer crashes (inf: never); kept for the slot's batch."""
-        s = self.s
-        if s.peer.crash is None:
+    def _speculate(self, rows: list, crash: np.ndarray):
+        """Add to each row the slot's next connections that its crashes likely bring before
+        the horizon (SPECULATE at most): computed with it, kept if they happen."""
+        H = self.s.horizon
+        reopen = self.s.reconnect.delay
+        out, crashes = [[r] for r in rows], [crash]
+        slots, numbers, _, horizon, opening, _, group = rows
+        at = opening + crash + reopen  # (an estimate: a crash ends a connection soon after)
+        index = np.arange(len(slots))
+        offset = len(slots)
+        for _ in range(self.SPECULATE):
+            more = np.flatnonzero(at < H)
+            if len(more) == 0:
+                break
+            slots, numbers, horizon, group = (
+                slots[more],
+                numbers[more] + 1,
+                horizon[more],
+                group[more],
+            )
+            guess = at[more]
+            window = self._first_window(slots, numbers, guess, np.zeros(len(more), np.int64))
+            crash = self._crash(slots, numbers)
+            parent = index[more]
+            for o, r in zip(
+                out,
+                (slots, numbers, window, horizon, np.full(len(more), np.nan), parent, group),
+                strict=True,
+            ):
+                o.append(r)
+            crashes.append(crash)
+            index = offset + np.arange(len(more))
+            offset += len(more)
+            at = guess + crash + reopen
+        return [np.concatenate(o) for o in out], np.concatenate(crashes)
+
+    def _loss_keys(self, side: str, slots: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """Each row's loss stream's key: the connection's own (Bernoulli) or the slot's."""
+        if self._sparse(side):
+            return _subkeys(self.loss_keys[side][slots], numbers)
+        return self.loss_keys[side][slots]
+
+    def _crash(self, slots, numbers) -> np.ndarray:
+        """When each connection's peer crashes, from its opening (inf: never)."""
+        if self.crash_dist is None:
             return np.full(len(slots), INF)
-        u = _uniforms(_keys(s.seed, slots, CRASH, numbers), np.zeros(1, np.int64))[:, 0]
-        crash = t0 + _sample(self.crash_dist, u)
-        self.crash_at[slots] = crash
-        return crash
+        key = (slots.tobytes(), numbers.tobytes())  # (the same rows are often asked twice)
+        if key not in self._crashes:
+            u = _uniforms(_keys(self.s.seed, slots, CRASH, numbers), np.zeros(1, np.int64))[:, 0]
+            self._crashes = {key: _sample(self.crash_dist, u)}
+        return self._crashes[key]
 
     def _first_window(self, slots, numbers, t0, last) -> np.ndarray:
         """Rounds to compute first: all that are left, or up to the peer's crash and its
@@ -729,37 +782,65 @@ class FastRun:
         if s.peer.crash is not None:
             det = s.detector
             span = max(det.timeout or 0.0, (det.missed.k + 1) * T + s.ack_timeout)
-            to_crash = (self.crash_at[slots] - t0 + span) / shortest
+            to_crash = (self._crash(slots, numbers) + span) / shortest
             return np.maximum(
                 64, np.minimum(left, np.minimum(to_crash, 1 << 40).astype(np.int64) + 64)
             )
         return np.maximum(64, np.minimum(left, np.where(last > 0, 2 * last, 1 << 16)))
 
-    def _batch(self, b: Batch):
-        """Evaluate a batch; account the rows that ended or are complete.
+    def _batch(self, b: Batch, opening: np.ndarray, parent: np.ndarray, last_rounds):
+        """Evaluate a batch; account the rows that happen and ended or are complete, a
+        generation at a time (a row whose parent row ended before the horizon opens then).
 
-        Returns (done, end time, rounds used, when the slot's next connection opens)."""
+        Returns the rows to compute again with a longer window (slots, numbers, openings,
+        windows) and the connections to compute next (slots, numbers, openings)."""
         s = self.s
         H = s.horizon
-        b.crash = self.crash_at[b.slots]  # (drawn with the first window)
         T, j = s.heartbeat.interval, s.heartbeat.jitter
-        left = ((H - b.t0) / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
+        left = (b.horizon / (T * (1 - j))).astype(np.int64) + 2  # rounds up to the horizon
         W = int(np.minimum(b.window, left).max())
         if j:
-            steps = T * (1 + j * (2 * _uniforms(b.key(JITTER), np.arange(W)) - 1))
-            sigma = b.t0[:, None] + np.cumsum(steps, axis=1)
+            raw = np.cumsum(T * (1 + j * (2 * _uniforms(b.key(JITTER), np.arange(W)) - 1)), axis=1)
         else:  # (the same sums for every row)
-            sigma = b.t0[:, None] + np.cumsum(np.full(W, T))
-        complete = sigma[:, -1] >= H
-        final = np.where(complete, H, sigma[:, -1])
-        sigma = np.where(sigma < H, sigma, INF)
+            raw = np.broadcast_to(np.cumsum(np.full(W, T)), (len(b.slots), W))
+        sigma = np.where(raw < b.horizon[:, None], raw, INF)
         w = self._evaluate(b, sigma)
-        end_t, end_by = self._first_end(w, final)
-        has_end = end_t < INF
-        done = has_end | complete
-        until = (sigma < np.where(has_end, end_t, H)[:, None]).sum(axis=1) + 1
-        next_open = self._account(b, w, done, has_end, end_t, end_by)
-        return done, end_t, until, next_open
+        t, by = self._first_end(w)
+        R = len(b.slots)
+        opening = opening.copy()
+        happens = parent < 0  # rows whose connection takes place (openings known)
+        pending = happens.copy()
+        done = np.zeros(R, dtype=bool)
+        next_open = np.full(R, INF)
+        while pending.any():
+            rest = H - np.where(pending, opening, 0.0)  # the horizon from each opening
+            complete = raw[:, -1] >= rest
+            final = np.where(complete, rest, raw[:, -1])
+            end_t = np.where(t < final, t, INF)
+            has_end = end_t < INF
+            now = pending & (has_end | complete)
+            done |= now
+            until = (raw < np.where(has_end, end_t, rest)[:, None]).sum(axis=1) + 1
+            last_rounds[b.slots[now]] = until[now]
+            opens = self._account(b, w, now, has_end, end_t, by, rest)
+            next_open[now] = opening[now] + opens[now]
+            # the children of the rows that ended before the horizon take place
+            up = np.maximum(parent, 0)
+            ok = (parent >= 0) & ~happens & now[up] & (next_open[up] < H)
+            opening[ok] = next_open[parent[ok]]
+            self.c[_CONNECTIONS, b.slots[ok]] += 1
+            happens |= ok
+            pending = ok
+        # rows that take place but did not reach their end: again, with a longer window
+        redo = happens & ~done
+        # connections that open and were not computed here
+        has_child = np.zeros(R, dtype=bool)
+        has_child[parent[happens & (parent >= 0)]] = True
+        new = done & (next_open < H) & ~has_child
+        return (
+            (b.slots[redo], b.numbers[redo], opening[redo], b.window[redo]),
+            (b.slots[new], b.numbers[new] + 1, next_open[new]),
+        )
 
     def _evaluate(self, b: Batch, sigma: np.ndarray) -> dict:
         """Everything the rounds sent at ``sigma`` do, as the detector side sees it."""
@@ -861,7 +942,7 @@ class FastRun:
 
     def _replies(self, b, first, first_arrive, receiver, expiry):
         """The pongs: one for each ping that reaches a live receiver through a live mapping."""
-        gets = first_arrive < self.s.horizon
+        gets = first_arrive < b.horizon[:, None]
         if receiver == self.P:
             gets &= first_arrive < b.crash[:, None]
         if (expiry < INF).any():
@@ -969,10 +1050,11 @@ class FastRun:
         (z,) = _compact(last, nxt)
         return a, z
 
-    def _first_end(self, w: dict, final: np.ndarray):
-        """Per row: (time, by) of the connection's end if it comes before ``final``, else inf."""
+    def _first_end(self, w: dict):
+        """Per row: (time, by) of the connection's end as computed (final before the last
+        round's send time or the horizon only)."""
         a, z, broken = w["a"], w["z"], w["broken"]
-        R = len(final)
+        R = len(broken)
         cands = list(w["cands"])
         if a.shape[1]:
             if self.monitor:
@@ -988,23 +1070,21 @@ class FastRun:
         times = np.stack([t for t, _ in cands], axis=1)
         by = np.array([k for _, k in cands])
         i = times.argmin(axis=1)
-        t = _at(times, i)
-        return np.where(t < final, t, INF), by[i]
+        return _at(times, i), by[i]
 
     # -- accounting -----------------------------------------------------------------------------
 
-    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by) -> np.ndarray:
-        """Add the finished rows to their slots' counters; return when each slot's next
-        connection opens (inf: none)."""
+    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by, H) -> np.ndarray:
+        """Add the finished rows to their slots' counters (times from each row's opening,
+        the horizon ``H`` too); return when each slot's next connection opens (inf: none)."""
         s = self.s
-        H = s.horizon
         if done.all():  # (the usual case: views, not copies)
             rows = slice(None)
             sl = b.slots
         else:
             rows = np.flatnonzero(done)
             sl = b.slots[rows]
-            has_end, end_t, end_by = has_end[rows], end_t[rows], end_by[rows]
+            has_end, end_t, end_by, H = has_end[rows], end_t[rows], end_by[rows], H[rows]
         inc = {}  # counter -> what each row adds
         zero = np.zeros(len(sl))
         t0, crash = b.t0[rows], b.crash[rows]

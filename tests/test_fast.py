@@ -275,6 +275,26 @@ def test_a_slots_results_do_not_depend_on_how_many_slots_run_or_their_windows():
         assert vars(a.stats) == vars(b.stats)
 
 
+def test_a_slots_next_connections_computed_ahead_change_nothing():
+    """Bernoulli losses and crashes: a slot's next connections are computed with its current
+    one (speculatively); the results are the same as one connection at a time, whatever the
+    number of slots or the windows."""
+    kw = TCP_PANEL["tcp-client-pings-crash-jitter-lognormal"]
+    s = scenario(horizon="3000s", connections=8, seed=13, **kw)
+    ahead = fast.FastRun(s)
+    assert ahead.speculate
+    many = ahead.run()
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)  # several reconnections
+    one_by_one = fast.FastRun(s)
+    one_by_one.speculate = False
+    few = fast.FastRun(scenario(horizon="3000s", connections=3, seed=13, **kw))
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (one_by_one.run(), few.run(), short.run()):
+        for a, b in zip(many, other, strict=False):  # (few: the first three)
+            assert vars(a.stats) == vars(b.stats)
+
+
 def test_the_rto_with_constant_delays_has_the_filters_closed_form():
     tcp = simlab.load_scenario("examples/demo.yaml").link.tcp
     rng = np.random.default_rng(4)
