@@ -16,8 +16,9 @@ False positives (both conventions), Chen et al.'s QoS and the crash-detection
 latency follow from small linear systems. With Bernoulli loss these reduce to
 the closed forms in :mod:`simlab.theory` (the tests check that they do).
 
-Anything outside this subset is refused, feature by feature: no silent
-approximation.
+The overhead (messages, bytes, radio wakeups) is in :mod:`simlab.overhead`, the NAT
+mapping's lifetime in :mod:`simlab.natlife`. Anything outside this subset is refused,
+feature by feature: no silent approximation.
 """
 
 from __future__ import annotations
@@ -387,17 +388,19 @@ def run(s: Scenario) -> dict:
         "mistake_duration_mean_s": duration,
         "query_accuracy": accuracy,
     }
-    if monitor and s.peer.crash is None and not random_delay:
-        pongs = 0.0
-        if s.heartbeat.style == "pingpong":  # a pong for every ping that arrives, whoever pings
-            pings_from_server = s.heartbeat.initiator == "server"
-            ping_lost, ping_ok = _packet(s.link.down.loss if pings_from_server else s.link.up.loss)
-            pongs = float(_stationary(ping_lost + ping_ok) @ ping_ok.sum(axis=1))
-        out["overhead_msgs_per_conn_hour"] = 3600 / T * (1 + pongs)
-        # datagrams: every heartbeat is one packet, frame plus IPv4 and UDP headers
-        out["overhead_bytes_per_conn_hour"] = out["overhead_msgs_per_conn_hour"] * (
-            s.heartbeat.frame_bytes + UDP_HEADER
-        )
+    if s.peer.crash is None and not random_delay:
+        from . import overhead  # it builds on this module's round chain
+
+        never = not chain.F.any()  # no round can fail: the connection lasts, as in monitor mode
+        cost = overhead.monitor(s) if monitor or never else overhead.reconnect(s)
+        if cost is not None:
+            out["overhead_msgs_per_conn_hour"] = cost.msgs_per_hour
+            # datagrams: every heartbeat is one packet, frame plus IPv4 and UDP headers
+            out["overhead_bytes_per_conn_hour"] = cost.msgs_per_hour * (
+                s.heartbeat.frame_bytes + UDP_HEADER
+            )
+            if cost.wakeups_per_hour is not None and s.app.rate == 0:
+                out["wakeups_per_conn_hour"] = cost.wakeups_per_hour
     if s.nat.idle_timeout is not None:
         nat = natlife.mapping_life(natlife.schedule(s), s.nat.idle_timeout)
         out |= {
