@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
@@ -93,6 +95,26 @@ class PoissonGap:
         return 1.0 - u, self.integral(g) - g * u
 
 
+@lru_cache(maxsize=65536)
+def _irwin_hall_below(i: int, z: float) -> tuple[float, float]:
+    """(P(Z < z), E[Z; Z < z]) for Z the sum of i uniforms on [0, 1) (Irwin-Hall).
+
+    P(Z < z) = (1/i!) sum_{k <= z} (-1)^k C(i, k) (z - k)^i, and E[Z; Z < z] = z P(Z < z)
+    minus its integral, (1/(i+1)!) sum_{k <= z} (-1)^k C(i, k) (z - k)^(i+1). The sums
+    cancel heavily for large i, so they are taken in exact rational arithmetic (the float
+    z is a binary fraction) and rounded once.
+    """
+    if z <= 0:
+        return 0.0, 0.0
+    if z >= i:
+        return 1.0, i / 2
+    x = Fraction(z)
+    signs = [(-1) ** k * math.comb(i, k) for k in range(int(z) + 1)]
+    cdf = sum(c * (x - k) ** i for k, c in enumerate(signs)) / math.factorial(i)
+    integral = sum(c * (x - k) ** (i + 1) for k, c in enumerate(signs)) / math.factorial(i + 1)
+    return float(cdf), float(x * cdf - integral)
+
+
 def _poly(coef: np.ndarray, s: float) -> float:
     return float(np.polynomial.polynomial.polyval(s, coef))
 
@@ -113,6 +135,16 @@ class Schedule:
     interval: float
     outcomes: tuple[tuple[float, tuple[float, ...]], ...]
     app_rate: float = 0.0
+    jitter: float = 0.0  # each interval is T (1 + jitter (2U - 1)), U uniform, independent
+
+    def rounds_below(self, i: int, x: float) -> tuple[float, float]:
+        """(P(S_i < x), E[S_i; S_i < x]) for S_i, the time of i rounds (i jittered intervals)."""
+        T, j = self.interval, self.jitter
+        if j == 0:
+            return (1.0, i * T) if i * T < x else (0.0, 0.0)
+        low, width = i * T * (1 - j), 2 * j * T
+        p, partial = _irwin_hall_below(i, (x - low) / width)
+        return p, low * p + width * partial
 
     @property
     def empty(self) -> float:
@@ -143,7 +175,7 @@ def schedule(s: Scenario) -> Schedule:
             ((1 - pd) * (1 - pu), (dd,)),
         )
     rate = s.app.rate * (1 - pu) if s.app.direction in ("both", "up") else 0.0
-    return Schedule(hb.interval, outcomes, rate)
+    return Schedule(hb.interval, outcomes, rate, hb.jitter)
 
 
 def problems(s: Scenario) -> list[str]:
@@ -159,6 +191,8 @@ def problems(s: Scenario) -> list[str]:
     for name, d in (("uplink", s.link.up), ("downlink", s.link.down)):
         if d.loss.model != "bernoulli":
             out.append(f"link.{name}.loss: gilbert with a NAT (correlated refreshes)")
+    if s.app.rate > 0 and s.heartbeat.jitter > 0:
+        out.append("app.rate with heartbeat.jitter > 0 (analytic: one or the other)")
     if s.app.rate > 0 and s.nat.refresh == "both" and s.app.direction in ("both", "down"):
         out.append(
             "app.rate towards the client with nat.refresh: both (the server's messages reach "
@@ -243,9 +277,16 @@ class _Chain:
             mass = 1.0
             for i in range(1, _MAX_ROUNDS):
                 for w, (p, o) in enumerate(live):
-                    move(x, index[(w, 0)], mass * p, i * T + o[0] - offset)
+                    if sch.jitter == 0:
+                        move(x, index[(w, 0)], mass * p, i * T + o[0] - offset)
+                        continue
+                    # the gap S_i + shift is random: below c it leads on, else the mapping expires
+                    shift = o[0] - offset
+                    p_in, s_in = sch.rounds_below(i, c - shift)
+                    P[x, index[(w, 0)]] += mass * p * p_in
+                    reward[x] += mass * p * (s_in + shift * p_in + (1 - p_in) * c)
                 mass *= empty
-                g_next = (i + 1) * T - offset
+                g_next = (i + 1) * T * (1 - sch.jitter) - offset  # the shortest next gap
                 done = mass < _NEGLIGIBLE or (
                     g_next >= c and (gap is None or gap.survival(g_next) < _NEGLIGIBLE)
                 )
@@ -280,12 +321,15 @@ class _Chain:
 
 
 def _can_expire(sch: Schedule, c: float) -> bool:
-    return sch.app_rate > 0 or sch.empty > 0 or sch_longest(sch) >= c
+    if sch.app_rate > 0 or sch.empty > 0:
+        return True
+    # a jittered gap has a density: it reaches its supremum with probability 0
+    return sch_longest(sch) > c if sch.jitter else sch_longest(sch) >= c
 
 
 def sch_longest(sch: Schedule) -> float:
     """The longest possible silence between refreshes from the opening on (lattice only)."""
-    T, live = sch.interval, [o for p, o in sch.outcomes if p > 0]
+    T, live = sch.interval * (1 + sch.jitter), [o for p, o in sch.outcomes if p > 0]
     if any(not o for o in live):
         return math.inf
     firsts = [o[0] for o in live]
@@ -314,16 +358,17 @@ def mapping_life(sch: Schedule, timeout) -> MappingLife:
     top = high if (sch.app_rate > 0 or sch.empty > 0) else min(high, sch_longest(sch))
     if top <= low:  # every timeout in the range outlasts the longest silence
         return MappingLife(0.0, math.inf, None)
-    # f is smooth between the lattice gap lengths (linear without application traffic)
-    T = sch.interval
+    # f is smooth between the gap lengths' knots (linear without application traffic or jitter)
+    T, j = sch.interval, sch.jitter
     offsets = sorted({x for p, o in sch.outcomes for x in o} | {0.0})
     breaks = sorted(
         {
-            i * T + b - a
-            for i in range(0, int(top // T) + 2)
+            i * T * (1 - j) + k * 2 * j * T + b - a
+            for i in range(0, int(top // (T * (1 - j))) + 2)
+            for k in range(i + 1 if j else 1)
             for a in offsets
             for b in offsets
-            if low < i * T + b - a < top
+            if low < i * T * (1 - j) + k * 2 * j * T + b - a < top
         }
     )
     edges = [low, *breaks, top]

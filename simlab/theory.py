@@ -429,8 +429,8 @@ def nat_survival(
     Successful refreshes form a renewal process with gaps X = G_1 + ... + G_K, K geometric
     (1 - p_loss): the mapping expires in the first gap with X >= idle, so the mean time to
     expiry is E[X; X < idle] / P(X >= idle) + idle (renewal-reward). Constant intervals
-    give closed forms; with jitter, X's distribution is a numerical convolution (relative
-    accuracy about 1e-6).
+    give closed forms here; with jitter, :mod:`simlab.natlife` sums the Irwin-Hall
+    distributions of K jittered intervals exactly.
     """
     _check_positive("interval", interval)
     _check_positive("idle", idle)
@@ -438,30 +438,17 @@ def nat_survival(
         raise ValueError(f"p_loss must be in [0, 1), got {p_loss!r}")
     if not 0 <= jitter < 1:
         raise ValueError(f"jitter must be in [0, 1), got {jitter!r}")
-    if jitter == 0:
-        n_ok = math.ceil(idle / interval) - 1  # gaps k*T < idle: k = 1..n_ok
-        tail = p_loss**n_ok  # the first n_ok attempts after a refresh all lost
-        below = sum(k * interval * (1 - p_loss) * p_loss ** (k - 1) for k in range(1, n_ok + 1))
-    else:
-        low, high = interval * (1 - jitter), interval * (1 + jitter)
-        if high < idle and p_loss == 0:
-            tail, below = 0.0, interval
-        else:
-            dx = min(high - low, idle) / 4000
-            grid = np.arange(0.0, idle + dx, dx)
-            one = np.where((grid >= low) & (grid < high), dx / (high - low), 0.0)  # mass per cell
-            total = np.zeros_like(grid)
-            term = one.copy()
-            weight = 1 - p_loss
-            for _ in range(10_000):  # K = 1, 2, ...: the K-fold sum's mass below idle
-                total += weight * term
-                weight *= p_loss
-                if weight < 1e-16 or term.sum() < 1e-16:
-                    break
-                term = np.convolve(term, one)[: len(grid)]
-            inside = grid + dx / 2 < idle
-            below = float((total * (grid + dx / 2))[inside].sum())
-            tail = max(0.0, 1 - float(total[inside].sum()))
+    if jitter > 0:
+        from simlab import natlife
+
+        sch = natlife.Schedule(interval, ((p_loss, ()), (1 - p_loss, (0.0,))), 0.0, jitter)
+        life = natlife.mapping_life(sch, Constant(idle))
+        if life.survives:
+            return NatSurvival(True, 0.0, math.inf, 0.0)
+        return NatSurvival(False, life.refresh_expiry_p, life.mean_life, 3600 / life.mean_life)
+    n_ok = math.ceil(idle / interval) - 1  # gaps k*T < idle: k = 1..n_ok
+    tail = p_loss**n_ok  # the first n_ok attempts after a refresh all lost
+    below = sum(k * interval * (1 - p_loss) * p_loss ** (k - 1) for k in range(1, n_ok + 1))
     if tail <= 0:
         return NatSurvival(True, 0.0, math.inf, 0.0)
     mean = below / tail + idle
