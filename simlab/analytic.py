@@ -142,8 +142,13 @@ def unsupported(s: Scenario) -> list[str]:
         out.append("peer.stall")
     if s.app.rate > 0 and det.liveness == "any":
         out.append("app.rate with detector.liveness: any")
-    if hb.jitter > 0:
-        out.append("heartbeat.jitter > 0")
+    if hb.jitter > 0:  # exact for the timeout detector: its evidence is a renewal process
+        if det.kind != "timeout":
+            out.append(f"heartbeat.jitter > 0 with detector.kind: {det.kind} (analytic: timeout)")
+        if "gilbert" in (link.up.loss.model, link.down.loss.model):
+            out.append("heartbeat.jitter > 0 with gilbert loss")
+        if s.peer.crash is not None:
+            out.append("heartbeat.jitter > 0 with peer.crash")
     if hb.initiator == "both":
         out.append("heartbeat.initiator: both")
     if det.kind not in ("timeout", "missed", "nfd"):
@@ -167,7 +172,7 @@ def unsupported(s: Scenario) -> list[str]:
         for name, direction in (("uplink", link.up), ("downlink", link.down)):
             if direction.loss.model != "bernoulli":
                 out.append(f"link.{name}.loss: gilbert with random delays")
-    if out or random_delay:
+    if out or random_delay or hb.jitter > 0:  # (a jittered round has no ordering ties)
         return out
     rule = round_rule(s)
     T = hb.interval
@@ -327,6 +332,48 @@ def crash_latency(chain: RoundChain, rule: RoundRule, period: float) -> Latency:
     return Latency(np.array(weights), reach, period, rule.B)
 
 
+def _jittered_timeout(s: Scenario, chain: RoundChain) -> tuple:
+    """(fp per connection-hour, mistake rate, mean mistake duration, query accuracy) of the
+    timeout detector when heartbeat intervals are jittered (Bernoulli loss).
+
+    Its evidence (the pongs, or the peer's heartbeats) arrives at a fixed offset after
+    the successful rounds, so the gaps between arrivals are i.i.d.: G = S_K, K geometric
+    in the round failure probability q, S_k the Irwin-Hall time of k jittered intervals.
+    Monitor mode: a mistake starts with every gap G >= timeout and lasts G - timeout
+    (rate P(G >= timeout) / E[G], E[G] = T / (1 - q)). Reconnect mode: a connection is a
+    NAT-like mapping whose "idle timeout" is the detector's: :mod:`simlab.natlife`.
+    """
+    T, theta = s.heartbeat.interval, s.detector.timeout
+    q = float(chain.F.sum())  # one hidden state: the round's failure probability
+    d_ev = _delays(s)[0]
+    sch = natlife.Schedule(T, ((q, ()), (1 - q, (d_ev,))), 0.0, s.heartbeat.jitter)
+    if s.detector.on_declare == "reconnect":
+        life = natlife.mapping_life(sch, Constant(theta))
+        if life.survives:
+            return 0.0, 0.0, None, 1.0
+        r = s.reconnect.delay
+        return 3600 / life.mean_life, 1 / (life.mean_life + r), r, 1 - r / (life.mean_life + r)
+    p_long = excess = 0.0
+    weight = 1 - q  # P(K = k)
+    for k in range(1, 1_000_000):
+        if k * T * (1 - s.heartbeat.jitter) >= theta:  # from here on every gap is long enough
+            tail = weight / (1 - q)  # P(K >= k)
+            p_long += tail
+            excess += tail * (T * (k + q / (1 - q)) - theta)  # E[S_K - theta; K >= k]
+            break
+        below, below_mean = sch.rounds_below(k, theta)
+        p_long += weight * (1 - below)
+        excess += weight * (k * T - below_mean - theta * (1 - below))
+        weight *= q
+        if weight < 1e-18:
+            break
+    if p_long == 0:
+        return 0.0, 0.0, None, 1.0
+    rate = p_long * (1 - q) / T
+    duration = excess / p_long
+    return rate * 3600, rate, duration, 1 - rate * duration
+
+
 def run(s: Scenario) -> dict:
     """The figures this engine can give exactly for ``s`` (raises if ``s`` is outside its subset)."""
     from .engines import EngineRefusal
@@ -341,7 +388,9 @@ def run(s: Scenario) -> dict:
     random_delay = not (
         isinstance(s.link.up.delay, Constant) and isinstance(s.link.down.delay, Constant)
     )
-    if random_delay:  # nfd, oneway, monitor, Bernoulli: Chen et al.'s integral formulas
+    if s.heartbeat.jitter > 0:
+        fp_hour, rate_s, duration, accuracy = _jittered_timeout(s, chain)
+    elif random_delay:  # nfd, oneway, monitor, Bernoulli: Chen et al.'s integral formulas
         direction = s.link.up if s.detector_side == "server" else s.link.down
         qos = nfd_s_qos(T, s.nfd_delta, direction.loss.p, direction.delay)
         rate_s, duration, accuracy = qos.mistake_rate, qos.mistake_duration_mean, qos.query_accuracy
@@ -388,7 +437,15 @@ def run(s: Scenario) -> dict:
         "mistake_duration_mean_s": duration,
         "query_accuracy": accuracy,
     }
-    if s.peer.crash is None and not random_delay:
+    if s.heartbeat.jitter > 0 and monitor:  # a round every T on average
+        from . import overhead
+
+        per_round = sum(float(o.M.sum()) * len(o.messages) for o in overhead.outcomes(s))
+        out["overhead_msgs_per_conn_hour"] = 3600 / T * per_round
+        out["overhead_bytes_per_conn_hour"] = out["overhead_msgs_per_conn_hour"] * (
+            s.heartbeat.frame_bytes + UDP_HEADER
+        )
+    elif s.peer.crash is None and not random_delay and s.heartbeat.jitter == 0:
         from . import overhead  # it builds on this module's round chain
 
         never = not chain.F.any()  # no round can fail: the connection lasts, as in monitor mode

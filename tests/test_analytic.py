@@ -202,7 +202,10 @@ def test_refuses_each_unsupported_feature_by_name():
     "kw, feature",
     [
         ({"detector": {"kind": "phi"}}, "detector.kind: phi"),
-        ({"heartbeat": {"jitter": 0.1}}, "jitter"),
+        (
+            {"heartbeat": {"jitter": 0.1}, "detector": {"kind": "nfd"}},
+            "jitter > 0 with detector.kind",
+        ),
         ({"heartbeat": {"initiator": "both"}}, "initiator: both"),
         ({"link": {"delay": {"dist": "exponential", "mean": 0.05}}}, "random delays"),
         ({"detector": {"timeout": 2.0}}, "ordering tie"),
@@ -311,3 +314,48 @@ def test_a_nat_that_survives_changes_nothing_and_auto_knows_when_it_does_not():
     assert engines.choose(lossy)[0] == "fast"
     unbounded = scenario(nat={"idle_timeout": {"dist": "exponential", "mean": "25s"}})
     assert any("unbounded" in m for m in analytic.unsupported(unbounded))
+
+
+# -- jittered heartbeats: the timeout detector's evidence is a renewal process --------------------
+
+
+@pytest.mark.parametrize(
+    "mode, heartbeat, link",
+    [
+        ("monitor", {"jitter": 0.4}, {"loss": 0.15}),
+        ("reconnect", {"jitter": 0.3}, {"uplink": {"loss": 0.1}, "downlink": {"loss": 0.2}}),
+        ("reconnect", {"style": "oneway", "initiator": "client", "jitter": 0.5}, {"loss": 0.2}),
+    ],
+)
+def test_jittered_timeout_detector_agrees_with_the_model(mode, heartbeat, link):
+    s = scenario(
+        horizon="20000s",
+        connections=8,
+        seed=23,
+        heartbeat=heartbeat,
+        detector={"timeout": "2.2s", "on_declare": mode},
+        link=link,
+    )
+    out = analytic.run(s)
+    slots = simlab.simulate(s).slots
+    fp, se = mean_and_se(slots.false_positives / (slots.connected_s / 3600))
+    assert abs(fp - out["fp_per_conn_hour"]) < Z * se
+    # without the jitter the rate is a different number: the check can tell
+    plain = analytic.run(
+        scenario(heartbeat={**heartbeat, "jitter": 0.0}, detector={"timeout": "2.2s"}, link=link)
+    )
+    assert abs(fp - plain["fp_per_conn_hour"]) > Z * se
+
+
+def test_jittered_nat_figures_come_with_the_detectors():
+    s = scenario(
+        heartbeat={"interval": "10s", "jitter": 0.3},
+        detector={"timeout": "25s"},
+        link={"loss": 0.1},
+        nat={"idle_timeout": "18s"},
+    )
+    out = analytic.run(s)
+    assert out["nat_survives"] is False and out["engine"] == "analytic"
+    assert analytic.unsupported(
+        scenario(heartbeat={"jitter": 0.3}, detector={"kind": "missed"})
+    ) == ["heartbeat.jitter > 0 with detector.kind: missed (analytic: timeout)"]
