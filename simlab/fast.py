@@ -140,8 +140,7 @@ def _stream_keys(seed: int, n: int, stream: int) -> np.ndarray:
 
 def _uniforms(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Uniforms in (0, 1): draw ``index`` of each row's stream (SplitMix64 at that counter)."""
-    with np.errstate(over="ignore"):
-        z = _mix(keys[:, None] + (index.astype(np.uint64) + np.uint64(1)) * _GAMMA)
+    z = _mix(keys[:, None] + (index.astype(np.uint64) + np.uint64(1)) * _GAMMA)  # (arrays wrap)
     return ((z >> _S11).astype(np.float64) + 0.5) * 2.0**-53
 
 
@@ -430,7 +429,8 @@ class FastRun:
         ascending offsets from its start: enough that the last (number k - 1 from 0) has
         offset - (k - 1) >= cover, so every loss before the cover-th delivered packet is
         there, and the first loss after it."""
-        k = max(4, int(self.loss[src].p * cover * 1.3) + 4)
+        mean = self.loss[src].p * cover  # (enough for every row of a batch, mostly)
+        k = int(mean + 4 * math.sqrt(mean)) + 8
         while True:
             rel = self._gaps(src, keys, np.arange(k))
             np.cumsum(rel, axis=1, out=rel)
@@ -662,6 +662,7 @@ class FastRun:
             return self._run()
 
     SPECULATE = 3  # a slot's connections after its current one computed with it, at most
+    SPECULATE_CELLS = 1 << 14  # rounds of speculative rows worth a batch's fixed cost, about
 
     def _run(self) -> list[FastSlot]:
         s = self.s
@@ -682,7 +683,7 @@ class FastRun:
             rows = [slots, numbers, window, H - t0, t0, np.full(len(slots), -1), group]
             crash = self._crash(slots, numbers)
             if self.speculate:
-                rows, crash = self._speculate(rows, crash)
+                rows, crash = self._speculate(rows, crash, np.minimum(window, left))
             slots_, numbers_, window_, horizon, opening, parent, group_ = rows
             redo, new = [], []
             groups = np.unique(group_)
@@ -720,13 +721,19 @@ class FastRun:
                 window = redo_[3] * 4
         return self._slots()
 
-    def _speculate(self, rows: list, crash: np.ndarray):
+    def _speculate(self, rows: list, crash: np.ndarray, wide: np.ndarray):
         """Add to each row the slot's next connections that its crashes likely bring before
-        the horizon (SPECULATE at most): computed with it, kept if they happen."""
+        the horizon (SPECULATE at most), those short enough not to widen its batch: computed
+        with it, kept if they happen. A speculative row costs as many rounds as the widest
+        of its batch: a generation of them is added only while they cost less than the batch
+        they save (SPECULATE_CELLS) or a quarter of the batch."""
         H = self.s.horizon
         reopen = self.s.reconnect.delay
         out, crashes = [[r] for r in rows], [crash]
         slots, numbers, _, horizon, opening, _, group = rows
+        width = np.zeros(int(group.max()) + 1, dtype=np.int64)  # each group's width
+        np.maximum.at(width, group, wide)
+        budget = max(self.SPECULATE_CELLS, int(width[group].sum()) // 4)
         at = opening + crash + reopen  # (an estimate: a crash ends a connection soon after)
         index = np.arange(len(slots))
         offset = len(slots)
@@ -734,19 +741,20 @@ class FastRun:
             more = np.flatnonzero(at < H)
             if len(more) == 0:
                 break
-            slots, numbers, horizon, group = (
-                slots[more],
-                numbers[more] + 1,
-                horizon[more],
-                group[more],
-            )
-            guess = at[more]
+            slots, numbers, guess = slots[more], numbers[more] + 1, at[more]
             window = self._first_window(slots, numbers, guess, np.zeros(len(more), np.int64))
+            fits = window <= 1 << group[more]  # (the batch's width: see _run)
+            more, slots, numbers, guess, window = (
+                x[fits] for x in (more, slots, numbers, guess, window)
+            )
+            budget -= int(width[group[more]].sum())
+            if len(more) == 0 or budget < 0:
+                break
             crash = self._crash(slots, numbers)
-            parent = index[more]
+            horizon, group = horizon[more], group[more]
             for o, r in zip(
                 out,
-                (slots, numbers, window, horizon, np.full(len(more), np.nan), parent, group),
+                (slots, numbers, window, horizon, np.full(len(more), np.nan), index[more], group),
                 strict=True,
             ):
                 o.append(r)
