@@ -156,7 +156,8 @@ def schedule(s: Scenario) -> Schedule:
     """The refreshes of ``s``'s heartbeats and application messages (see the module docstring)."""
     hb, both = s.heartbeat, s.nat.refresh == "both"
     pu, pd = s.link.up.loss.p, s.link.down.loss.p
-    du, dd = s.link.up.delay.value, s.link.down.delay.value
+    # only offsets that refresh the mapping need a (constant) delay: see problems()
+    du, dd = (getattr(d.delay, "value", math.nan) for d in (s.link.up, s.link.down))
     if hb.initiator == "client":
         if hb.style == "oneway":
             outcomes = ((pu, ()), (1 - pu, (0.0,)))
@@ -191,6 +192,16 @@ def problems(s: Scenario) -> list[str]:
     for name, d in (("uplink", s.link.up), ("downlink", s.link.down)):
         if d.loss.model != "bernoulli":
             out.append(f"link.{name}.loss: gilbert with a NAT (correlated refreshes)")
+    random = not all(isinstance(d.delay, Constant) for d in (s.link.up, s.link.down))
+    outbound_only = s.heartbeat.initiator == "client" and s.nat.refresh == "outbound"
+    if (
+        random
+        and not outbound_only
+        and not (s.heartbeat.style == "oneway" and s.nat.refresh == "outbound")
+    ):
+        out.append(
+            "random delays with a NAT that packets from the server refresh (analytic: constant)"
+        )
     if s.app.rate > 0 and s.heartbeat.jitter > 0:
         out.append("app.rate with heartbeat.jitter > 0 (analytic: one or the other)")
     if s.app.rate > 0 and s.nat.refresh == "both" and s.app.direction in ("both", "down"):

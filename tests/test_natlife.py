@@ -116,7 +116,7 @@ def analytic_case(loss=0.1, **sections):
         connections=8,
         seed=17,
         heartbeat={"interval": "10s", **sections.pop("heartbeat", {})},
-        detector={"timeout": "25s", "on_declare": "monitor"},
+        detector=sections.pop("detector", {"timeout": "25s", "on_declare": "monitor"}),
         link=sections.pop("link", {"loss": loss}),
         **sections,
     )
@@ -185,12 +185,31 @@ def test_the_pongs_refresh_matters_so_the_check_has_teeth():
     assert abs(mean - wrong) > 3 * Z * se
 
 
+def test_random_delays_do_not_matter_when_only_the_clients_sends_refresh():
+    s = analytic_case(
+        heartbeat={"style": "oneway", "initiator": "client"},
+        detector={"kind": "nfd", "nfd": {"delta": "15s"}, "on_declare": "monitor"},
+        nat={"idle_timeout": "25s"},
+        link={"loss": 0.1, "delay": {"dist": "exponential", "mean": "50ms"}},
+    )
+    out = analytic.run(s)
+    assert out["nat_mean_time_to_expiry_s"] == pytest.approx(
+        nat_survival(10, 25, 0.1).mean_time_to_expiry, rel=1e-12
+    )
+
+
 def test_refuses_what_is_not_a_renewal_from_the_opening():
     cases = {
         "unbounded distribution": {"nat": {"idle_timeout": {"dist": "exponential", "mean": "30s"}}},
         "app.rate towards the client": {
             "nat": {"idle_timeout": "25s", "refresh": "both"},
             "app": {"rate": 0.1},
+        },
+        "random delays with a NAT": {
+            "heartbeat": {"style": "oneway"},
+            "detector": {"kind": "nfd", "nfd": {"delta": "15s"}},
+            "nat": {"idle_timeout": "25s", "refresh": "both"},
+            "link": {"loss": 0.1, "delay": {"dist": "exponential", "mean": "50ms"}},
         },
         "gilbert with a NAT": {
             "nat": {"idle_timeout": "25s"},
