@@ -128,33 +128,48 @@ def _stationary(P: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
-def monitor(s: Scenario) -> Overhead:
-    """Long-run overhead of a connection that is never closed (monitor mode)."""
-    outs, radio, T = outcomes(s), _Radio(s.heartbeat.interval), s.heartbeat.interval
-    H = len(outs[0].M)
+def _explore(start: list, step) -> tuple[dict, list]:
+    """The states reachable from ``start``: {state: index}, and each state's transitions
+    [(next, probability, messages, wakeups)] from ``step(state)``; states that are
+    tuples starting with "end" are absorbing and not explored."""
     index: dict = {}
-    todo = [(h, (1, 0.0)) for h in range(H)]
-    rows = []
+    rows, todo = [], list(start)
     while todo:
         x = todo.pop()
         if x in index:
             continue
         index[x] = len(index)
-        h, age = x
-        row = []
-        for out in outs:
-            wakes, nxt = radio.round(age, out.radio)
-            for h2 in range(H):
-                if out.M[h, h2] > 0:
-                    row.append((h2, nxt, out.M[h, h2], len(out.messages), wakes))
-                    todo.append((h2, nxt))
+        row = list(step(x))
         rows.append((x, row))
+        todo += [y for y, *_ in row if y[0] != "end"]
+    return index, rows
+
+
+def _rounds(outs, radio: _Radio, h: int, age):
+    """Each outcome of a round from hidden state ``h`` and radio ``age``:
+    (outcome, next hidden state, probability, wakeups, next age)."""
+    for out in outs:
+        wakes, nxt = radio.round(age, out.radio)
+        for h2 in np.flatnonzero(out.M[h] > 0):
+            yield out, int(h2), out.M[h, h2], wakes, nxt
+
+
+def monitor(s: Scenario) -> Overhead:
+    """Long-run overhead of a connection that is never closed (monitor mode)."""
+    outs, radio, T = outcomes(s), _Radio(s.heartbeat.interval), s.heartbeat.interval
+
+    def step(x):
+        h, age = x
+        for out, h2, p, wakes, nxt in _rounds(outs, radio, h, age):
+            yield (h2, nxt), p, len(out.messages), wakes
+
+    index, rows = _explore([(h, (1, 0.0)) for h in range(len(outs[0].M))], step)
     n = len(index)
     P, msgs, wakes = np.zeros((n, n)), np.zeros(n), np.zeros(n)
     for x, row in rows:
         i = index[x]
-        for h2, nxt, p, m, w in row:
-            P[i, index[(h2, nxt)]] += p
+        for y, p, m, w in row:
+            P[i, index[y]] += p
             msgs[i] += p * m
             wakes[i] += p * w
     pi = _stationary(P)
@@ -175,35 +190,23 @@ def reconnect(s: Scenario) -> Overhead | None:
     for v in (0, 1):
         if abs(close[v] / T - round(close[v] / T)) <= TIE:  # a round sent as it closes
             return None
-    # transient states (v, streak, h, age); ends (v, h, age) after the deciding failure
-    index: dict = {}
-    ends: dict = {}
-    start = [(1, 0, h, (1, 0.0)) for h in range(H)]
-    todo, rows = list(start), []
-    while todo:
-        x = todo.pop()
-        if x in index:
-            continue
-        index[x] = len(index)
+
+    # transient states (v, streak, h, age); ends ("end", v, h, age) after the deciding failure
+    def step(x):
         v, streak, h, age = x
-        row = []
-        for out in outs:
-            wakes, nxt = radio.round(age, out.radio)
-            for h2 in range(H):
-                p = out.M[h, h2]
-                if p <= 0:
-                    continue
-                if not out.fails:
-                    y = (0, 0, h2, nxt)
-                elif streak + 1 < thr[v]:
-                    y = (v, streak + 1, h2, nxt)
-                else:
-                    y = ("end", v, h2, nxt)
-                    ends.setdefault(y[1:], len(ends))
-                row.append((y, p, len(out.messages), wakes))
-                if y[0] != "end":
-                    todo.append(y)
-        rows.append((x, row))
+        for out, h2, p, wakes, nxt in _rounds(outs, radio, h, age):
+            if not out.fails:
+                y = (0, 0, h2, nxt)
+            elif streak + 1 < thr[v]:
+                y = (v, streak + 1, h2, nxt)
+            else:
+                y = ("end", v, h2, nxt)
+            yield y, p, len(out.messages), wakes
+
+    start = [(1, 0, h, (1, 0.0)) for h in range(H)]
+    index, rows = _explore(start, step)
+    ends = {y[1:]: None for _, row in rows for y, *_ in row if y[0] == "end"}
+    ends = {e: j for j, e in enumerate(ends)}
     n, k = len(index), len(ends)
     Q, R = np.zeros((n, n)), np.zeros((n, k))
     msgs, wakes = np.zeros(n), np.zeros(n)
