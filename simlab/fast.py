@@ -126,15 +126,23 @@ def _keys(seed: int, slots, stream: int, *parts) -> np.ndarray:
     """
     slots = np.atleast_1d(np.asarray(slots, dtype=np.int64))
     top = int(slots.max()) + 1 if len(slots) else 0
-    size = 64 if top <= 64 else 1 << (top - 1).bit_length()  # few sizes: cached
-    return _subkeys(_stream_keys(seed, size, stream)[slots], *parts)
+    return _subkeys(_stream_keys(seed, top, stream)[slots], *parts)
 
 
-@functools.lru_cache(maxsize=256)
+_STREAM_KEYS: dict = {}  # (seed, stream) -> the stream keys of slots 0, 1, ... (grown on demand)
+
+
 def _stream_keys(seed: int, n: int, stream: int) -> np.ndarray:
-    """The stream keys of slots 0..n-1 (:func:`_stream_key`), as an array (read-only)."""
-    keys = np.array([_stream_key(seed, s, stream) for s in range(n)], dtype=np.uint64)
-    keys.flags.writeable = False
+    """The stream keys of slots 0..n-1 at least (:func:`_stream_key`), as an array."""
+    keys = _STREAM_KEYS.get((seed, stream))
+    if keys is None or len(keys) < n:
+        if len(_STREAM_KEYS) >= 1024:  # (a long sweep over seeds: start afresh)
+            _STREAM_KEYS.clear()
+        have = [] if keys is None else keys.tolist()
+        more = [_stream_key(seed, s, stream) for s in range(len(have), n)]
+        keys = np.array(have + more, dtype=np.uint64)
+        keys.flags.writeable = False
+        _STREAM_KEYS[(seed, stream)] = keys
     return keys
 
 
