@@ -145,7 +145,11 @@ def test_the_crosscheck_has_teeth_a_model_admitting_twice_as_fast_disagrees(jitt
 
 
 def test_socketio_fleet_agrees_with_the_model():
-    check = run_fleet_crosscheck(small(policy="socketio"), time_scale=SCALE, connections=N)
+    # backo2 sends 90 % of the fleet back at the same instant: the real server spends its
+    # CPU refusing that wave, which the model counts as free, so at scale 0.05 (a 0.25 s
+    # connect timeout) a loaded machine times a few attempts out. At 0.1 the refusals'
+    # cost is small beside the scaled timeout, as the model assumes.
+    check = run_fleet_crosscheck(small(policy="socketio"), time_scale=2 * SCALE, connections=N)
     print(format_check(check))
     assert check.agree
 
