@@ -10,8 +10,9 @@ independent: round k, sent k T after the opening, refreshes the mapping at a sub
 of fixed offsets (a client's ping at 0 and, with ``refresh: both``, its pong at the
 round trip; a server's ping and the client's pong at the downlink delay). The
 lattice refreshes form a Markov renewal process whose state after a refresh is (the
-round's outcome, which of its refreshes). Application messages add an independent
-Poisson stream of refreshes (the client's messages that are not lost).
+round's outcome, which of its refreshes). Jittered intervals make the time of i
+rounds an Irwin-Hall variable (summed exactly). Application messages add an
+independent Poisson stream of refreshes (the client's messages that are not lost).
 
 The mapping expires in the first silence of length >= idle. Its mean lifetime from
 the opening solves a linear system over the refresh states (first-step analysis):
