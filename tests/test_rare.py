@@ -11,6 +11,7 @@ import pytest
 import simlab
 from simlab import analytic, fast, rare
 from simlab.cli import main
+from simlab.network import RtoEstimator, backoff
 
 from .test_model import Z, mean_and_se
 
@@ -90,10 +91,13 @@ def test_budget_exhaustion_is_reported_not_hidden():
 @pytest.mark.parametrize(
     "extra, feature",
     [
-        ({"link": {"transport": "tcp"}}, "link.transport: tcp"),
+        (
+            {"link": {"transport": "tcp", "delay": {"dist": "exponential", "mean": 0.04}}},
+            "link.transport: tcp with random delays",
+        ),
         (
             {"link": {"transport": "tcp", "loss": gilbert(0.01, 0.5, 0.0, 0.5)}},
-            "link.transport: tcp",
+            "link.transport: tcp with gilbert loss",
         ),
         ({"peer": {"crash": {"mtbf": "1d"}}}, "peer.crash"),
     ],
@@ -326,3 +330,164 @@ def test_gilbert_pongs_step_their_chain_in_arrival_order_brute_force():
     _, slots = fast.simulate(s)
     brute, se = mean_and_se([sl.stats.false_positives / sl.stats.alive_s for sl in slots])
     assert abs(r["mistake_rate_per_s"] - brute) < Z99 * np.hypot(se, r["mistake_rate_per_s_se"])
+
+
+# -- TCP: retransmission ladders, in-order delivery, doomed segments ----------------------------
+
+
+def tcp_scenario(loss, detector, seed, interval="1s", heartbeat=(), link=(), **extra):
+    heartbeat = {"interval": interval, **dict(heartbeat)}
+    link = {"transport": "tcp", **dict(link)}
+    return rare_scenario(loss, detector, seed, heartbeat=heartbeat, link=link, **extra)
+
+
+TCP_MODERATE = {  # heartbeat, detector (monitor mode, 10 % loss, 40 ms each way, 1 s interval)
+    "oneway-timeout": ({"style": "oneway"}, {"kind": "timeout", "timeout": "1.5s"}),
+    "pingpong-timeout": ({}, {"kind": "timeout", "timeout": "1.5s"}),
+    "pingpong-missed": ({}, {"kind": "missed", "missed": {"k": 2, "ack_timeout": "0.5s"}}),
+    "oneway-nfd": ({"style": "oneway"}, {"kind": "nfd", "nfd": {"delta": "0.6s"}}),
+    "peer-pings-timeout": ({}, {"kind": "timeout", "timeout": "1.5s", "side": "client"}),
+    "oneway-timeout-jitter": (
+        {"style": "oneway", "jitter": 0.3},
+        {"kind": "timeout", "timeout": "1.3s"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TCP_MODERATE))
+def test_tcp_estimate_agrees_with_brute_force(name):
+    # false positives every 20 to 400 rounds: the fast engine's brute force (1.6 million
+    # rounds) pins them to about 1 %; the two must agree within their combined SE
+    heartbeat, detector = TCP_MODERATE[name]
+    seed = 300 + list(TCP_MODERATE).index(name)
+    s = tcp_scenario(0.1, detector, seed, heartbeat=heartbeat)
+    s = simlab.load_scenario(
+        {**simlab.scenario.to_dict(s), "horizon": "100000s", "connections": 16}
+    )
+    assert rare.unsupported(s) == []
+    r = rare.estimate(s, rel_error=0.03, max_wall=30)
+    assert not r["rare_event_budget_exhausted"]
+    # the head-of-line truncation is negligible next to the rate
+    assert r["rare_event_truncation_bound"] < 1e-3 * r["fp_per_round"]
+    _, slots = fast.simulate(s)
+    brute, se = mean_and_se([sl.stats.false_positives / sl.stats.alive_s for sl in slots])
+    assert abs(r["mistake_rate_per_s"] - brute) < Z99 * np.hypot(se, r["mistake_rate_per_s_se"])
+
+
+def _settled_ladder(s):
+    """The long-lived RTO from the model's own estimator, and the ladder by lost transmissions."""
+    tcp = s.link.tcp
+    est = RtoEstimator(tcp)
+    for _ in range(100):  # constant delays: every sample is the round trip
+        est.sample(s.link.up.delay.value + s.link.down.delay.value)
+    ladder = [0.0]
+    for i in range(tcp.max_retries):
+        ladder.append(ladder[-1] + backoff(est.rto, i, tcp))
+    return np.array(ladder)
+
+
+def exact_oneway_tcp(s) -> float:
+    """False positives per round of oneway heartbeats over TCP (Bernoulli loss, constant delays).
+
+    Heartbeat k arrives at max(sigma_k + S_k + d, a_{k-1}), S_k its ladder; write
+    a_{k-1} = sigma_{k-1} + d + H with H = max_{i >= 0} (S_{k-1-i} - i T), so
+    P(H <= y) = prod_i P(S <= y + i T), independent of S_k. The timeout detector
+    declares iff a_k - a_{k-1} >= timeout, i.e. S_k >= timeout - T + H (a timer due at
+    an arrival fires first); NFD-S iff a_{k-1} < sigma_k + delta <= a_k, i.e. H < T +
+    delta - d and S_k >= delta - d. Doomed segments (p^16) are left out.
+    """
+    T, p, d = s.heartbeat.interval, s.link.up.loss.p, s.link.up.delay.value
+    ladder = _settled_ladder(s)
+    prob = p ** np.arange(len(ladder)) * (1 - p)
+
+    def h_below(y, strict=False):  # P(H <= y), or P(H < y)
+        out, i = 1.0, 0
+        while y + i * T <= ladder[-1]:
+            z = y + i * T
+            out *= prob[(ladder < z) if strict else (ladder <= z)].sum() / prob.sum()
+            i += 1
+        return out if y > 0 or (y == 0 and not strict) else 0.0
+
+    det = s.detector
+    if det.kind == "timeout":
+        x = det.timeout - T
+        return sum(prob[j] * h_below(ladder[j] - x) for j in range(len(ladder)))
+    x = s.nfd_delta - d
+    return h_below(T + x, strict=True) * prob[ladder >= x].sum()
+
+
+TCP_RARE = {  # loss, detector, false positives per round (about)
+    "oneway-timeout-1e-7": (0.1, {"kind": "timeout", "timeout": "65s"}, 1e-7),
+    "oneway-nfd-1e-7": (0.1, {"kind": "nfd", "nfd": {"delta": "35s"}}, 1e-7),
+    "oneway-timeout-1e-14": (0.01, {"kind": "timeout", "timeout": "65s"}, 1e-14),
+}
+
+
+@pytest.mark.parametrize("name", list(TCP_RARE))
+def test_tcp_rare_rate_agrees_with_the_exact_one(name):
+    # a silence of 65 s at 30 s heartbeats needs one segment's ladder to run 35 s: 7 lost
+    # transmissions in a row (0.28 s doubling: 35.56 s); in-order delivery can only shorten it
+    loss, detector, order = TCP_RARE[name]
+    s = tcp_scenario(
+        loss,
+        detector,
+        400 + list(TCP_RARE).index(name),
+        interval="30s",
+        heartbeat={"style": "oneway"},
+    )
+    exact = exact_oneway_tcp(s)
+    assert 0.5 * order < exact < order
+    r = rare.estimate(s, rel_error=0.1, max_wall=30)
+    assert not r["rare_event_budget_exhausted"] and r["rare_event_rel_half_width"] <= 0.1
+    assert r["rare_event_windows"] <= 200_000 and r["wall_s"] < 5  # brute force: 1/p^7 rounds
+    assert r["rare_event_truncation_bound"] < 1e-3 * exact
+    assert abs(r["fp_per_round"] - exact) < Z99 * r["mistake_rate_per_s_se"] * 30
+
+
+def test_tcp_pingpong_rare_case_is_cheap():
+    # nothing exact here: a ping's or its pong's ladder (about twice the oneway rate); the
+    # point is the cost, and that lengthening the history changes nothing
+    s = tcp_scenario(0.1, MISSED, 410, interval="30s")
+    r = rare.estimate(s, rel_error=0.1, max_wall=30)
+    assert not r["rare_event_budget_exhausted"] and r["fp_per_round"] < 1e-6
+    assert r["rare_event_windows"] <= 200_000
+    assert r["rare_event_truncation_bound"] < 1e-3 * r["fp_per_round"]
+
+
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        ({"link": {"loss": gilbert(0.01, 0.5, 0.0, 0.5)}}, "tcp with gilbert loss"),
+        ({"link": {"delay": {"dist": "uniform", "low": 0.03, "high": 0.05}}}, "random delays"),
+        ({"nat": {"idle_timeout": "5m"}}, "nat with link.transport: tcp"),
+        # a new connection's first segments retransmit on the 1 s initial RTO: at 1 s
+        # heartbeats a single loss already opens a silence there (brute force: +10 %)
+        ({"on_declare": "reconnect"}, "initial RTO"),
+    ],
+)
+def test_tcp_refusals(extra, reason):
+    detector = {"kind": "timeout", "timeout": "1.5s"}
+    if "on_declare" in extra:
+        detector, extra = {**detector, **extra}, {}
+    s = tcp_scenario(0.1, detector, 1, **extra)
+    assert any(reason in m for m in rare.unsupported(s)), rare.unsupported(s)
+    with pytest.raises(simlab.ScenarioError):
+        rare.estimate(s, 0.1)
+
+
+def test_tcp_reconnect_is_accepted_where_the_initial_rto_cannot_matter():
+    # 30 s heartbeats, 65 s timeout: on the 1 s initial RTO a silence still needs 6 losses
+    s = tcp_scenario(
+        0.1, {"kind": "timeout", "timeout": "65s", "on_declare": "reconnect"}, 1, interval="30s"
+    )
+    assert rare.unsupported(s) == []
+    assert rare._reconnect_excess(s) < 1e-5
+
+
+def test_tcp_truncation_bound_shrinks_with_the_history():
+    s = tcp_scenario(0.1, {"kind": "timeout", "timeout": "1.5s"}, 1)
+    setup = rare._TcpSetup(s)
+    bounds = [setup.bound(B) for B in range(10, 80, 10)]
+    assert all(a > b for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    assert setup.truncation_bound <= rare.TCP_BOUND_SHARE * 2 * 0.1**setup.jstar
+    assert setup.rto == pytest.approx(0.28)  # rtt + min_rto
