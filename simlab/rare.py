@@ -5,9 +5,9 @@ happens once in a million rounds. Brute force would simulate them all; here the
 rate is estimated from short independent windows of rounds instead:
 
 - a window is W = B + 1 rounds of the stationary process (datagram links, i.i.d.
-  delays, Bernoulli or Gilbert-Elliott loss); the first B rounds are history, and
-  the window counts the S-transitions (trust -> suspect) that fall in its last
-  round's interval [sigma_B, sigma_{B+1}). By stationarity the expected count is
+  delays, Bernoulli or Gilbert-Elliott loss; or TCP, below); the first B rounds are
+  history, and the window counts the S-transitions (trust -> suspect) that fall in
+  its last round's interval [sigma_B, sigma_{B+1}). By stationarity the expected count is
   rate x interval;
 - the loss of the rounds that decide such a transition (the last m + 2, "the
   band") is raised so that about half of those rounds fail, and each window
@@ -38,13 +38,36 @@ E[theta^N] theta^(-N). Steering the entry matters: twisting the band alone, from
 stationary (mostly good) entry, needed 16 to 33 times more windows for the same
 half-width on rare bursty cases (2 to 4.6 million instead of 140,000).
 
+Over TCP (Bernoulli loss, constant delays) nothing is lost for good: a segment whose
+first L transmissions are lost arrives after its retransmission ladder (doubling from the
+RTO, which with constant delays settles at rtt + min_rto, capped at max_rto) and, in
+order, holds back everything sent after it; a segment that loses all max_retries + 1
+transmissions is doomed and breaks the connection when it is sent (suspicions from then
+on are detections, not counted). A window draws each segment's number of lost
+transmissions; a silence long enough for a suspicion needs one segment's ladder to run
+for it (in-order delivery cannot add several segments' delays), so the band is the round
+(two or three with jitter) whose ping, pong or heartbeat would open a silence that ends
+in the counting interval, and the tilt raises the loss of those segments' first j*
+transmissions (j*: the fewest whose ladder is long enough) to q = j*/(j* + b), b the
+band's segments (see the comment above :class:`_Segments`). A segment sent before the
+window could still be retransmitting: the history is made long enough that the
+probability it could have changed the count, bounded by a union over earlier rounds
+and reported as ``rare_event_truncation_bound`` (with the chance that a window's segment
+is doomed, whose lost live time the estimate does not divide out), is below 1e-3 of the
+dominant path's p^j* per round. Random delays (the RTO moves with every sample),
+Gilbert-Elliott loss and a NAT are refused over TCP.
+
 The estimate is the stationary S-transition rate: the monitor-mode false-positive
 rate. In reconnect mode it is also the false-positive rate when a new connection's
 first declaration needs as many failed rounds as any later one (constant delays, no
 jitter, Bernoulli loss; checked, else refused): then they differ by a relative
 amount of the order of the (rare) rate per round itself. With Gilbert-Elliott loss
 a new connection inherits the chain's state of the declaration (most likely bad),
-so its false positives cluster: reconnect mode is refused there.
+so its false positives cluster: reconnect mode is refused there. Over TCP a new
+connection's first segments retransmit on the initial RTO (1 s) until the estimator
+settles: reconnect mode is accepted only where that adds at most 0.1 % false positives
+per declaration (a bound, :func:`_reconnect_excess`; at 1 s heartbeats and a 1.5 s
+timeout brute force shows +10 %).
 """
 
 from __future__ import annotations
@@ -586,7 +609,7 @@ class _TcpSetup:
         B = max(n_hi + 2, math.ceil((reach + d_ev) / tmin) + 2)
         scale = self.p1**self.jstar + (self.p2**self.jstar if self.pingpong else 0.0)
         target = TCP_BOUND_SHARE * min(1.0, scale)
-        while self.bound(B) > target and B + 1 < MAX_WIDTH:
+        while self.bound(B, doomed=False) > target and B + 1 < MAX_WIDTH:
             B = B + 1 if B < 64 else B + B // 8
         self.history = B = min(B, MAX_WIDTH - 1)
         self.width = W = B + 1
@@ -598,7 +621,7 @@ class _TcpSetup:
         self.first = _Segments(self.p1, q1, self.jstar, R)
         self.second = _Segments(self.p2, q2, self.jstar, R) if self.pingpong else None
 
-    def bound(self, B: int) -> float:
+    def bound(self, B: int, doomed: bool = True) -> float:
         """An upper bound on the probability that the window's count differs from the process's.
 
         Rounds are spaced at least tmin = T (1 - jitter) apart, and t* = sigma_{B-1} - reach.
@@ -625,6 +648,8 @@ class _TcpSetup:
             total = (_tail(self.p1, self.ladder, h) + _tail(self.p2, self.ladder, h)).sum()
             held = (np.minimum(ls, B) * _tail(self.p1, self.ladder, ls * tmin)).sum()
             total += held * _tail(self.p2, self.ladder, h[:1])[0]
+        if not doomed:  # the head-of-line part alone (it shrinks as the history grows)
+            return float(total)
         doom = self.p1 ** (self.R + 1) + self.p2 ** (self.R + 1) + self.back_doom
         return float(total + (B + 1) * doom)
 

@@ -374,6 +374,30 @@ def test_tcp_estimate_agrees_with_brute_force(name):
     assert abs(r["mistake_rate_per_s"] - brute) < Z99 * np.hypot(se, r["mistake_rate_per_s_se"])
 
 
+def test_tcp_doomed_segments_break_the_connection_brute_force():
+    # 4 transmissions at 15 % loss: one segment in 2,000 is doomed and breaks the connection
+    # (then a suspicion is a detection, and monitor mode reconnects); the initial RTO is
+    # the settled one, so new connections are no different. The window's count does not
+    # divide out live time lost to a break: the reported bound covers that too
+    s = tcp_scenario(
+        0.15,
+        {"kind": "timeout", "timeout": "1.5s"},
+        320,
+        link={"tcp": {"max_retries": 3, "initial_rto": "0.28s"}},
+    )
+    s = simlab.load_scenario(
+        {**simlab.scenario.to_dict(s), "horizon": "100000s", "connections": 16}
+    )
+    r = rare.estimate(s, rel_error=0.03, max_wall=30)
+    assert 1e-3 < r["rare_event_truncation_bound"] < 0.02
+    _, slots = fast.simulate(s)
+    assert sum(sl.stats.breaks["tcp_timeout"] for sl in slots) > 500
+    brute, se = mean_and_se([sl.stats.false_positives / sl.stats.alive_s for sl in slots])
+    slack = r["rare_event_truncation_bound"] * r["mistake_rate_per_s"]
+    combined = np.hypot(se, r["mistake_rate_per_s_se"])
+    assert abs(r["mistake_rate_per_s"] - brute) < Z99 * combined + slack
+
+
 def _settled_ladder(s):
     """The long-lived RTO from the model's own estimator, and the ladder by lost transmissions."""
     tcp = s.link.tcp
