@@ -111,6 +111,11 @@ def unsupported(s: Scenario) -> list[str]:
         )
     if s.peer.crash is not None:
         out.append("peer.crash (the rare-event estimate is of false positives on live connections)")
+    if s.nat.idle_timeout is not None and s.link.transport != "tcp" and not _nat_survives(s):
+        out.append(
+            "nat whose mapping can expire (an expiry breaks the connection; the windows have no "
+            "NAT: exact only where the heartbeats surely keep it alive)"
+        )
     if out:
         return out
     if constant and s.heartbeat.jitter == 0:
@@ -139,6 +144,15 @@ def unsupported(s: Scenario) -> list[str]:
                 "on_declare: monitor)"
             )
     return out
+
+
+def _nat_survives(s: Scenario) -> bool:
+    """Do the heartbeats keep the NAT mapping alive for sure (then it changes nothing)?"""
+    from . import natlife
+
+    if natlife.problems(s):
+        return False
+    return natlife.mapping_life(natlife.schedule(s), s.nat.idle_timeout).survives
 
 
 RECONNECT_EXCESS = 1e-3  # relative error allowed from a new connection's unsettled RTO

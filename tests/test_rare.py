@@ -100,6 +100,7 @@ def test_budget_exhaustion_is_reported_not_hidden():
             "link.transport: tcp with gilbert loss",
         ),
         ({"peer": {"crash": {"mtbf": "1d"}}}, "peer.crash"),
+        ({"nat": {"idle_timeout": "65s"}}, "nat whose mapping can expire"),
     ],
 )
 def test_refuses_what_its_windows_cannot_represent(extra, feature):
@@ -107,6 +108,18 @@ def test_refuses_what_its_windows_cannot_represent(extra, feature):
     assert any(feature in m for m in rare.unsupported(s))
     with pytest.raises(simlab.ScenarioError):
         rare.estimate(s, 0.1)
+
+
+def test_a_nat_the_heartbeats_surely_keep_alive_changes_nothing():
+    # the client pings every 30 s over a loss-free uplink: a 45 s mapping never expires
+    s = rare_scenario(
+        0.005,
+        CASES["missed-k3-1e-6"][1],
+        heartbeat={"initiator": "client"},
+        link={"uplink": {"loss": 0.0}},
+        nat={"idle_timeout": "45s"},
+    )
+    assert rare.unsupported(s) == []
 
 
 def test_gilbert_is_estimated_in_monitor_mode_and_refused_in_reconnect_mode():
