@@ -423,6 +423,30 @@ def _estimate(row, key: str) -> Estimate:
     return Estimate(get("_mean"), get("_ci_low"), get("_ci_high"))
 
 
+def _cost_problems(data: sweepdata.SweepData, c: Constraints) -> list[Problem]:
+    """The cost to minimize must be in the sweep for every setting (an engine may not count it)."""
+
+    def missing(key: str) -> int:
+        column = data.summary.get(key + "_mean")
+        return len(data.summary) if column is None else int(column.isna().sum())
+
+    lacking = missing(c.cost_key)
+    if not lacking:
+        return []
+    have = [name for name, (key, _) in OBJECTIVES.items() if not missing(key)]
+    engine = (data.meta or {}).get("engine")
+    engine = f" (engine {engine})" if engine else ""
+    where = "none" if lacking == len(data.summary) else f"{lacking} of {len(data.summary)}"
+    allowed = f"use --minimize {' or '.join(have)}" if have else "no cost figure is complete"
+    return [
+        Problem(
+            "--minimize",
+            f"{c.minimize!r}: {where} of the sweep's settings have {OBJECTIVES[c.minimize][1]}"
+            f"{engine}; {allowed}, or sweep with engine simpy",
+        )
+    ]
+
+
 def _resolve(base: dict | None, settings: dict) -> Scenario | None:
     try:
         scenario, _ = load(base or {}, {k: _plain(v) for k, v in settings.items()})
@@ -763,6 +787,8 @@ def choose(
                 " its settings recovers (the after-the-disconnect section)",
             )
         )
+    if not problems:
+        problems += _cost_problems(data, c)
     if problems:
         raise ChooseError(problems, "simlab choose")
 

@@ -49,6 +49,7 @@ from scipy.special import ndtri
 from .distributions import Constant, Exponential, Lognormal, Pareto, Uniform
 from .metrics import summarize
 from .model import Stats
+from .network import UDP_HEADER
 from .policy import policy_problems
 from .scenario import Loss, Scenario
 
@@ -1184,11 +1185,15 @@ class FastRun:
             return out
 
         durations, latencies = per_slot(self.durations), per_slot(self.latencies)
+        # a datagram heartbeat is one packet, sent or lost: its bytes follow from the count
+        # (over TCP retransmissions and ACKs add to them: not counted here, see NOT_PRODUCED)
+        packet = self.s.heartbeat.frame_bytes + UDP_HEADER
         out = []
         for i in range(n):
             st = Stats()
             st.__dict__.update(zip(floats, as_float[i], strict=True))
             st.__dict__.update(zip(ints, as_int[i], strict=True))
+            st.bytes = st.heartbeats * packet
             st.breaks = dict(zip(BREAKS, breaks[i], strict=True))
             st.detections_by = dict(zip(CAUSES, by[i], strict=True))
             st.mistake_durations, st.latencies = durations[i], latencies[i]
@@ -1249,7 +1254,8 @@ class _Rto:
         return self.at(np.arange(len(cols)), cols)
 
 
-NOT_PRODUCED = ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour", "tcp_retransmissions")
+NOT_PRODUCED = ("wakeups_per_conn_hour", "tcp_retransmissions")
+NOT_PRODUCED_TCP = ("overhead_bytes_per_conn_hour",)  # retransmissions and ACKs are not counted
 
 
 def simulate(s: Scenario) -> tuple[dict, list]:
@@ -1262,7 +1268,7 @@ def simulate(s: Scenario) -> tuple[dict, list]:
     started = time.perf_counter()
     slots = FastRun(s).run()
     out = summarize(s, slots)
-    for key in NOT_PRODUCED:
+    for key in NOT_PRODUCED + (NOT_PRODUCED_TCP if s.link.transport == "tcp" else ()):
         out.pop(key, None)
     out |= standard_errors(slots)
     out["engine"] = ENGINE

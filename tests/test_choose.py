@@ -15,6 +15,7 @@ from simlab.cli import main
 from simlab.theory import poisson_interval
 
 from .sweeps_by_hand import frame, point, write
+from .sweeps_by_hand import meta as meta_for
 
 PER_DAY = 1 / 24
 
@@ -177,6 +178,31 @@ def test_minimize_wakeups_and_the_library_settings(tmp_path):
     assert libs["python websockets"] == {"ping_interval": 20.0, "ping_timeout": 30.0}
     assert libs["gorilla/websocket (Go)"] == {"pingPeriod": 20.0, "pongWait": 50.0}
     assert libs["Socket.IO (server options)"] == {"pingInterval": 20000, "pingTimeout": 30000}
+
+
+def test_a_cost_the_sweeps_engine_did_not_count_is_bad_input(tmp_path, capsys):
+    # the fast engine counts messages, not bytes or wake-ups: its sweeps have no such columns
+    rows = [
+        {
+            k: v
+            for k, v in row.items()
+            if k not in ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour")
+        }
+        for rows in optimum_points()
+        for row in rows
+    ]
+    path = write(tmp_path, rows, meta=meta_for(engine="fast"))
+    with pytest.raises(ChooseError) as info:
+        choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    (problem,) = info.value.problems
+    assert problem.path == "--minimize"
+    assert "'bytes': none of the sweep's settings" in problem.message
+    assert "(engine fast)" in problem.message and "use --minimize messages" in problem.message
+    args = ["choose", str(path), "--max-detection", "60s", "--max-false-disconnects", "1/conn-day"]
+    assert main(args) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day", minimize="messages")
+    assert c.recommendation.settings["heartbeat.interval"] == 20.0
 
 
 def test_package_exports_the_function():

@@ -176,8 +176,22 @@ def test_keys_are_the_models_minus_what_it_cannot_count():
     out = fast.run(s)
     model = simlab.simulate(s).summary
     assert {k for k in out if not k.endswith("_se")} <= set(model)
-    assert not set(fast.NOT_PRODUCED) & set(out)
+    assert not set(fast.NOT_PRODUCED + fast.NOT_PRODUCED_TCP) & set(out)
     assert out["query_accuracy_se"] >= 0
+
+
+def test_datagram_bytes_are_the_models_bookkeeping():
+    # every datagram heartbeat, lost or not, is one packet: frame plus IPv4 and UDP headers
+    s = scenario(horizon="20m", connections=4, **PANEL[next(iter(PANEL))])
+    assert s.link.transport == "datagram"
+    out, model = fast.run(s), simlab.simulate(s).summary
+    packet = s.heartbeat.frame_bytes + 28
+    assert out["overhead_bytes_per_conn_hour"] == pytest.approx(
+        out["overhead_msgs_per_conn_hour"] * packet, rel=1e-12
+    )
+    assert model["overhead_bytes_per_conn_hour"] == pytest.approx(
+        model["overhead_msgs_per_conn_hour"] * packet, rel=1e-12
+    )
 
 
 # -- regressions from the engines' review ----------------------------------------------------------
