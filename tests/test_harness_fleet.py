@@ -47,7 +47,12 @@ SMALL = {
     "seed": 5,
     "client": {"rtt": "1ms"},
     "policy": "full_jitter",
-    "server": {"handshake_rate": 5, "backlog": 20, "connect_timeout": "5s"},
+    # a handshake queued behind a full backlog waits 20 / (5/s) = 4 s; the model counts the
+    # real server's work on a wave of attempts as free, so the connect timeout leaves room
+    # for it: 10 s is 0.3 s of wall time at scale 0.05. With 5 s (50 ms of wall time) a
+    # machine whose event loop stalled ~0.1 s timed out 2-8 of 500 attempts, where the
+    # model has none.
+    "server": {"handshake_rate": 5, "backlog": 20, "connect_timeout": "10s"},
     "trigger": {"kind": "restart", "down": "10s"},
 }
 
@@ -82,7 +87,7 @@ def test_scaling_shrinks_durations_and_speeds_up_rates():
     s = scale_fleet(f, 0.1)
     assert s.horizon == pytest.approx(12.0)
     assert s.trigger.down == pytest.approx(1.0)
-    assert s.server.connect_timeout == pytest.approx(0.5)
+    assert s.server.connect_timeout == pytest.approx(1.0)
     assert s.server.handshake_rate == pytest.approx(50.0)
     assert s.client.heartbeat.interval == pytest.approx(2.5)
     assert s.client.detector.timeout == pytest.approx(4.5)
@@ -145,16 +150,9 @@ def test_the_crosscheck_has_teeth_a_model_admitting_twice_as_fast_disagrees(jitt
 
 
 def test_socketio_fleet_agrees_with_the_model():
-    # backo2 sends 90 % of the fleet back at the same instant, and a handshake queued
-    # behind a full backlog waits 20 / (5/s) = 4 s. The model counts the real server's
-    # work on the wave as free; with the file's 5 s connect timeout that leaves it 1 s
-    # (50 ms of wall time at scale 0.05, 100 ms at 0.1), and a busy machine timed 2-3 of
-    # 500 attempts out at either. With 8 s of headroom (0.4 s of wall time at 0.1) the
-    # model's assumption holds and the policy is what is compared.
-    server = {**SMALL["server"], "connect_timeout": "8s"}
-    check = run_fleet_crosscheck(
-        small(policy="socketio", server=server), time_scale=2 * SCALE, connections=N
-    )
+    # backo2 sends 90 % of the fleet back at the same instant: at scale 0.1 the wave's
+    # real cost stays well inside the connect timeout's room (see SMALL)
+    check = run_fleet_crosscheck(small(policy="socketio"), time_scale=2 * SCALE, connections=N)
     print(format_check(check))
     assert check.agree
 
