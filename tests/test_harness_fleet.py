@@ -50,8 +50,9 @@ SMALL = {
     # a handshake queued behind a full backlog waits 20 / (5/s) = 4 s; the model counts the
     # real server's work on a wave of attempts as free, so the connect timeout leaves room
     # for it: 10 s is 0.3 s of wall time at scale 0.05. With 5 s (50 ms of wall time) a
-    # machine whose event loop stalled ~0.1 s timed out 2-8 of 500 attempts, where the
-    # model has none.
+    # run whose event loop stalled ~0.1 s (a full garbage-collector pass over the test
+    # session's heap, before the harness froze it: simlab.harness.heap) timed out 2-8 of
+    # 500 attempts, where the model has none.
     "server": {"handshake_rate": 5, "backlog": 20, "connect_timeout": "10s"},
     "trigger": {"kind": "restart", "down": "10s"},
 }

@@ -11,5 +11,6 @@ driven with the event loop's clock; the timing logic exists once.
 - :mod:`.proxy` the portable backend: an asyncio relay on 127.0.0.1;
 - :mod:`.netns` the Linux backend: namespaces, veths, a netfilter NAT, nftables loss;
 - :mod:`.accounting` raw events -> the model's records and counters -> metrics;
+- :mod:`.heap` keeps full garbage-collector passes out of a real run;
 - :mod:`.run` one harness run; :mod:`.load` the 5,000-connection load test.
 """

@@ -68,6 +68,7 @@ from ..crosscheck import (
 from ..distributions import Constant
 from ..fleetspec import Fleet
 from ..validate import Problem, ScenarioError
+from .heap import frozen_heap
 from .scale import scale_scenario
 
 MAX_REAL_CLIENTS = 300
@@ -623,7 +624,8 @@ def run_real_fleet(fleet: Fleet) -> RealResult:
     """Run the (scaled) fleet for real and compute the model's figures from its log."""
     started = time.perf_counter()
     run = RealFleet(fleet)
-    asyncio.run(run.main())
+    with frozen_heap():
+        asyncio.run(run.main())
     log = run.log
     peak = max(run.backlog_peak, run.admission.peak)
     log.servers = [_ServerLog(*run.busy, peak)]

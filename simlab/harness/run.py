@@ -26,6 +26,7 @@ from ..policy import make_policy, make_throttle
 from ..rng import stream
 from .accounting import account
 from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
+from .heap import frozen_heap
 
 POLICIES = ("detector", "websockets-native")
 
@@ -432,7 +433,8 @@ def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
     """Run the scaled ``scenario`` on ``backend`` and account for it like the model."""
     started = time.perf_counter()
     run = HarnessRun(scenario, backend, policy)
-    raw = asyncio.run(run.main())
+    with frozen_heap():
+        raw = asyncio.run(run.main())
     o = run.origin  # each slot's times from its own origin, as in the model
     events = [(e[0], e[1], e[2] - o[e[0]], *e[3:]) for e in raw]
     nat = {}
