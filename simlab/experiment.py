@@ -15,6 +15,15 @@ A sweep file names a base scenario and the dotted keys to vary:
     replications: 4
     engine: simpy
     seed: 1
+    rare: {rel_error: 0.1, max_wall: 60s}   # optional: rare-event mode (engine fast)
+
+With ``rare`` every run is an importance-sampling estimate of the false-positive
+rate (:mod:`simlab.rare`) to that relative 95 % half-width, within ``max_wall``
+seconds per run: the rates of one per connection-month or millennium that a
+million-connection service meets every day, far below what brute force reaches.
+Its columns are the estimate's (``simlab.rare.METRIC_KEYS``). A run whose budget
+ran out says so (``rare_event_budget_exhausted``); its figures then depend on the
+machine's speed, the others only on the seed.
 
 The points are the product of the grid, each zip group and the sample. A point is
 known by its id, a hash of its parameter values, so its seeds (and results) do not
@@ -30,6 +39,7 @@ number of workers. ``NAME.summary.csv`` has one row per point with 95 % interval
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -60,7 +70,8 @@ from .units import parse_duration
 from .validate import Problem, ScenarioError, load, read_yaml
 
 ENGINES = ("simpy", "analytic", "fast", "auto")
-SWEEP_KEYS = ["base", "grid", "zip", "sample", "replications", "engine", "seed", "name"]
+SWEEP_KEYS = ["base", "grid", "zip", "sample", "replications", "engine", "seed", "name", "rare"]
+RARE_KEYS = ["rel_error", "max_wall"]
 SAMPLE_KEYS = ["method", "count", "ranges"]
 RANGE_KEYS = ["low", "high", "scale"]
 LEAD_COLUMNS = ["point_id", "replication", "seed"]
@@ -84,6 +95,14 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Rare:
+    """Rare-event mode: each run estimates the false-positive rate to ``rel_error`` (95 %)."""
+
+    rel_error: float
+    max_wall: float  # seconds per run
+
+
+@dataclass(frozen=True)
 class Task:
     """One run: a point, a replication, its seed, and the base scenario it overrides."""
 
@@ -92,6 +111,7 @@ class Task:
     seed: int
     base: dict = field(hash=False, repr=False)
     engine: str = "simpy"
+    rare: Rare | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,7 @@ class SweepSpec:
     engine: str
     seed: int
     source: str = ""
+    rare: Rare | None = None
 
     def tasks(self) -> list[Task]:
         out = []
@@ -111,7 +132,8 @@ class SweepSpec:
             for rep in range(self.replications):
                 seq = np.random.SeedSequence(self.seed, spawn_key=(*point.spawn_key(), rep))
                 hi, lo = seq.generate_state(2, np.uint32)
-                out.append(Task(point, rep, (int(hi) << 32) | int(lo), self.base, self.engine))
+                seed = (int(hi) << 32) | int(lo)
+                out.append(Task(point, rep, seed, self.base, self.engine, self.rare))
         return out
 
     @property
@@ -128,6 +150,8 @@ class SweepSpec:
             from .fleet import FLEET_METRIC_KEYS
 
             keys = FLEET_METRIC_KEYS
+        elif self.rare is not None:
+            from .rare import METRIC_KEYS as keys
         else:
             keys = METRIC_KEYS
         return tuple(k for k in keys if k not in self.keys)
@@ -352,12 +376,21 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
         problems.append(Problem("replications", f"{reps!r}: must be an integer >= 1"))
         reps = 1
-    engine = raw.get("engine", "simpy")
+    rare = _rare(raw["rare"], problems) if "rare" in raw else None
+    engine = raw.get("engine", "fast" if "rare" in raw else "simpy")
     if engine not in ENGINES:
         problems.append(
             Problem(
                 "engine",
                 f"{engine!r}: must be one of {', '.join(ENGINES)}",
+            )
+        )
+    elif "rare" in raw and engine != "fast":
+        problems.append(
+            Problem(
+                "engine",
+                f"{engine!r}: rare-event mode (rare) runs on the fast engine: "
+                "write engine: fast, or leave engine out",
             )
         )
     name = raw.get("name", Path(source).stem if source != "sweep" else "sweep")
@@ -369,7 +402,8 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
             for part in combo:
                 params.update(part)
             points.append(_point(params))
-        problems += _check_points(base, points, engine if engine in ENGINES else "simpy")
+        checked = "rare" if "rare" in raw else engine if engine in ENGINES else "simpy"
+        problems += _check_points(base, points, checked)
         ids = [p.id for p in points]
         repeated = [p.params for i, p in enumerate(points) if p.id in ids[:i]]
         if repeated:
@@ -382,28 +416,58 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
             )
     if problems:
         raise SweepError(problems, source)
-    return SweepSpec(str(name), base, tuple(keys), tuple(points), reps, engine, seed, source)
+    return SweepSpec(str(name), base, tuple(keys), tuple(points), reps, engine, seed, source, rare)
+
+
+def _rare(raw, problems: list[Problem]) -> Rare | None:
+    """The ``rare`` mapping: ``rel_error`` (0 < r < 1) and ``max_wall`` (a duration > 0)."""
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                "rare", f"expected a mapping like {{rel_error: 0.1, max_wall: 60s}}, got {raw!r}"
+            )
+        )
+        return None
+    n = len(problems)
+    unknown = [str(k) for k in raw if k not in RARE_KEYS]
+    if unknown:
+        problems.append(
+            Problem("rare", f"unknown key(s) {unknown} (allowed: {', '.join(RARE_KEYS)})")
+        )
+    rel = raw.get("rel_error")
+    if isinstance(rel, bool) or not isinstance(rel, (int, float)) or not 0 < rel < 1:
+        problems.append(Problem("rare.rel_error", f"{rel!r}: must be a number between 0 and 1"))
+    wall = raw.get("max_wall", "60s")
+    try:
+        wall = _to_number(wall)
+        if not wall > 0:
+            raise ValueError(f"{raw.get('max_wall')!r}: must be a duration above 0")
+    except ValueError as exc:
+        problems.append(Problem("rare.max_wall", str(exc)))
+    return Rare(float(rel), float(wall)) if len(problems) == n else None
 
 
 def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]:
     """Load every point's scenario now, so a bad value (or an engine that does not cover a
-    point) stops the sweep before any run."""
-    from . import analytic, fast
+    point) stops the sweep before any run. ``engine`` "rare": the rare-event estimator."""
+    from . import analytic, fast, rare
 
     fleet = is_fleet(base)  # a fleet file runs through the fleet model, whatever the engine
-    engines = {"analytic": analytic.unsupported, "fast": fast.unsupported}
+    engines = {"analytic": analytic.unsupported, "fast": fast.unsupported, "rare": rare.unsupported}
     covers = None if fleet else engines.get(engine)
+    where = "rare" if engine == "rare" else f"engine {engine}"
     seen: dict[str, Problem] = {}
-    if fleet and engine in ("analytic", "fast"):
-        text = "does not cover fleet files (kind: fleet): use engine simpy or auto"
-        seen["engine"] = Problem(f"engine {engine}", text)
+    if fleet and engine in ("analytic", "fast", "rare"):
+        use = "leave rare out" if engine == "rare" else "use engine simpy or auto"
+        text = f"does not cover fleet files (kind: fleet): {use}"
+        seen["engine"] = Problem(where, text)
     for point in points:
         try:
             scenario, _ = (load_fleet if fleet else load)(base, point.params)
             missing = covers(scenario) if covers else []
             if missing:
                 text = f"does not cover the point {point.params}: {'; '.join(missing)}"
-                seen.setdefault(f"engine {text}", Problem(f"engine {engine}", text))
+                seen.setdefault(f"{where} {text}", Problem(where, text))
         except ScenarioError as exc:
             for p in exc.problems:
                 where = p.path or "base"
@@ -441,7 +505,11 @@ def run_task(task: Task) -> dict:
                 "wall_s": time.perf_counter() - started,
             }
         scenario, _ = load(task.base, {**task.point.params, "seed": task.seed})
-        if task.engine == "simpy":
+        if task.rare is not None:
+            from . import rare
+
+            summary = rare.estimate(scenario, task.rare.rel_error, task.rare.max_wall)
+        elif task.engine == "simpy":
             summary = runner.simulate(scenario).summary
         else:
             summary = engines.run(scenario, task.engine)
@@ -662,6 +730,7 @@ def run_sweep(
         "simlab": __version__,
         "git_revision": _git_revision(),
         "engine": spec.engine,
+        "rare": dataclasses.asdict(spec.rare) if spec.rare else None,
         "seed": spec.seed,
         "points": len(spec.points),
         "replications": spec.replications,
@@ -692,12 +761,31 @@ def _bootstrap_ci(
     return float(low), float(high)
 
 
+# Rare-event mode's estimates: each run's standard error is mistake_rate_per_s_se in
+# the estimate's own unit (per second, per connection-hour, per round).
+_RARE_RATES = frozenset({"fp_per_conn_hour", "mistake_rate_per_s", "fp_per_round"})
+
+
+def _pooled_estimate(runs: pd.DataFrame, key: str) -> tuple[float, float]:
+    """95 % interval of the mean of independent unbiased estimates, from their SEs."""
+    rate = runs["mistake_rate_per_s"].to_numpy(float)
+    se = runs["mistake_rate_per_s_se"].to_numpy(float)
+    values = runs[key].to_numpy(float)
+    unit = np.divide(values, rate, out=np.zeros_like(values), where=rate > 0)
+    n = len(values)
+    half = 1.96 * math.sqrt(float(np.sum((se * unit) ** 2))) / n
+    mean = float(values.mean())
+    return max(0.0, mean - half), mean + half
+
+
 def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     """One row per point: means over replications with 95 % intervals.
 
     Counts of rare events are pooled with exact Poisson intervals (a mean count per
     replication); rates are pooled count over pooled exposure; everything else gets a
-    bootstrap interval of the mean over replications (fixed seed).
+    bootstrap interval of the mean over replications (fixed seed). In rare-event mode
+    the rates are the mean of the replications' independent estimates, with the
+    normal interval of their pooled standard errors.
     """
     rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(0xB007,)))
     rows = []
@@ -719,7 +807,9 @@ def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
                 }
                 continue
             mean = float(values.mean())
-            if key in RATE_KEYS:
+            if spec.rare is not None and key in _RARE_RATES:
+                low, high = _pooled_estimate(runs, key)
+            elif key in RATE_KEYS:
                 count_key, exposure_key = RATE_KEYS[key]
                 count, exposure = runs[count_key].sum(), runs[exposure_key].sum()
                 mean = count / exposure if exposure > 0 else math.nan

@@ -80,6 +80,21 @@ import numpy as np
 from .scenario import Loss, Scenario
 
 METHOD = "importance sampling: stationary windows, tilted loss, likelihood-ratio weights"
+# The figures an estimate reports (a sweep's columns in rare-event mode);
+# rare_event_truncation_bound is there over TCP only.
+METRIC_KEYS = (
+    "fp_per_conn_hour",
+    "fp_per_conn_hour_ci_low",
+    "fp_per_conn_hour_ci_high",
+    "mistake_rate_per_s",
+    "mistake_rate_per_s_se",
+    "fp_per_round",
+    "rare_event_windows",
+    "rare_event_effective_sample_size",
+    "rare_event_rel_half_width",
+    "rare_event_budget_exhausted",
+    "rare_event_truncation_bound",
+)
 
 
 def unsupported(s: Scenario) -> list[str]:

@@ -264,6 +264,14 @@ def _check(summary: pd.DataFrame, source: str) -> None:
     missing = [c for c in needed if c not in summary]
     if missing and has_fleet(summary):  # a fleet sweep: the storm's figures instead
         missing = []
+    if missing and {"rare_event_windows", "rare_event_windows_mean"} & set(summary.columns):
+        problem = Problem(
+            "",
+            "a rare-event sweep (rare:) has false-positive rates only, not the detection "
+            "latency and costs this needs: plot its rates (simlab.plots.metric_vs_param), or "
+            "sweep the same settings without rare (engine auto) for the other figures",
+        )
+        raise SweepDataError([problem], source)
     if missing or "replications" not in summary:
         problem = Problem(
             "",

@@ -40,3 +40,25 @@ def test_makefile_demo_runs_the_default_question():
     assert "DEMO := default-question" in makefile
     spec = load_sweep(root / "examples" / "sweeps" / "default-question.yaml")
     assert {"heartbeat.interval", "detector.timeout", "name"} <= set(spec.keys)
+
+
+def test_the_rare_event_example_sweep_shows_the_deadline_margin_at_work(tmp_path):
+    """Every point estimated to 10 %; the rate falls with the margin and rises with the loss."""
+    import numpy as np
+    import pandas as pd
+
+    root = Path(__file__).parent.parent
+    frame = simlab.sweep(
+        root / "examples" / "sweeps" / "rare-tcp-deadline.yaml",
+        tmp_path / "rare.csv",
+        workers=1,
+        progress=False,
+    )
+    assert frame.error.isna().all() and (frame.rare_event_rel_half_width <= 0.1).all()
+    table = frame.pivot(index="link.loss.p", columns="detector.timeout", values="fp_per_round")
+    assert table.shape == (3, 4)
+    assert (np.diff(table.to_numpy(), axis=1) < 0).all()  # a longer deadline: rarer
+    assert (np.diff(table.to_numpy(), axis=0) > 0).all()  # more loss: more often
+    # 1 % loss, 2 s margin: four losses of one ping or pong in a row, about 2 p^4 per round
+    assert 1e-8 < table.loc[0.01, 22.0] < 1e-7
+    assert pd.notna(frame.rare_event_truncation_bound).all()

@@ -1033,3 +1033,129 @@ def _group_gone(pgid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+# -- rare-event mode ------------------------------------------------------------------------
+
+# k = 3 missed pongs over datagrams: 1e-7 to 1e-6 false positives per round, where the
+# analytic engine is exact
+RARE_BASE = {
+    "name": "rare",
+    "seed": 0,
+    "heartbeat": {"interval": "30s"},
+    "detector": {
+        "kind": "missed",
+        "missed": {"k": 3, "ack_timeout": "10s"},
+        "on_declare": "monitor",
+    },
+    "link": {"transport": "datagram", "loss": 0.005, "delay": "40ms"},
+}
+
+
+def rare_sweep(**extra) -> dict:
+    sweep = {
+        "base": RARE_BASE,
+        "grid": {"link.loss.p": [0.003, 0.005]},
+        "replications": 2,
+        "seed": 7,
+        "rare": {"rel_error": 0.1, "max_wall": "30s"},
+    }
+    sweep.update(extra)
+    return sweep
+
+
+def test_rare_mode_estimates_every_point_and_pools_the_replications(tmp_path, capsys):
+    from simlab import analytic, rare
+    from simlab.validate import load
+
+    raw = rare_sweep()
+    spec = parse_sweep(raw)
+    assert spec.engine == "fast" and spec.rare.rel_error == 0.1 and spec.rare.max_wall == 30
+    out = tmp_path / "r.csv"
+    frame = sweep_api(raw, out, workers=1, progress=False)
+    header, _ = read_rows(out)
+    assert header == [
+        "point_id",
+        "replication",
+        "seed",
+        "link.loss.p",
+        *rare.METRIC_KEYS,
+        "error",
+        "wall_s",
+    ]
+    assert frame.error.isna().all() and not frame.rare_event_budget_exhausted.any()
+    assert (frame.rare_event_rel_half_width <= 0.1).all()
+    summary = pd.read_csv(out.with_suffix(".summary.csv"))
+    for _, row in summary.iterrows():
+        runs = frame[frame.point_id == row.point_id]
+        assert row.fp_per_conn_hour_mean == pytest.approx(runs.fp_per_conn_hour.mean(), rel=1e-12)
+        # independent unbiased estimates: the mean's standard error from theirs
+        se_hour = 3600 * np.sqrt((runs.mistake_rate_per_s_se**2).sum()) / len(runs)
+        assert row.fp_per_conn_hour_ci_high - row.fp_per_conn_hour_mean == pytest.approx(
+            1.96 * se_hour, rel=1e-9
+        )
+        assert row.fp_per_round_ci_high / row.fp_per_round_mean == pytest.approx(
+            row.fp_per_conn_hour_ci_high / row.fp_per_conn_hour_mean, rel=1e-9
+        )
+        scenario, _ = load(RARE_BASE, {"link.loss.p": row["link.loss.p"]})
+        exact = analytic.run(scenario)["fp_per_conn_hour"]
+        assert 1e-7 < exact * 30 / 3600 < 1e-5  # per round: rare
+        assert abs(row.fp_per_conn_hour_mean - exact) <= 4 * se_hour, (
+            row.fp_per_conn_hour_mean,
+            exact,
+        )
+    # the same seed, the same figures (no run exhausted its budget)
+    again = tmp_path / "again.csv"
+    sweep_api(raw, again, workers=1, progress=False)
+    assert without_timing(again) == without_timing(out)
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["rare"] == {"rel_error": 0.1, "max_wall": 30.0} and meta["engine"] == "fast"
+    # the chooser needs detection latency and costs, which a rare sweep has not: it says so
+    bounds = ["--max-detection", "60s", "--max-false-disconnects", "1/conn-month"]
+    assert main(["choose", str(out), *bounds]) == 2
+    assert "rare-event sweep (rare:) has false-positive rates only" in capsys.readouterr().err
+
+
+RARE_BAD = [
+    ("rare not a mapping", {"rare": 0.1}, ["rare", "mapping"]),
+    ("rel_error out of range", {"rare": {"rel_error": 1.5}}, ["rare.rel_error", "1.5"]),
+    ("rel_error missing", {"rare": {"max_wall": "10s"}}, ["rare.rel_error", "None"]),
+    (
+        "bad max_wall and unknown key",
+        {"rare": {"rel_error": 0.1, "max_wall": "soon", "budget": 3}},
+        ["rare.max_wall", "soon", "budget"],
+    ),
+    ("max_wall not above 0", {"rare": {"rel_error": 0.1, "max_wall": 0}}, ["rare.max_wall"]),
+    ("another engine", {"engine": "simpy"}, ["engine", "fast"]),
+    (
+        "a point the estimator does not cover",
+        {
+            "grid": {
+                "link.transport": ["datagram", "tcp"],
+                "link.delay": [{"dist": "exponential", "mean": "40ms"}],
+            }
+        },
+        ["rare", "'link.transport': 'tcp'", "random delays"],
+    ),
+    ("crashes", {"base": {**RARE_BASE, "peer": {"crash": {"mtbf": "1h"}}}}, ["rare", "peer.crash"]),
+    ("a fleet file", {"base": {"kind": "fleet", "clients": 5}, "grid": {}}, ["rare", "fleet"]),
+]
+
+
+@pytest.mark.parametrize(
+    "changes, expected", [b[1:] for b in RARE_BAD], ids=[b[0] for b in RARE_BAD]
+)
+def test_bad_rare_sweeps_are_rejected_before_any_run(changes, expected):
+    with pytest.raises(SweepError) as info:
+        parse_sweep(rare_sweep(**changes))
+    text = str(info.value)
+    for part in expected:
+        assert part in text, (part, text)
+
+
+def test_a_bad_rare_sweep_exits_2_with_every_problem(tmp_path, capsys):
+    path = write_sweep(tmp_path, rare_sweep(engine="analytic", rare={"rel_error": 0}))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "rare.rel_error" in err and "engine" in err and "Traceback" not in err
+    assert not (tmp_path / "r.csv").exists()
