@@ -11,6 +11,7 @@ from its figures, not zero.
 
 from __future__ import annotations
 
+import math
 import time
 
 from . import analytic, fast
@@ -71,6 +72,10 @@ def run(
             )
         if not 0 < rel_error < 1:
             problems.append(Problem("--rel-error", f"{rel_error!r}: must be between 0 and 1"))
+        if not 0 < max_wall < math.inf:
+            problems.append(
+                Problem("--max-wall", f"{max_wall!r}: must be a finite number of seconds above 0")
+            )
         if problems:
             raise ScenarioError(problems, "--rel-error")
         return rare.estimate(scenario, rel_error, max_wall)

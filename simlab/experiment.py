@@ -440,8 +440,8 @@ def _rare(raw, problems: list[Problem]) -> Rare | None:
     wall = raw.get("max_wall", "60s")
     try:
         wall = _to_number(wall)
-        if not wall > 0:
-            raise ValueError(f"{raw.get('max_wall')!r}: must be a duration above 0")
+        if not 0 < wall < math.inf:
+            raise ValueError(f"{raw.get('max_wall')!r}: must be a finite duration above 0")
     except ValueError as exc:
         problems.append(Problem("rare.max_wall", str(exc)))
     return Rare(float(rel), float(wall)) if len(problems) == n else None
@@ -455,19 +455,19 @@ def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]
     fleet = is_fleet(base)  # a fleet file runs through the fleet model, whatever the engine
     engines = {"analytic": analytic.unsupported, "fast": fast.unsupported, "rare": rare.unsupported}
     covers = None if fleet else engines.get(engine)
-    where = "rare" if engine == "rare" else f"engine {engine}"
+    engine_key = "rare" if engine == "rare" else f"engine {engine}"
     seen: dict[str, Problem] = {}
     if fleet and engine in ("analytic", "fast", "rare"):
         use = "leave rare out" if engine == "rare" else "use engine simpy or auto"
         text = f"does not cover fleet files (kind: fleet): {use}"
-        seen["engine"] = Problem(where, text)
+        seen["engine"] = Problem(engine_key, text)
     for point in points:
         try:
             scenario, _ = (load_fleet if fleet else load)(base, point.params)
             missing = covers(scenario) if covers else []
             if missing:
                 text = f"does not cover the point {point.params}: {'; '.join(missing)}"
-                seen.setdefault(f"{where} {text}", Problem(where, text))
+                seen.setdefault(f"{engine_key} {text}", Problem(engine_key, text))
         except ScenarioError as exc:
             for p in exc.problems:
                 where = p.path or "base"
@@ -654,6 +654,32 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
+def _making(spec: SweepSpec) -> dict:
+    """How a sweep's rows are made beyond their points and seeds (rows of two makings don't mix)."""
+    return {"engine": spec.engine, "rare": dataclasses.asdict(spec.rare) if spec.rare else None}
+
+
+def _check_same_making(spec: SweepSpec, out: Path) -> None:
+    """Refuse to resume a file whose rows were made otherwise (another engine, another rare)."""
+    try:
+        old = json.loads(out.with_suffix(".meta.json").read_text())
+    except (OSError, ValueError):
+        return  # no provenance to compare (a file from before it was written)
+    if not isinstance(old, dict):
+        return
+    problems = [
+        Problem(
+            key,
+            f"{out} was made with {key} {old[key]!r}, this sweep has {value!r}: its rows would "
+            f"mix the two; restore {key}, or write to another --out",
+        )
+        for key, value in _making(spec).items()
+        if key in old and old[key] != value
+    ]
+    if problems:
+        raise SweepError(problems, str(out))
+
+
 def run_sweep(
     spec: SweepSpec,
     out: str | Path,
@@ -679,6 +705,8 @@ def run_sweep(
             "--out", f"{out} has other columns than this sweep: another sweep wrote it"
         )
         raise SweepError([problem], str(out))
+    if out.exists():
+        _check_same_making(spec, out)
     done = {(r[0], r[1]): r for r in rows if not r[-2]}  # rows with an error are run again
     todo = [t for t in tasks if (t.point.id, str(t.replication)) not in done]
     workers = workers or os.cpu_count() or 1
@@ -692,6 +720,28 @@ def run_sweep(
     write_rows(out, columns, list(done.values()))  # drops torn or superseded rows
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
+    meta = {
+        "sweep": spec.source,
+        "sweep_text": sweep_text,
+        "name": spec.name,
+        "simlab": __version__,
+        "git_revision": _git_revision(),
+        **_making(spec),
+        "seed": spec.seed,
+        "points": len(spec.points),
+        "replications": spec.replications,
+        "runs": len(tasks),
+        "runs_this_time": len(todo),
+        "executor": executor.name,
+        "workers": workers,
+        "started": started_at.isoformat(),
+        "ended": None,  # a run killed outright leaves it so
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "complete": False,
+    }
+    # written now too, so that a --resume after a kill -9 can check how the rows were made
+    write_atomic(out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
     interrupted = False
     bar = None
     if progress:
@@ -723,26 +773,9 @@ def run_sweep(
     failed = sorted(set(frame.loc[frame.error.notna(), "point_id"]))
     summary = summarize_sweep(frame, spec)
     write_atomic(out.with_suffix(".summary.csv"), summary.to_csv(index=False))
-    meta = {
-        "sweep": spec.source,
-        "sweep_text": sweep_text,
-        "name": spec.name,
-        "simlab": __version__,
-        "git_revision": _git_revision(),
-        "engine": spec.engine,
-        "rare": dataclasses.asdict(spec.rare) if spec.rare else None,
-        "seed": spec.seed,
-        "points": len(spec.points),
-        "replications": spec.replications,
-        "runs": len(tasks),
-        "runs_this_time": len(todo),
-        "executor": executor.name,
-        "workers": workers,
-        "started": started_at.isoformat(),
+    meta |= {
         "ended": dt.datetime.now(dt.UTC).isoformat(),
         "wall_s": time.perf_counter() - started,
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
         "interrupted": interrupted,
         "failed_points": failed,
         "complete": len(rows) == len(tasks),
@@ -762,13 +795,22 @@ def _bootstrap_ci(
 
 
 # Rare-event mode's estimates: each run's standard error is mistake_rate_per_s_se in
-# the estimate's own unit (per second, per connection-hour, per round).
+# the estimate's own unit (per second, per connection-hour, per round). A run's own SE
+# is not the pooled one (the intervals are): the summary leaves it out.
 _RARE_RATES = frozenset({"fp_per_conn_hour", "mistake_rate_per_s", "fp_per_round"})
+_RARE_PER_RUN = frozenset({"mistake_rate_per_s_se"})
 
 
 def _pooled_estimate(runs: pd.DataFrame, key: str) -> tuple[float, float]:
-    """95 % interval of the mean of independent unbiased estimates, from their SEs."""
+    """95 % interval of the mean of independent estimates, from their SEs.
+
+    Each run's SE is its own importance-sampling estimate (its stopping rule makes
+    the estimate unbiased only to order rel_error**2). A run that saw no event at
+    all has no SE to speak of: the upper bound is then unknown (NaN), not zero.
+    """
     rate = runs["mistake_rate_per_s"].to_numpy(float)
+    if not (rate > 0).all():
+        return 0.0, math.nan
     se = runs["mistake_rate_per_s_se"].to_numpy(float)
     values = runs[key].to_numpy(float)
     unit = np.divide(values, rate, out=np.zeros_like(values), where=rate > 0)
@@ -796,7 +838,7 @@ def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
         row["replications"] = len(runs)
         row["errors"] = int((frame.point_id == point.id).sum() - len(runs))
         for key in spec.metric_keys:
-            if key in PER_RUN_ONLY:
+            if key in PER_RUN_ONLY or (spec.rare is not None and key in _RARE_PER_RUN):
                 continue
             values = runs[key].dropna().to_numpy(dtype=float) if key in runs else np.array([])
             if len(values) == 0:

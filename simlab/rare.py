@@ -750,18 +750,21 @@ def estimate(
     rate = float(mean) / interval  # S-transitions per second of live connection
     se = math.sqrt(var / n_windows) / interval
     ess = float(weight_sum**2 / weight_sq) if weight_sq > 0 else 0.0
+    # no window saw an event: the weights say nothing about how rare it is, so the
+    # upper bound is unknown (NaN), not the zero-width interval a zero SE would give
+    high = (rate + 1.96 * se) * 3600 if rate > 0 else math.nan
     out = {
         "scenario": s.name,
         "fp_per_conn_hour": rate * 3600,
         "fp_per_conn_hour_ci_low": max(0.0, (rate - 1.96 * se) * 3600),
-        "fp_per_conn_hour_ci_high": (rate + 1.96 * se) * 3600,
+        "fp_per_conn_hour_ci_high": high,
         "mistake_rate_per_s": rate,
         "mistake_rate_per_s_se": se,
         "fp_per_round": rate * interval,
         "rare_event_method": METHOD,
         "rare_event_windows": n_windows,
         "rare_event_effective_sample_size": ess,
-        "rare_event_rel_half_width": (1.96 * se / rate) if rate > 0 else math.inf,
+        "rare_event_rel_half_width": (1.96 * se / rate) if rate > 0 else math.nan,
         "rare_event_budget_exhausted": exhausted,
         "engine": "fast",
         "seed": s.seed,

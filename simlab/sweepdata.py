@@ -32,6 +32,7 @@ import yaml
 
 from .fleet import FLEET_METRIC_KEYS
 from .metrics import METRIC_KEYS
+from .rare import METRIC_KEYS as RARE_METRIC_KEYS
 from .theory import poisson_interval
 from .validate import Problem, ScenarioError
 
@@ -104,7 +105,7 @@ def is_setting(key: str) -> bool:
 
 def _metric_columns(columns) -> set[str]:
     out = set()
-    for key in (*METRIC_KEYS, *FLEET_METRIC_KEYS, *DERIVED):
+    for key in (*METRIC_KEYS, *FLEET_METRIC_KEYS, *RARE_METRIC_KEYS, *DERIVED):
         out |= {key + s for s in SUFFIXES}
     return out & set(columns)
 
@@ -116,7 +117,8 @@ def _summary_keys(frame: pd.DataFrame) -> list[str]:
 
 def _tidy_keys(frame: pd.DataFrame) -> list[str]:
     fleet = all(k in frame for k in ("attempts_total", "time_to_50pct_reconnected_s"))
-    skip = set(FLEET_METRIC_KEYS if fleet else METRIC_KEYS) | set(LEAD) | set(TAIL)
+    skip = set(FLEET_METRIC_KEYS if fleet else (*METRIC_KEYS, *RARE_METRIC_KEYS))
+    skip |= set(LEAD) | set(TAIL)
     return [c for c in frame.columns if c not in skip and not _duplicate(c, frame.columns)]
 
 
@@ -264,14 +266,8 @@ def _check(summary: pd.DataFrame, source: str) -> None:
     missing = [c for c in needed if c not in summary]
     if missing and has_fleet(summary):  # a fleet sweep: the storm's figures instead
         missing = []
-    if missing and {"rare_event_windows", "rare_event_windows_mean"} & set(summary.columns):
-        problem = Problem(
-            "",
-            "a rare-event sweep (rare:) has false-positive rates only, not the detection "
-            "latency and costs this needs: plot its rates (simlab.plots.metric_vs_param), or "
-            "sweep the same settings without rare (engine auto) for the other figures",
-        )
-        raise SweepDataError([problem], source)
+    if missing:
+        _check_rare(summary, source)
     if missing or "replications" not in summary:
         problem = Problem(
             "",
@@ -281,6 +277,18 @@ def _check(summary: pd.DataFrame, source: str) -> None:
         raise SweepDataError([problem], source)
     if summary.empty:
         raise SweepDataError([Problem("", "the sweep has no points")], source)
+
+
+def _check_rare(frame: pd.DataFrame, source: str) -> None:
+    """A rare-event sweep's rows or summary: say why they are not enough here."""
+    if {"rare_event_windows", "rare_event_windows_mean"} & set(frame.columns):
+        problem = Problem(
+            "",
+            "a rare-event sweep (rare:) has false-positive rates only, not the detection "
+            "latency and costs this needs: plot its rates (simlab.plots.metric_vs_param), or "
+            "sweep the same settings without rare (engine auto) for the other figures",
+        )
+        raise SweepDataError([problem], source)
 
 
 def read(source, *, meta: dict | None = None) -> SweepData:
@@ -294,6 +302,8 @@ def read(source, *, meta: dict | None = None) -> SweepData:
     if isinstance(source, pd.DataFrame):
         name = "sweep"
         frame = source.attrs.get("summary", source)
+        if not is_summary(frame):
+            _check_rare(frame, name)
         summary = frame if is_summary(frame) else summarize(frame)
     else:
         path = Path(source)

@@ -1138,6 +1138,18 @@ RARE_BAD = [
         ["rare", "'link.transport': 'tcp'", "random delays"],
     ),
     ("crashes", {"base": {**RARE_BASE, "peer": {"crash": {"mtbf": "1h"}}}}, ["rare", "peer.crash"]),
+    ("an infinite budget", {"rare": {"rel_error": 0.1, "max_wall": ".inf"}}, ["rare.max_wall"]),
+    (
+        "a bad value and an uncovered point, each under its own key",
+        {
+            "grid": {
+                "link.loss.p": [2, 0.01],
+                "link.transport": ["tcp"],
+                "link.delay": [{"dist": "exponential", "mean": "40ms"}],
+            }
+        },
+        ["- link.loss.p: ", "- rare: does not cover the point", "random delays"],
+    ),
     ("a fleet file", {"base": {"kind": "fleet", "clients": 5}, "grid": {}}, ["rare", "fleet"]),
 ]
 
@@ -1159,3 +1171,29 @@ def test_a_bad_rare_sweep_exits_2_with_every_problem(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rare.rel_error" in err and "engine" in err and "Traceback" not in err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_resume_refuses_rows_made_otherwise(tmp_path):
+    """Same columns, same points: only the provenance tells a 30 % estimate from a 10 % one."""
+    out = tmp_path / "r.csv"
+    loose = rare_sweep(replications=1, rare={"rel_error": 0.3, "max_wall": "30s"})
+    run_sweep(parse_sweep(loose), out, workers=1, progress=False)
+    before = out.read_bytes()
+    tight = parse_sweep(rare_sweep(replications=1))
+    with pytest.raises(SweepError) as info:
+        run_sweep(tight, out, workers=1, progress=False, resume=True)
+    assert "rare" in str(info.value) and "0.3" in str(info.value)
+    assert out.read_bytes() == before
+    # the plain engines too: rows of the model and of another engine do not mix
+    plain = tmp_path / "plain.csv"
+    run_sweep(parse_sweep(tiny(replications=1)), plain, workers=1, progress=False)
+    with pytest.raises(SweepError, match="engine 'simpy', this sweep has 'auto'"):
+        run_sweep(parse_sweep(tiny(replications=1, engine="auto")), plain, resume=True)
+
+
+def test_a_rare_sweeps_rows_read_as_a_frame_get_the_rare_message(tmp_path):
+    from simlab import sweepdata
+
+    frame = sweep_api(rare_sweep(replications=1), tmp_path / "r.csv", workers=1, progress=False)
+    with pytest.raises(sweepdata.SweepDataError, match="rare-event sweep"):
+        sweepdata.read(pd.DataFrame(frame))  # the rows alone, without attrs["summary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 
 from simlab.harness.heap import frozen_heap
 
@@ -40,3 +41,29 @@ def test_a_callers_own_freeze_is_left_alone():
         assert gc.get_freeze_count() == count  # not unfrozen by us
     finally:
         gc.unfreeze()
+
+
+def test_overlapping_runs_in_threads_keep_the_freeze_until_the_last_one_leaves():
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with frozen_heap():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with frozen_heap():
+            second_in.set()
+            first_out.wait(5)
+            seen.append(gc.get_freeze_count())  # the first run left: still frozen
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen and seen[0] > 0
+    assert gc.get_freeze_count() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -147,6 +148,25 @@ def test_cli_rel_error(capsys, tmp_path):
     assert main(["run", str(path), "--rel-error", "0.1"]) == 2  # the simpy engine has no such mode
     assert "fast engine" in capsys.readouterr().err
     assert main(["run", str(path), "--engine", "fast", "--rel-error", "2"]) == 2
+    capsys.readouterr()
+    assert (
+        main(["run", str(path), "--engine", "fast", "--rel-error", "0.1", "--max-wall", "inf"]) == 2
+    )
+    assert "--max-wall" in capsys.readouterr().err
+
+
+def test_an_event_no_window_sees_has_an_unknown_upper_bound_not_a_zero_width_interval():
+    """A 3000 s deadline at 20 s pings over TCP: no window ever counts a false positive."""
+    s = simlab.load_scenario(
+        {
+            "heartbeat": {"interval": "20s", "style": "pingpong", "initiator": "server"},
+            "detector": {"kind": "timeout", "timeout": "3000s", "on_declare": "monitor"},
+            "link": {"transport": "tcp", "loss": 0.01, "delay": "40ms"},
+        }
+    )
+    r = rare.estimate(s, rel_error=0.1, max_wall=0.3)
+    assert r["fp_per_conn_hour"] == 0 and r["rare_event_budget_exhausted"]
+    assert math.isnan(r["fp_per_conn_hour_ci_high"]) and math.isnan(r["rare_event_rel_half_width"])
 
 
 def test_the_detector_watching_the_peers_pings_is_one_packet_per_round():

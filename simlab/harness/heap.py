@@ -13,21 +13,33 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
+
+_lock = threading.Lock()
+_runs = 0  # real runs inside frozen_heap now (a notebook may run them in threads)
+_ours = False  # whether the freeze in force is ours to undo
 
 
 @contextlib.contextmanager
 def frozen_heap():
     """Collect once, then move every object alive now out of the collector's sight.
 
-    They are handed back on exit. A caller that froze the heap itself keeps its
-    own freeze: this then does nothing.
+    They are handed back when the last run inside leaves. A caller that froze the
+    heap itself keeps its own freeze: this then does nothing.
     """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.collect()
-    gc.freeze()
+    global _runs, _ours
+    with _lock:
+        if _runs == 0:
+            _ours = not gc.get_freeze_count()
+            if _ours:
+                gc.collect()
+                gc.freeze()
+        _runs += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        with _lock:
+            _runs -= 1
+            if _runs == 0 and _ours:
+                gc.unfreeze()
+                _ours = False
