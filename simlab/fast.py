@@ -7,7 +7,12 @@ Gilbert-Elliott loss, any delay distributions, jitter, the ``timeout``, ``missed
 and ``nfd`` detectors in both conventions, peer crashes, and the NAT (idle expiry
 with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, drop
 or reset). Not outages, stalls, application traffic, phi or adaptive detectors:
-it refuses those.
+it refuses those. It counts what the model counts but TCP retransmissions, and
+over TCP the bytes and the client's radio wakeups (``NOT_PRODUCED``,
+``NOT_PRODUCED_TCP``: those keys are absent). Over datagrams the wakeups are the
+model's: the client's radio events (the opening, its sends, the server's packets
+reaching it) in time order, a wakeup after a silence of more than ``RADIO_TAIL``,
+the radio's state carried from one of a slot's connections to the next.
 
 Every slot's current connection is computed at once, a row each of 2-D arrays
 (rows of similar length batched together), a window of rounds at a time, in time
@@ -48,7 +53,7 @@ from scipy.special import ndtri
 
 from .distributions import Constant, Exponential, Lognormal, Pareto, Uniform
 from .metrics import summarize
-from .model import Stats
+from .model import RADIO_TAIL, Stats
 from .network import UDP_HEADER
 from .policy import policy_problems
 from .scenario import Loss, Scenario
@@ -282,7 +287,7 @@ CAUSES = ("detector", "reset", "tcp_timeout")
 BREAKS = ("crash", "nat", "tcp_timeout")
 COUNTERS = (
     ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
-    + ("connections", "false_positives", "undetected")
+    + ("connections", "false_positives", "undetected", "wakeups")
     + tuple(f"break_{k}" for k in BREAKS)
     + tuple(f"by_{k}" for k in CAUSES)
 )
@@ -395,6 +400,18 @@ class FastRun:
         # only by their opening: each is computed from its own opening (the horizon only cuts)
         self.speculate = s.peer.crash is not None and all(self._sparse(x) for x in LOSS)
         self.c = np.zeros((len(COUNTERS), n))  # a row per counter (COUNTERS), a column per slot
+        # the client's radio: when each slot last used it (the model's radio_last, carried
+        # across a slot's connections). Datagram only: see NOT_PRODUCED_TCP
+        self.radio_last = None if self.tcp else np.full(n, -INF)
+        # whether each row's radio events are in time order as built (no check needed):
+        # the client's own beats; or constant delays and every pong back before the next ping
+        hb = s.heartbeat
+        fixed = all(isinstance(d, Constant) for d in self.delay.values())
+        rtt = sum(d.value for d in self.delay.values()) if fixed else INF
+        self.radio_in_order = hb.initiator == "client" and (
+            hb.style == "oneway" or rtt < hb.interval * (1 - hb.jitter)
+        )
+        self.radio_in_order |= hb.initiator == "server" and fixed
         self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
         self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -839,7 +856,7 @@ class FastRun:
             done |= now
             until = (raw < np.where(has_end, end_t, rest)[:, None]).sum(axis=1) + 1
             last_rounds[b.slots[now]] = until[now]
-            opens = self._account(b, w, now, has_end, end_t, by, rest)
+            opens = self._account(b, w, now, has_end, end_t, by, rest, opening)
             next_open[now] = opening[now] + opens[now]
             # the children of the rows that ended before the horizon take place
             up = np.maximum(parent, 0)
@@ -873,7 +890,7 @@ class FastRun:
         first = self._direction(b, sender, sigma, DELAY_FWD, RTT_FWD)
         first_arrive = self._cut_after_death(first, crash) if sender == P else first.arrive
         expiry = np.full(R, INF)  # the NAT mapping's expiry
-        second = None
+        second = replied = None
         if pingpong:
             receiver = D if sender == P else P
             second, replied = self._replies(b, first, first_arrive, receiver, expiry)
@@ -904,6 +921,9 @@ class FastRun:
         for d in dirs:
             broken = np.minimum(broken, d.doomed_at)
         p_closed = np.full(R, INF)
+        # the client as the peer, reset by the NAT as its own message crosses: that message
+        # was sent (the model counts it, and the RST comes after it)
+        p_own = np.full(R, INF)
         for d in dirs:
             if d.src == P:
                 p_closed = np.minimum(p_closed, d.giveup_at)
@@ -924,6 +944,8 @@ class FastRun:
                         cands.append((at, RESET_BY))
                     else:
                         p_closed = np.minimum(p_closed, at)
+                        if d.src == "client":
+                            p_own = np.minimum(p_own, at)
                 elif self.tcp and d.src == D:  # dropped: never acknowledged, the sender gives up
                     gave = _at(d.sent, i) + _give_up(d.rto.first(i), s.link.tcp)
                     cands.append((np.where(met, gave, INF), TCP_BY))
@@ -955,6 +977,8 @@ class FastRun:
             broken=broken,
             expiry=expiry,
             p_closed=p_closed,
+            p_own=p_own,
+            replied=replied,
         )
 
     def _replies(self, b, first, first_arrive, receiver, expiry):
@@ -1091,9 +1115,10 @@ class FastRun:
 
     # -- accounting -----------------------------------------------------------------------------
 
-    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by, H) -> np.ndarray:
+    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by, H, opening) -> np.ndarray:
         """Add the finished rows to their slots' counters (times from each row's opening,
-        the horizon ``H`` too); return when each slot's next connection opens (inf: none)."""
+        the horizon ``H`` too; ``opening``: when each row opened in the slot's time); return
+        when each slot's next connection opens (inf: none)."""
         s = self.s
         if done.all():  # (the usual case: views, not copies)
             rows = slice(None)
@@ -1102,6 +1127,7 @@ class FastRun:
             rows = np.flatnonzero(done)
             sl = b.slots[rows]
             has_end, end_t, end_by, H = has_end[rows], end_t[rows], end_by[rows], H[rows]
+            opening = opening[rows]
         inc = {}  # counter -> what each row adds
         zero = np.zeros(len(sl))
         t0, crash = b.t0[rows], b.crash[rows]
@@ -1117,7 +1143,11 @@ class FastRun:
         # the expired mapping); the detector's declaration comes before a timer due then
         right = has_end & (end_by == RESET_BY)
         any_right = right.any()
+        p_own = w["p_own"][rows]
+        own = (p_own == p_closed) & (p_own < close)  # the peer's send that met the mapping
+        any_own = own.any()
         heartbeats = 0
+        client_sends = server_sends = None  # how many messages of each (in sending order) went out
         for d in (w["first"], w["second"]):
             if d is None:
                 continue
@@ -1126,11 +1156,23 @@ class FastRun:
             count = (sent < until[:, None]).sum(axis=1)
             if any_right:
                 count = np.where(right, (sent <= until[:, None]).sum(axis=1), count)
+            if any_own and d.src == self.P == "client":
+                count = count + (own & (sent == p_own[:, None]).any(axis=1))
+            if d.src == "client":
+                client_sends = count
+            else:
+                server_sends = count
             heartbeats = heartbeats + count
             if d is w["first"]:
                 inc["rounds"] = count
             self._advance(d, rows, sl, d.used(rows, count))
         inc["heartbeats"] = heartbeats
+        if self.radio_last is not None:
+            limit = np.minimum(close, expiry)
+            if self.P == "client":
+                limit = np.minimum(limit, crash)
+            sends = client_sends if self.s.heartbeat.initiator == "client" else server_sends
+            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening)
         alive_until = np.minimum(close, broken)
         inc["connected_s"] = close - t0
         alive = alive_until - t0
@@ -1167,10 +1209,66 @@ class FastRun:
         out[rows] = opens
         return out
 
+    def _wakeups(self, w: dict, rows, sl, sends, limit, opening) -> np.ndarray:
+        """The client's radio wakeups in each finished row (datagram), as the model counts them.
+
+        The client's radio events (the model's ``_radio``): the opening; every message the
+        client sends (its pings or heartbeats, the first ``sends``; or its pongs, which go out
+        as the server's pings reach it, at the times of those arrivals); and every message of
+        the server that reaches the client's host (``_client_ack``): one not lost that
+        arrives before ``limit``, the close (a declaration at the instant of an arrival comes
+        first), the mapping's expiry (it meets the expired mapping) and, when the client is
+        the peer, its crash. An event is a wakeup when the radio has been silent for more
+        than RADIO_TAIL (strictly): the gaps between each row's events in time order, the
+        first one from the slot's last event before the opening (the radio's state carries
+        over from one connection to the next; it starts idle).
+
+        ``sends``: how many of the initiator's messages went out (a valid arrival answers or
+        is one of them: a later ping meets the expired mapping, as the one that closed the
+        client did, or is sent after the close or the crash).
+        """
+        first, second = w["first"], w["second"]
+        R = len(sl)
+        k = int(sends.max()) if R else 0
+        if self.s.heartbeat.initiator == "client":
+            ev = np.where(np.arange(k) < sends[:, None], first.sent[rows][:, :k], -INF)
+            if second is not None:  # each pong of the server right after the ping it answers
+                arrive = second.arrive[rows]
+                ok = arrive < limit[:, None]
+                back = np.full((R, k), -INF)
+                replied = w["replied"]
+                if replied is None:  # pong i answers ping i
+                    m = min(k, arrive.shape[1])
+                    back[:, :m] = np.where(ok[:, :m], arrive[:, :m], -INF)
+                else:
+                    replied = replied[rows]
+                    r, i = np.nonzero(ok)
+                    back[r, replied[r, i]] = arrive[r, i]
+                both = np.empty((R, 2 * k))
+                both[:, 0::2], both[:, 1::2] = ev, back
+                ev = both
+        else:  # the server's pings or heartbeats that reach the client
+            arrive = first.arrive[rows][:, :k]
+            ev = np.where(arrive < limit[:, None], arrive, -INF)
+        events = np.empty((R, ev.shape[1] + 1))  # -inf: no event
+        events[:, 0] = 0.0  # the opening
+        events[:, 1:] = ev
+        last = np.maximum.accumulate(events, axis=1)  # the latest event so far
+        if not self.radio_in_order:
+            bad = ((last[:, :-1] > events[:, 1:]) & (events[:, 1:] > -INF)).any(axis=1)
+            if bad.any():  # (random delays: a message overtaken) in time order
+                e = events[bad]
+                e = np.sort(np.where(e > -INF, e, INF), axis=1)
+                last[bad] = np.maximum.accumulate(np.where(e < INF, e, -INF), axis=1)
+        wakes = (np.diff(last, axis=1) > RADIO_TAIL).sum(axis=1)
+        wakes += opening - self.radio_last[sl] > RADIO_TAIL
+        self.radio_last[sl] = opening + last[:, -1]
+        return wakes
+
     def _slots(self) -> list[FastSlot]:
         n = self.s.connections
         floats = ("connected_s", "alive_s", "suspect_alive_s")
-        ints = ("heartbeats", "rounds", "connections", "false_positives", "undetected")
+        ints = ("heartbeats", "rounds", "connections", "false_positives", "undetected", "wakeups")
         index = {k: i for i, k in enumerate(COUNTERS)}
         as_float = self.c[[index[k] for k in floats]].T.tolist()
         as_int = self.c[[index[k] for k in ints]].astype(np.int64).T.tolist()
@@ -1254,8 +1352,17 @@ class _Rto:
         return self.at(np.arange(len(cols)), cols)
 
 
-NOT_PRODUCED = ("wakeups_per_conn_hour", "tcp_retransmissions")
-NOT_PRODUCED_TCP = ("overhead_bytes_per_conn_hour",)  # retransmissions and ACKs are not counted
+NOT_PRODUCED = ("tcp_retransmissions",)
+# Over TCP: bytes, as retransmissions and ACKs are not counted; and the client's radio
+# wakeups, as the model's client acknowledges every server segment that reaches it (its
+# raw arrival, before in-order hold-back) while the sender is alive, including segments
+# sent behind one TCP gives up on until the server's socket fails, and segments of a
+# crashed or closed server up to when its socket failed, which the in-order bookkeeping
+# here does not keep (it marks everything behind a doomed segment never arrived, and
+# the server's socket failing on a dead client, or on a dropped segment, is not computed
+# unless it ends the connection): counting them would need new bookkeeping, not a reading
+# of the existing one.
+NOT_PRODUCED_TCP = ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour")
 
 
 def simulate(s: Scenario) -> tuple[dict, list]:

@@ -181,13 +181,10 @@ def test_minimize_wakeups_and_the_library_settings(tmp_path):
 
 
 def test_a_cost_the_sweeps_engine_did_not_count_is_bad_input(tmp_path, capsys):
-    # the fast engine counts messages, not bytes or wake-ups: its sweeps have no such columns
+    # the fast engine over TCP counts messages, not bytes (nor wake-ups, see the next test):
+    # here a sweep without the bytes column
     rows = [
-        {
-            k: v
-            for k, v in row.items()
-            if k not in ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour")
-        }
+        {k: v for k, v in row.items() if k != "overhead_bytes_per_conn_hour"}
         for rows in optimum_points()
         for row in rows
     ]
@@ -197,12 +194,62 @@ def test_a_cost_the_sweeps_engine_did_not_count_is_bad_input(tmp_path, capsys):
     (problem,) = info.value.problems
     assert problem.path == "--minimize"
     assert "'bytes': none of the sweep's settings" in problem.message
-    assert "(engine fast)" in problem.message and "use --minimize messages" in problem.message
+    assert "(engine fast)" in problem.message
+    assert "use --minimize wakeups or messages" in problem.message
     args = ["choose", str(path), "--max-detection", "60s", "--max-false-disconnects", "1/conn-day"]
     assert main(args) == 2
     assert "Traceback" not in capsys.readouterr().err
     c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day", minimize="messages")
     assert c.recommendation.settings["heartbeat.interval"] == 20.0
+
+
+def test_minimize_wakeups_on_a_fast_engine_sweep(tmp_path):
+    """The fast engine counts the client's radio wake-ups over datagrams (not over TCP)."""
+    from simlab.experiment import parse_sweep, run_sweep
+
+    def sweep(transport: str):
+        raw = {
+            "base": {
+                "name": "fast-wakeups",
+                "horizon": "2h",
+                "connections": 8,
+                "heartbeat": {"style": "pingpong", "initiator": "server"},
+                "detector": {"kind": "timeout", "timeout": "30s"},
+                "link": {"transport": transport, "loss": 0.05, "delay": "50ms"},
+                "peer": {"crash": {"mtbf": "20m"}},
+            },
+            "grid": {"heartbeat.interval": ["8s", "12s", "20s"]},
+            "replications": 2,
+            "engine": "fast",
+            "seed": 4,
+        }
+        out = tmp_path / f"{transport}.csv"
+        outcome = run_sweep(parse_sweep(raw), out, workers=1, progress=False)
+        assert not outcome.failed
+        return out
+
+    datagram = sweep("datagram")
+    c = choose(
+        datagram,
+        max_detection="2m",
+        max_false_disconnects="1/conn-hour",
+        minimize="wakeups",
+    )
+    assert c.feasible and c.constraints.cost_key == "wakeups_per_conn_hour"
+    # 8 s rounds keep the radio awake between them (a lost ping aside): the fewest wake-ups
+    assert c.recommendation.settings["heartbeat.interval"] == 8.0
+    assert 0 < c.recommendation.cost < 3600 / 12
+    bounds = ["--max-detection", "2m", "--max-false-disconnects", "1/conn-hour"]
+    assert main(["choose", str(datagram), *bounds, "--minimize", "wakeups"]) == 0
+    with pytest.raises(ChooseError) as info:
+        choose(
+            sweep("tcp"),
+            max_detection="2m",
+            max_false_disconnects="1/conn-hour",
+            minimize="wakeups",
+        )
+    (problem,) = info.value.problems
+    assert "(engine fast)" in problem.message and "use --minimize messages" in problem.message
 
 
 def test_package_exports_the_function():

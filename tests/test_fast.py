@@ -331,3 +331,226 @@ def test_the_rto_with_constant_delays_has_the_filters_closed_form():
         est.sample(x)
     rto = fast._Rto(r[None, :], np.ones((1, 200), bool), tcp)
     assert np.allclose(rto.at(np.zeros(200, int), np.arange(200)), seen, rtol=1e-12)
+
+
+# -- the client's radio wakeups (datagram) ---------------------------------------------------------
+
+WAKEUPS = {
+    # mobile-like: 8 s rounds stay inside the 10 s radio tail, a lost ping makes a 16 s silence
+    "server-pings-8s-loss": dict(
+        heartbeat={"interval": "8s"}, detector={"timeout": "30s"}, link={"loss": 0.3}
+    ),
+    # 12 s rounds: every ping wakes the radio, its pong comes back within the tail
+    "client-pings-12s-jitter-lognormal": dict(
+        heartbeat={"initiator": "client", "interval": "12s", "jitter": 0.3},
+        detector={"timeout": "40s"},
+        link={"loss": 0.2, "delay": {"dist": "lognormal", "median": 0.3, "sigma": 1.0}},
+    ),
+    # the client (the peer) crashes and falls silent; the server reconnects it
+    "client-oneway-8s-jitter-crash": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "8s", "jitter": 0.3},
+        detector={"timeout": "20s"},
+        link={"loss": 0.25},
+        peer={"crash": {"mtbf": "300s"}},
+        reconnect={"delay": "5s"},
+    ),
+    # random delays reorder the server's heartbeats; the server crashes
+    "server-oneway-exponential-crash": dict(
+        heartbeat={"style": "oneway", "interval": "6s"},
+        detector={"timeout": "14s", "side": "client"},
+        link={"loss": 0.3, "delay": {"dist": "exponential", "mean": 1.0}},
+        peer={"crash": {"mtbf": "200s"}},
+        reconnect={"delay": "12s"},
+    ),
+    # quick reconnects: the next opening comes within the tail of the last arrival, so it
+    # wakes the radio only if the radio's state is carried over from one connection to the next
+    "client-detector-quick-reconnects": dict(
+        heartbeat={"interval": "3s", "jitter": 0.2},
+        detector={"timeout": "4s", "side": "client"},
+        link={"loss": 0.3, "delay": {"dist": "uniform", "low": 0.05, "high": 0.5}},
+        reconnect={"delay": "1s"},
+    ),
+    # NAT expiries (a server ping meets the expired mapping: no arrival) and client crashes
+    "server-pings-nat-reset-client-crash": dict(
+        heartbeat={"interval": "9s", "jitter": 0.3},
+        detector={"timeout": "30s"},
+        link={"loss": 0.1, "delay": {"dist": "uniform", "low": 0.1, "high": 2.0}},
+        nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "30s"}, "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "600s"}},
+    ),
+    # the client as the peer, reset by the NAT as its ping crosses: that ping was sent
+    "client-pings-nat-both-reset": dict(
+        heartbeat={"initiator": "client", "interval": "11s", "jitter": 0.3},
+        detector={"timeout": "40s", "side": "server"},
+        link={"loss": 0.15, "delay": {"dist": "exponential", "mean": 0.5}},
+        nat={"idle_timeout": "20s", "refresh": "both", "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "900s"}},
+    ),
+    # bursty loss in monitor mode, rounds of 9-11 s straddling the tail
+    "client-pings-missed-gilbert-monitor": dict(
+        heartbeat={"initiator": "client", "interval": "10s", "jitter": 0.1},
+        detector={
+            "kind": "missed",
+            "missed": {"k": 2, "ack_timeout": "3s"},
+            "on_declare": "monitor",
+        },
+        link={
+            "loss": {
+                "model": "gilbert",
+                "p_gb": 0.05,
+                "p_bg": 0.4,
+                "loss_good": 0.01,
+                "loss_bad": 0.6,
+            },
+            "delay": {"dist": "exponential", "mean": 0.3},
+        },
+    ),
+    "server-pings-nfd-pareto-client-crash": dict(
+        heartbeat={"interval": "7s"},
+        detector={"kind": "nfd", "nfd": {"delta": "5s"}},
+        link={"loss": 0.2, "delay": {"dist": "pareto", "scale": 0.2, "shape": 2.5}},
+        peer={"crash": {"mtbf": "400s"}},
+        reconnect={"delay": "3s"},
+    ),
+}
+
+
+def wakeup_rates(slots) -> np.ndarray:
+    return np.array([sl.stats.wakeups / sl.stats.connected_s * 3600 for sl in slots])
+
+
+@pytest.mark.parametrize("name", list(WAKEUPS))
+def test_wakeups_agree_with_the_model(name):
+    s = scenario(
+        horizon="6000s", connections=24, seed=131 + list(WAKEUPS).index(name), **WAKEUPS[name]
+    )
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    ok, info = _compare(wakeup_rates(slots), model.slots.wakeups / model.slots.connected_s * 3600)
+    assert ok, info
+    hours = sum(sl.stats.connected_s for sl in slots) / 3600
+    assert out["wakeups_per_conn_hour"] == pytest.approx(
+        sum(sl.stats.wakeups for sl in slots) / hours
+    )
+
+
+def test_wakeups_agree_with_the_analytic_engine_within_its_standard_error():
+    # 4 s rounds, half the pings lost: a ping wakes the radio after 2 lost ones (12 s > 10 s)
+    s = scenario(
+        horizon="20000s",
+        connections=24,
+        seed=151,
+        heartbeat={"interval": "4s"},
+        detector={"timeout": "9.5s", "on_declare": "monitor"},
+        link={"loss": 0.5},
+    )
+    exact = analytic.run(s)["wakeups_per_conn_hour"]
+    assert exact == pytest.approx(112.5, rel=1e-12)
+    mean, se = mean_and_se(wakeup_rates(fast.simulate(s)[1]))
+    edge = 3600 / 20000  # the first opening's wakeup, once a slot
+    assert abs(mean - edge - exact) < Z * se, (mean, se, exact)
+
+
+EXACT = {
+    # every client beat wakes the radio whatever is lost: 300 an hour (the opening in place
+    # of the beat due at the horizon)
+    "client-oneway-12s-lossy": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "12s"},
+        link={"loss": 0.3},
+    ),
+    # teeth for arrivals: only the server's heartbeats reaching the client use its radio
+    # (counting the client's sends alone gives one wakeup a connection, 0.5 an hour)
+    "server-oneway-12s": dict(heartbeat={"style": "oneway", "interval": "12s"}),
+    # the pong 0.1 s after each ping rides on the ping's wakeup; each ping's comes 11.9 s
+    # after the last pong
+    "client-pings-12s": dict(heartbeat={"initiator": "client", "interval": "12s"}),
+    "server-pings-12s": dict(heartbeat={"interval": "12s"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT))
+def test_wakeups_equal_the_analytic_engines_where_the_run_is_deterministic(name):
+    s = scenario(
+        horizon="2h",
+        connections=3,
+        detector={"timeout": "25s", "on_declare": "monitor"},
+        **EXACT[name],
+    )
+    exact = analytic.run(s)["wakeups_per_conn_hour"]
+    assert exact == pytest.approx(300, rel=1e-12)
+    out, slots = fast.simulate(s)
+    assert out["wakeups_per_conn_hour"] == pytest.approx(exact, rel=1e-9)
+    assert [sl.stats.wakeups for sl in slots] == [600] * 3
+
+
+def test_a_silence_of_exactly_the_radio_tail_is_no_wakeup():
+    # teeth for the strict rule: beats every 10 s exactly (no jitter; multiples of 10 are exact
+    # in binary floating point in both engines) keep the radio awake: one wakeup a slot, at
+    # its opening, whatever is lost (the client sends anyway). Counting a silence of exactly
+    # RADIO_TAIL as a wakeup (>= for >) would give 720 a slot. The analytic engine leaves
+    # such ties out; the model, run here, decides.
+    s = scenario(
+        horizon="2h",
+        connections=4,
+        seed=3,
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "10s"},
+        detector={"timeout": "25s", "on_declare": "monitor"},
+        link={"loss": 0.3},
+    )
+    assert "wakeups_per_conn_hour" not in analytic.run(s)
+    model = simlab.simulate(s).slots.wakeups.tolist()
+    assert model == [1] * 4
+    assert [sl.stats.wakeups for sl in fast.simulate(s)[1]] == model
+
+
+def test_a_peer_reset_by_the_nat_as_its_ping_crosses_sent_that_ping():
+    # deterministic: no loss, constant delays. The client pings every 25 s through a mapping
+    # that expires after 20 s: its first ping, at 25 s, meets the expired mapping and the
+    # NAT resets the client (the peer), which stops; the server declares at 60 s and the
+    # next connection opens a second later. The model sends (and counts) that ping, and it
+    # wakes the radio 25 s after the opening: two wakeups a connection.
+    s = scenario(
+        horizon="1000s",
+        connections=2,
+        heartbeat={"initiator": "client", "interval": "25s"},
+        detector={"timeout": "60s", "side": "server"},
+        nat={"idle_timeout": "20s", "on_expiry": "reset"},
+        reconnect={"delay": "1s"},
+    )
+    model = simlab.simulate(s).slots
+    slots = fast.simulate(s)[1]
+    assert [sl.stats.heartbeats for sl in slots] == model.heartbeats_sent.tolist() == [16, 16]
+    assert [sl.stats.wakeups for sl in slots] == model.wakeups.tolist() == [33, 33]
+
+
+def test_wakeups_are_not_produced_over_tcp():
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    assert "wakeups_per_conn_hour" not in fast.run(s)
+    assert "wakeups_per_conn_hour" in fast.NOT_PRODUCED_TCP
+
+
+@pytest.mark.parametrize(
+    "name", ["client-oneway-8s-jitter-crash", "client-pings-missed-gilbert-monitor"]
+)
+def test_wakeups_do_not_depend_on_batching_windows_or_speculation(name):
+    kw = WAKEUPS[name]
+    s = scenario(horizon="3000s", connections=8, seed=17, **kw)
+    ahead = fast.FastRun(s)
+    many = ahead.run()
+    assert sum(sl.stats.wakeups for sl in many) > 0
+    variants = [fast.FastRun(scenario(horizon="3000s", connections=3, seed=17, **kw))]
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    variants.append(short)
+    if ahead.speculate:
+        assert sum(sl.stats.connections for sl in many) > 2 * len(many)
+        one_by_one = fast.FastRun(s)
+        one_by_one.speculate = False
+        variants.append(one_by_one)
+    for other in variants:
+        for a, b in zip(many, other.run(), strict=False):  # (3 slots: the first three)
+            assert vars(a.stats) == vars(b.stats)
+    a, b = fast.run(s), fast.run(s)
+    assert a["wakeups_per_conn_hour"] == b["wakeups_per_conn_hour"]
+    c = fast.run(scenario(horizon="3000s", connections=8, seed=18, **kw))
+    assert c["wakeups_per_conn_hour"] != a["wakeups_per_conn_hour"]
