@@ -21,11 +21,12 @@ then the detector as a chain of deadlines. Everything before the window's last
 send time is final (later rounds are sent after it), so a row that has not ended
 by then is recomputed with a longer window and the same draws. A connection
 depends on the one before only by its opening when losses are Bernoulli (each
-connection has a loss stream of its own), so with peer crashes, the connections
-that a slot's crashes likely bring before the horizon are computed in the same
-batch (speculatively, each from its own opening; the horizon only cuts what is
-accounted), and kept once the one before has ended before the horizon. Any other
-next connection joins the next batch. Bernoulli losses are drawn as geometric
+connection has a loss stream of its own; every other draw is the connection's own,
+from its opening), so then the connections a slot likely has next before the
+horizon (its peer's crashes, or the mean connection so far: false positives, NAT
+breaks...) are computed in the same batch (speculatively, each from its own
+opening; the horizon only cuts what is accounted), and kept once the one before
+has ended before the horizon. Any other next connection joins the next batch. Bernoulli losses are drawn as geometric
 gaps, so retransmissions, ladders and RTO reads touch only the lost packets.
 
 Random draws: each (seed, slot, purpose) stream gets its key from
@@ -398,7 +399,13 @@ class FastRun:
         self.log_keep = {side: float(np.log1p(-p[side])) for side in LOSS}
         # a slot's next connections are computed with its current one when they depend on it
         # only by their opening: each is computed from its own opening (the horizon only cuts)
-        self.speculate = s.peer.crash is not None and all(self._sparse(x) for x in LOSS)
+        # (every other draw of a connection, its delays, jitter, crash and NAT timeout, is
+        # keyed by its number and read from its opening; the radio's state, carried from one
+        # connection to the next, is accounted in order, parents before children)
+        self.speculate = all(self._sparse(x) for x in LOSS)
+        # the connections finished so far: their rounds and how many ended before the horizon
+        # (the mean connection's rounds, censored ones included, for speculation and windows)
+        self.seen_rounds = self.seen_ends = 0
         self.c = np.zeros((len(COUNTERS), n))  # a row per counter (COUNTERS), a column per slot
         # the client's radio: when each slot last used it (the model's radio_last, carried
         # across a slot's connections). Datagram only: see NOT_PRODUCED_TCP
@@ -687,8 +694,9 @@ class FastRun:
         with np.errstate(invalid="ignore"):  # inf - inf in padding, never read
             return self._run()
 
-    SPECULATE = 3  # a slot's connections after its current one computed with it, at most
-    SPECULATE_CELLS = 1 << 14  # rounds of speculative rows worth a batch's fixed cost, about
+    SPECULATE = 32  # a slot's connections after its current one computed with it, at most
+    SPECULATE_CELLS = 1 << 16  # rounds of speculative rows worth a batch's fixed cost, about
+    CHURN_WINDOW = 3  # a first window of this many mean connections (once some have ended)
 
     def _run(self) -> list[FastSlot]:
         s = self.s
@@ -747,20 +755,30 @@ class FastRun:
                 window = redo_[3] * 4
         return self._slots()
 
+    def _mean_rounds(self) -> float:
+        """The mean connection's rounds so far (the rounds of the finished connections over
+        how many ended before the horizon; inf: none has)."""
+        return self.seen_rounds / self.seen_ends if self.seen_ends else INF
+
     def _speculate(self, rows: list, crash: np.ndarray, wide: np.ndarray):
-        """Add to each row the slot's next connections that its crashes likely bring before
-        the horizon (SPECULATE at most), those short enough not to widen its batch: computed
-        with it, kept if they happen. A speculative row costs as many rounds as the widest
-        of its batch: a generation of them is added only while they cost less than the batch
-        they save (SPECULATE_CELLS) or a quarter of the batch."""
+        """Add to each row the slot's next connections that likely open before the horizon
+        (SPECULATE at most), those short enough not to widen its batch: computed with it,
+        kept if they happen. A connection is expected to end at its peer's crash or after
+        the mean connection so far, whichever comes first. A speculative row costs as many
+        rounds as the widest of its batch: rows are added, earliest expected first, while
+        they cost less than a few batches' fixed cost (SPECULATE_CELLS) or a quarter of
+        the batch."""
         H = self.s.horizon
         reopen = self.s.reconnect.delay
+        # (a little shorter than the mean: a slot's last connections before the horizon are
+        # as likely to open as not, and one left out costs the slot a batch of its own)
+        life = 0.8 * self._mean_rounds() * self.s.heartbeat.interval
         out, crashes = [[r] for r in rows], [crash]
         slots, numbers, _, horizon, opening, _, group = rows
         width = np.zeros(int(group.max()) + 1, dtype=np.int64)  # each group's width
         np.maximum.at(width, group, wide)
         budget = max(self.SPECULATE_CELLS, int(width[group].sum()) // 4)
-        at = opening + crash + reopen  # (an estimate: a crash ends a connection soon after)
+        at = opening + np.minimum(crash, life) + reopen  # (an estimate of the next opening)
         index = np.arange(len(slots))
         offset = len(slots)
         for _ in range(self.SPECULATE):
@@ -773,8 +791,16 @@ class FastRun:
             more, slots, numbers, guess, window = (
                 x[fits] for x in (more, slots, numbers, guess, window)
             )
-            budget -= int(width[group[more]].sum())
-            if len(more) == 0 or budget < 0:
+            cost = width[group[more]]
+            last = int(cost.sum()) > budget
+            if last:  # the earliest ones that fit in what is left
+                order = np.argsort(guess, kind="stable")
+                keep = np.sort(order[np.cumsum(cost[order]) <= budget])
+                more, slots, numbers, guess, window, cost = (
+                    x[keep] for x in (more, slots, numbers, guess, window, cost)
+                )
+            budget -= int(cost.sum())
+            if len(more) == 0:
                 break
             crash = self._crash(slots, numbers)
             horizon, group = horizon[more], group[more]
@@ -785,9 +811,11 @@ class FastRun:
             ):
                 o.append(r)
             crashes.append(crash)
+            if last:
+                break
             index = offset + np.arange(len(more))
             offset += len(more)
-            at = guess + crash + reopen
+            at = guess + np.minimum(crash, life) + reopen
         return [np.concatenate(o) for o in out], np.concatenate(crashes)
 
     def _loss_keys(self, side: str, slots: np.ndarray, numbers: np.ndarray) -> np.ndarray:
@@ -817,14 +845,17 @@ class FastRun:
             det = s.detector
             span = max(det.timeout or 0.0, (det.missed.k + 1) * T + s.ack_timeout)
             to_crash = (self._crash(slots, numbers) + span) / shortest
-            return np.maximum(
-                64, np.minimum(left, np.minimum(to_crash, 1 << 40).astype(np.int64) + 64)
-            )
-        return np.maximum(64, np.minimum(left, np.where(last > 0, 2 * last, 1 << 16)))
+            w = np.minimum(left, np.minimum(to_crash, 1 << 40).astype(np.int64) + 64)
+        else:
+            w = np.minimum(left, np.where(last > 0, 2 * last, 1 << 16))
+        mean = self._mean_rounds()
+        if mean < 1 << 40:  # a few mean connections: most end within
+            w = np.minimum(w, int(self.CHURN_WINDOW * mean))
+        return np.maximum(64, w)
 
     def _batch(self, b: Batch, opening: np.ndarray, parent: np.ndarray, last_rounds):
-        """Evaluate a batch; account the rows that happen and ended or are complete, a
-        generation at a time (a row whose parent row ended before the horizon opens then).
+        """Evaluate a batch; account the rows that happen and ended or are complete (a row
+        whose parent row ended before the horizon opens then), all at once, in order.
 
         Returns the rows to compute again with a longer window (slots, numbers, openings,
         windows) and the connections to compute next (slots, numbers, openings)."""
@@ -843,28 +874,42 @@ class FastRun:
         R = len(b.slots)
         opening = opening.copy()
         happens = parent < 0  # rows whose connection takes place (openings known)
-        pending = happens.copy()
+        pending = np.flatnonzero(happens)
         done = np.zeros(R, dtype=bool)
+        has_end = np.zeros(R, dtype=bool)
+        end_t = np.full(R, INF)
+        rest = np.full(R, H)  # the horizon from each opening
         next_open = np.full(R, INF)
-        while pending.any():
-            rest = H - np.where(pending, opening, 0.0)  # the horizon from each opening
-            complete = raw[:, -1] >= rest
-            final = np.where(complete, rest, raw[:, -1])
-            end_t = np.where(t < final, t, INF)
-            has_end = end_t < INF
-            now = pending & (has_end | complete)
-            done |= now
-            until = (raw < np.where(has_end, end_t, rest)[:, None]).sum(axis=1) + 1
-            last_rounds[b.slots[now]] = until[now]
-            opens = self._account(b, w, now, has_end, end_t, by, rest, opening)
-            next_open[now] = opening[now] + opens[now]
+        last_raw = raw[:, -1]
+        while len(pending):
+            # the rows that take place in this generation (at most one a slot)
+            p = pending
+            rest_p = H - opening[p]
+            complete = last_raw[p] >= rest_p
+            final = np.where(complete, rest_p, last_raw[p])
+            end_p = np.where(t[p] < final, t[p], INF)
+            has_p = end_p < INF
+            now = has_p | complete
+            q, has_q, end_q, rest_q = p[now], has_p[now], end_p[now], rest_p[now]
+            done[q], has_end[q], end_t[q], rest[q] = True, has_q, end_q, rest_q
+            until = (raw[q] < np.where(has_q, end_q, rest_q)[:, None]).sum(axis=1) + 1
+            last_rounds[b.slots[q]] = until
+            self.seen_rounds += int(until.sum())
+            self.seen_ends += int(np.count_nonzero(has_q))
+            next_open[q] = opening[q] + np.where(has_q, end_q + s.reconnect.delay, INF)
+            if (parent < 0).all():
+                break
             # the children of the rows that ended before the horizon take place
+            is_done = np.zeros(R, dtype=bool)
+            is_done[q] = True
             up = np.maximum(parent, 0)
-            ok = (parent >= 0) & ~happens & now[up] & (next_open[up] < H)
+            ok = (parent >= 0) & ~happens & is_done[up] & (next_open[up] < H)
             opening[ok] = next_open[parent[ok]]
             self.c[_CONNECTIONS, b.slots[ok]] += 1
             happens |= ok
-            pending = ok
+            pending = np.flatnonzero(ok)
+        # every generation's rows at once (parents before their children)
+        self._account(b, w, done, has_end, end_t, by, rest, opening, parent)
         # rows that take place but did not reach their end: again, with a longer window
         redo = happens & ~done
         # connections that open and were not computed here
@@ -1115,19 +1160,28 @@ class FastRun:
 
     # -- accounting -----------------------------------------------------------------------------
 
-    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by, H, opening) -> np.ndarray:
+    def _account(self, b: Batch, w: dict, done, has_end, end_t, end_by, H, opening, parent):
         """Add the finished rows to their slots' counters (times from each row's opening,
-        the horizon ``H`` too; ``opening``: when each row opened in the slot's time); return
-        when each slot's next connection opens (inf: none)."""
+        the horizon ``H`` too; ``opening``: when each row opened in the slot's time). A slot
+        may have several rows, a parent row (``parent``: its index, -1: none) before its
+        children, each after the one it follows: accounted in that order."""
         s = self.s
         if done.all():  # (the usual case: views, not copies)
             rows = slice(None)
             sl = b.slots
+            parent_at = parent
         else:
             rows = np.flatnonzero(done)
             sl = b.slots[rows]
             has_end, end_t, end_by, H = has_end[rows], end_t[rows], end_by[rows], H[rows]
             opening = opening[rows]
+            # each row's parent row among the accounted ones (-1: none)
+            where = np.full(len(done), -1)
+            where[rows] = np.arange(len(rows))
+            parent_at = parent[rows]
+            parent_at = np.where(parent_at >= 0, where[np.maximum(parent_at, 0)], -1)
+        chained = bool((parent_at >= 0).any())
+        durations = []  # (row, slot, value): in row order, each row's in the order found
         inc = {}  # counter -> what each row adds
         zero = np.zeros(len(sl))
         t0, crash = b.t0[rows], b.crash[rows]
@@ -1172,7 +1226,7 @@ class FastRun:
             if self.P == "client":
                 limit = np.minimum(limit, crash)
             sends = client_sends if self.s.heartbeat.initiator == "client" else server_sends
-            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening)
+            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening, parent_at)
         alive_until = np.minimum(close, broken)
         inc["connected_s"] = close - t0
         alive = alive_until - t0
@@ -1184,7 +1238,7 @@ class FastRun:
             false_positives = m.sum(axis=1)
             ended = m & (z <= au) & (z < close[:, None])
             r, k = np.nonzero(ended)
-            self.durations.append((sl[r], z[r, k] - a[r, k]))
+            durations.append((r, sl[r], z[r, k] - a[r, k]))
             # cut short by the break or the horizon
             suspect = np.where(ended, z - a, np.where(m, au - a, 0.0)).sum(axis=1)
         inc["undetected"] = ~has_end & (broken < H)
@@ -1201,15 +1255,25 @@ class FastRun:
             alive = alive + down
             suspect = suspect + down
             back = mistaken & (opens <= H)
-            self.durations.append((sl[back], opens[back] - end_t[back]))
+            (r,) = np.nonzero(back)
+            durations.append((r, sl[r], opens[r] - end_t[r]))
+        if durations:
+            if chained and len(durations) > 1:  # a slot's in time order: by row, stable
+                r = np.concatenate([d[0] for d in durations])
+                order = np.argsort(r, kind="stable")
+                durations = [
+                    (None, *(np.concatenate([d[i] for d in durations])[order] for i in (1, 2)))
+                ]
+            self.durations.extend((d[1], d[2]) for d in durations)
         inc["alive_s"] = alive
         inc["suspect_alive_s"] = suspect
-        self.c[:, sl] += np.stack([inc.get(k, zero) for k in COUNTERS])
-        out = np.full(len(done), INF)
-        out[rows] = opens
-        return out
+        add = np.stack([inc.get(k, zero) for k in COUNTERS])
+        if chained:  # (a slot's rows in order: the same sums as one at a time)
+            np.add.at(self.c.T, sl, add.T)
+        else:
+            self.c[:, sl] += add
 
-    def _wakeups(self, w: dict, rows, sl, sends, limit, opening) -> np.ndarray:
+    def _wakeups(self, w: dict, rows, sl, sends, limit, opening, parent_at) -> np.ndarray:
         """The client's radio wakeups in each finished row (datagram), as the model counts them.
 
         The client's radio events (the model's ``_radio``): the opening; every message the
@@ -1261,8 +1325,17 @@ class FastRun:
                 e = np.sort(np.where(e > -INF, e, INF), axis=1)
                 last[bad] = np.maximum.accumulate(np.where(e < INF, e, -INF), axis=1)
         wakes = (np.diff(last, axis=1) > RADIO_TAIL).sum(axis=1)
-        wakes += opening - self.radio_last[sl] > RADIO_TAIL
-        self.radio_last[sl] = opening + last[:, -1]
+        radio = opening + last[:, -1]  # each row's last event, in the slot's time
+        before = self.radio_last[sl]
+        chained = parent_at >= 0  # a row after another of its slot: from that one's last event
+        before[chained] = radio[parent_at[chained]]
+        wakes += opening - before > RADIO_TAIL
+        if chained.any():  # a slot's last row (in time) is its last
+            _, first = np.unique(sl[::-1], return_index=True)
+            at = len(sl) - 1 - first
+            self.radio_last[sl[at]] = radio[at]
+        else:
+            self.radio_last[sl] = radio
         return wakes
 
     def _slots(self) -> list[FastSlot]:

@@ -554,3 +554,70 @@ def test_wakeups_do_not_depend_on_batching_windows_or_speculation(name):
     assert a["wakeups_per_conn_hour"] == b["wakeups_per_conn_hour"]
     c = fast.run(scenario(horizon="3000s", connections=8, seed=18, **kw))
     assert c["wakeups_per_conn_hour"] != a["wakeups_per_conn_hour"]
+
+
+CHURN = {
+    # a lost round is a false positive (timeout = 2 intervals, constant delays): short
+    # connections, reconnection every ~20 rounds
+    "pingpong-churn": dict(detector={"timeout": "1.9s"}, link={"loss": 0.03}),
+    "pingpong-churn-crash-jitter": dict(
+        heartbeat={"jitter": 0.1},
+        detector={"timeout": "1.9s"},
+        link={"loss": 0.03, "delay": {"dist": "exponential", "mean": 0.05}},
+        peer={"crash": {"mtbf": "60s"}},
+    ),
+    "oneway-client-churn": dict(
+        heartbeat={"style": "oneway", "initiator": "client"},
+        detector={"timeout": "1.9s"},
+        link={"loss": 0.05},
+    ),
+    "oneway-nfd-monitor-crash": dict(
+        heartbeat={"style": "oneway"},
+        detector={"kind": "nfd", "nfd": {"delta": "0.5s"}, "on_declare": "monitor"},
+        link={"loss": 0.2},
+        peer={"crash": {"mtbf": "15s"}},
+    ),
+    "nat-reset-churn": dict(
+        heartbeat={"initiator": "client", "interval": "3s", "jitter": 0.2},
+        detector={"timeout": "7s"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": 2, "high": 5}, "on_expiry": "reset"},
+    ),
+    "tcp-nat-drop-churn": dict(
+        heartbeat={"interval": "5s"},
+        detector={"timeout": "10s"},
+        link={"transport": "tcp", "loss": 0.05},
+        nat={"idle_timeout": {"dist": "exponential", "mean": 3}},
+        peer={"crash": {"mtbf": "60s"}},
+        reconnect={"delay": 0},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHURN))
+def test_speculating_on_frequent_reconnections_changes_nothing(name):
+    """Bernoulli losses: a slot's next connections, whatever ends the current one (false
+    positives, NAT breaks, crashes), are computed with it; the results are the same draw for
+    draw as one connection at a time, with fewer slots, or with one-round first windows."""
+    kw = CHURN[name]
+    s = scenario(horizon="600s", connections=8, seed=23, **kw)
+    ahead = fast.FastRun(s)
+    assert ahead.speculate
+    many = ahead.run()
+    assert sum(sl.stats.connections for sl in many) > 5 * len(many)  # frequent reconnections
+    one_by_one = fast.FastRun(s)
+    one_by_one.speculate = False
+    few = fast.FastRun(scenario(horizon="600s", connections=3, seed=23, **kw))
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (one_by_one, few, short):
+        for a, b in zip(many, other.run(), strict=False):  # (few: the first three)
+            assert vars(a.stats) == vars(b.stats)
+    # and it saved batches
+    counts = []
+    for run in (fast.FastRun(s), one_by_one):
+        batch, count = run._batch, []
+        run._batch = lambda *a, batch=batch, count=count: count.append(1) or batch(*a)
+        run.run()
+        counts.append(len(count))
+    assert 2 * counts[0] < counts[1], counts
