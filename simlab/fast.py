@@ -711,8 +711,8 @@ class FastRun:
             # rows of similar length together (a batch is as wide as its widest row), short
             # ones all at once (a batch has a fixed cost of about a few thousand rounds')
             left = ((H - t0) / shortest).astype(np.int64) + 2
-            wide = np.maximum(np.minimum(window, left), 4096)
-            group = np.ceil(np.log2(wide)).astype(np.int64)
+            wide = np.maximum(np.minimum(window, left), 64)
+            group = self._groups(np.ceil(np.log2(wide)).astype(np.int64))
             # each row: (slot, number, window, computed up to, known opening or nan, parent)
             rows = [slots, numbers, window, H - t0, t0, np.full(len(slots), -1), group]
             crash = self._crash(slots, numbers)
@@ -747,13 +747,33 @@ class FastRun:
             slots = np.concatenate([redo_[0], new_[0]])
             numbers = np.concatenate([redo_[1], new_[1]])
             t0 = np.concatenate([redo_[2], new_[2]])
+            # again: four times as long, or a few mean connections more (once some ended)
+            again = redo_[3] * 4
+            mean = self._mean_rounds()
+            if mean < 1 << 40:
+                again = np.minimum(again, redo_[3] + max(64, int(self.CHURN_WINDOW * mean)))
             if len(new_[0]):
-                window = np.concatenate(
-                    [redo_[3] * 4, self._first_window(*new_, last_rounds[new_[0]])]
-                )
+                window = np.concatenate([again, self._first_window(*new_, last_rounds[new_[0]])])
             else:
-                window = redo_[3] * 4
+                window = again
         return self._slots()
+
+    GROUP_CELLS = 4096  # a batch's fixed cost, in cells (rows times rounds), about
+
+    def _groups(self, width: np.ndarray) -> np.ndarray:
+        """Each row's group, from its width's log2: rows of similar widths together, a
+        narrower class joined to the next wider one while padding its rows costs less than
+        a batch of their own. A group is named by its widest class."""
+        classes, count = np.unique(width, return_counts=True)
+        top = classes.copy()
+        rows = 0
+        for i in range(len(classes)):
+            if i and rows * ((1 << int(classes[i])) - (1 << int(top[i - 1]))) < self.GROUP_CELLS:
+                top[top == top[i - 1]] = classes[i]
+                rows += int(count[i])
+            else:
+                rows = int(count[i])
+        return top[np.searchsorted(classes, width)]
 
     def _mean_rounds(self) -> float:
         """The mean connection's rounds so far (the rounds of the finished connections over
