@@ -85,7 +85,65 @@ def unsupported(s: Scenario) -> list[str]:
             )
     if s.detector.liveness == "any" and s.detector.kind == "missed":
         out.append("detector.liveness: any with missed")
+    tie = _ordering_tie(s)
+    if tie:
+        out.append(tie)
     return out
+
+
+TIE = 1e-9  # relative: a deadline this close to an arrival is an ordering tie
+
+
+def _ordering_tie(s: Scenario) -> str:
+    """Why the model's order of a deadline and an arrival at the same instant is not the
+    fast engine's rule ('' when it is, or when no such tie can happen).
+
+    With constant delays and no jitter a timeout or NFD deadline can fall exactly on a
+    heartbeat's arrival. The model's lazy timer for that deadline was armed when an
+    earlier timer fired, after the previous evidence; the arrival's event was scheduled
+    when its last hop was sent. The fast engine lets the timer fire first, which is the
+    model's order whenever that hop is shorter than the interval (the timer was armed at
+    least an interval before the deadline, so before the hop was sent). With a hop of an
+    interval or more the order depends on the timer's history: refused, not guessed. The
+    ``missed`` detector ties when the round trip equals ``ack_timeout``: refused too.
+    """
+    hb, det, link = s.heartbeat, s.detector, s.link
+    if det.kind not in ("timeout", "nfd", "missed") or hb.jitter > 0:
+        return ""
+    if not (isinstance(link.up.delay, Constant) and isinstance(link.down.delay, Constant)):
+        return ""
+    if det.kind == "missed":
+        # a pong exactly at its window's end answers the ping, but when that window was
+        # the k-th miss the model's timer declares first (a mistake of length zero)
+        rtt = link.up.delay.value + link.down.delay.value
+        if abs(s.ack_timeout - rtt) <= TIE * s.ack_timeout:
+            return (
+                "a round trip equal to detector.missed.ack_timeout, with constant delays: "
+                "every pong arrives at its window's end (an ordering tie; move ack_timeout "
+                "or the delay by a little)"
+            )
+        return ""
+    into = link.up if s.detector_side == "server" else link.down
+    hop = into.delay.value
+    T = hb.interval
+    if hop < T:
+        return ""
+    evidence = link.up.delay.value + link.down.delay.value if hb.style == "pingpong" else hop
+    # deadlines after evidence at lead, after the opening at lead - evidence (timeout);
+    # NFD's freshness points are send times plus T + delta, so only the second
+    if det.kind == "timeout":
+        leads = (det.timeout, det.timeout - evidence)
+    else:
+        leads = (T + s.nfd_delta - evidence,)
+    for x in leads:
+        if abs(x / T - round(x / T)) <= TIE * max(1.0, abs(x / T)):
+            return (
+                f"a {det.kind} deadline a whole number of intervals from a heartbeat's arrival, "
+                f"with constant delays and a last hop ({hop:g} s) not shorter than the interval: "
+                "which of the model's simultaneous events comes first depends on its timer's "
+                "history (an ordering tie; move the timeout or the delay by a little)"
+            )
+    return ""
 
 
 # -- random numbers: a counter-based hash, so any draw can be computed for many connections at once
