@@ -52,6 +52,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtri
 
+from .analytic import TIE
 from .distributions import Constant, Exponential, Lognormal, Pareto, Uniform
 from .metrics import summarize
 from .model import RADIO_TAIL, Stats
@@ -89,9 +90,6 @@ def unsupported(s: Scenario) -> list[str]:
     if tie:
         out.append(tie)
     return out
-
-
-TIE = 1e-9  # relative: a deadline this close to an arrival is an ordering tie
 
 
 def _ordering_tie(s: Scenario) -> str:

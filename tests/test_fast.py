@@ -294,18 +294,25 @@ def test_a_slots_next_connections_computed_ahead_change_nothing():
     one (speculatively); the results are the same as one connection at a time, whatever the
     number of slots or the windows."""
     kw = TCP_PANEL["tcp-client-pings-crash-jitter-lognormal"]
-    s = scenario(horizon="3000s", connections=8, seed=13, **kw)
+    _assert_speculation_changes_nothing(kw, "3000s", seed=13, reconnections=2)
+
+
+def _assert_speculation_changes_nothing(kw, horizon, seed, reconnections):
+    """The same stats, slot by slot, with speculation off, with 3 slots instead of 8 (the
+    first three) and with one-round first windows; each slot opens more than
+    ``reconnections`` connections on average."""
+    s = scenario(horizon=horizon, connections=8, seed=seed, **kw)
     ahead = fast.FastRun(s)
     assert ahead.speculate
     many = ahead.run()
-    assert sum(sl.stats.connections for sl in many) > 2 * len(many)  # several reconnections
+    assert sum(sl.stats.connections for sl in many) > reconnections * len(many)
     one_by_one = fast.FastRun(s)
     one_by_one.speculate = False
-    few = fast.FastRun(scenario(horizon="3000s", connections=3, seed=13, **kw))
+    few = fast.FastRun(scenario(horizon=horizon, connections=3, seed=seed, **kw))
     short = fast.FastRun(s)
     short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
-    for other in (one_by_one.run(), few.run(), short.run()):
-        for a, b in zip(many, other, strict=False):  # (few: the first three)
+    for other in (one_by_one, few, short):
+        for a, b in zip(many, other.run(), strict=False):  # (few: the first three)
             assert vars(a.stats) == vars(b.stats)
 
 
@@ -599,21 +606,11 @@ def test_speculating_on_frequent_reconnections_changes_nothing(name):
     """Bernoulli losses: a slot's next connections, whatever ends the current one (false
     positives, NAT breaks, crashes), are computed with it; the results are the same draw for
     draw as one connection at a time, with fewer slots, or with one-round first windows."""
-    kw = CHURN[name]
-    s = scenario(horizon="600s", connections=8, seed=23, **kw)
-    ahead = fast.FastRun(s)
-    assert ahead.speculate
-    many = ahead.run()
-    assert sum(sl.stats.connections for sl in many) > 5 * len(many)  # frequent reconnections
+    _assert_speculation_changes_nothing(CHURN[name], "600s", seed=23, reconnections=5)
+    # and it saved batches
+    s = scenario(horizon="600s", connections=8, seed=23, **CHURN[name])
     one_by_one = fast.FastRun(s)
     one_by_one.speculate = False
-    few = fast.FastRun(scenario(horizon="600s", connections=3, seed=23, **kw))
-    short = fast.FastRun(s)
-    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
-    for other in (one_by_one, few, short):
-        for a, b in zip(many, other.run(), strict=False):  # (few: the first three)
-            assert vars(a.stats) == vars(b.stats)
-    # and it saved batches
     counts = []
     for run in (fast.FastRun(s), one_by_one):
         batch, count = run._batch, []
