@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runner import Result, simulate
-from .scenario import Scenario
-from .validate import ScenarioError
-
-__version__ = "0.1.0"
+from simlab.engines.runner import Result, simulate
+from simlab.errors import ScenarioError
 
 # the function, not the module: simlab.choose(sweep, max_detection=..., ...) for notebooks;
-# the module's other names: from simlab.choose import Choice, parse_rate, ...
-from .choose import choose  # noqa: E402
+# the module's other names: from simlab.lab.choose import Choice, parse_rate, ...
+from simlab.lab.choose import choose  # noqa: E402
+from simlab.scenario.schema import Scenario
+from simlab.version import __version__
 
 __all__ = [
     "Result",
@@ -39,7 +38,7 @@ def load_scenario(
 
     Raises ScenarioError listing every problem. Warnings are appended to ``warnings`` if given.
     """
-    from .validate import load
+    from simlab.scenario.reader import load
 
     scenario, found = load(source, overrides)
     if warnings is not None:
@@ -48,7 +47,7 @@ def load_scenario(
 
 
 def sweep(source, out, **kwargs):
-    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.experiment."""
-    from .experiment import sweep as run
+    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweeps.sweep."""
+    from simlab.sweeps.sweep import sweep as run
 
     return run(source, out, **kwargs)

@@ -8,14 +8,14 @@ import pytest
 
 import simlab
 
-ALL = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 FLEETS = [p for p in ALL if "kind: fleet" in p.read_text()]
 EXAMPLES = [p for p in ALL if p not in FLEETS]
 
 
 @pytest.mark.parametrize("path", FLEETS, ids=[p.stem for p in FLEETS])
 def test_fleet_example_loads(path):
-    from simlab import fleetspec
+    from simlab.fleet import spec as fleetspec
 
     fleet, warnings = fleetspec.load(path)
     assert warnings == []
@@ -33,9 +33,9 @@ def test_example_loads_and_runs(path):
 
 
 def test_makefile_demo_runs_the_default_question():
-    from simlab.experiment import load_sweep
+    from simlab.sweeps.sweep import load_sweep
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).resolve().parents[1]
     makefile = (root / "Makefile").read_text()
     assert "DEMO := default-question" in makefile
     spec = load_sweep(root / "examples" / "sweeps" / "default-question.yaml")
@@ -47,7 +47,7 @@ def test_the_rare_event_example_sweep_shows_the_deadline_margin_at_work(tmp_path
     import numpy as np
     import pandas as pd
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).resolve().parents[1]
     frame = simlab.sweep(
         root / "examples" / "sweeps" / "rare-tcp-deadline.yaml",
         tmp_path / "rare.csv",

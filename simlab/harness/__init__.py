@@ -2,11 +2,11 @@
 
 One process, one event loop runs both ends of every connection and the
 impairments, so ground truth (when a peer crashed, when a link went down) is
-known exactly. The detector is :mod:`simlab.detector`'s pure state machine,
+known exactly. The detector is :mod:`simlab.rules.detector`'s pure state machine,
 driven with the event loop's clock; the timing logic exists once.
 
 - :mod:`.scale` shrinks a scenario's durations (``--time-scale``);
-- :mod:`.nat` the NAT idle-expiry rule, shared by the proxy and the netns inference;
+- :mod:`simlab.rules.nat` (the NAT idle-expiry rule), shared by the proxy and the netns inference;
 - :mod:`.endpoint` heartbeats and the detector on a live connection;
 - :mod:`.proxy` the portable backend: an asyncio relay on 127.0.0.1;
 - :mod:`.netns` the Linux backend: namespaces, veths, a netfilter NAT, nftables loss;

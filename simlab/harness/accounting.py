@@ -5,7 +5,7 @@ close); this module applies the model's bookkeeping to it, connection by
 connection: a declaration after the break is a detection (latency from the
 break), before it a false positive (down until the slot's next connection opens);
 a break still undetected at the horizon is counted as such. The figures then come
-from :func:`simlab.metrics.summarize`, the model's own code, so both sides of a
+from :func:`simlab.engines.metrics.summarize`, the model's own code, so both sides of a
 cross-check are computed the same way.
 """
 
@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from ..metrics import summarize
-from ..model import Stats
-from .nat import expiry_from_log
+from simlab.engines.metrics import summarize
+from simlab.engines.model import Stats
+from simlab.rules.nat import expiry_from_log
 
 # Figures the harness cannot measure the model's way: absent, not zero.
 NOT_MEASURED = (
@@ -114,7 +114,7 @@ def account(
 
 
 def _adaptive(st, evs: list[tuple], broken_at: float, cause, nat) -> None:
-    """The counters behind the adaptive figures, the model's way (simlab.policy_metrics)."""
+    """The counters behind the adaptive figures, the model's way (simlab.engines.policy_metrics)."""
     estimate = math.nan
     after_break = None
     for e in evs:

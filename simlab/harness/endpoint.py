@@ -2,7 +2,7 @@
 
 :class:`Heartbeats` is the harness's twin of the model's heartbeat timer: it sends
 pings with the library's ``ping()`` on the scenario's schedule and feeds
-:mod:`simlab.detector`'s pure state machine with the event loop's clock (times
+:mod:`simlab.rules.detector`'s pure state machine with the event loop's clock (times
 relative to the run's start, like the model's ``env.now``). It owns no timing
 rule of its own: when to suspect is ``detector.deadline()``.
 
@@ -20,8 +20,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Opcode
 
-from ..detector import TimeoutDetector, make_detector
-from ..distributions import Uniforms
+from simlab.rules.detector import TimeoutDetector, make_detector
+from simlab.scenario.distributions import Uniforms
 
 
 class _Watched:
@@ -92,12 +92,12 @@ class Heartbeats:
     """One side's heartbeats over ``ws``: pings on its policy's schedule, and/or the pure detector.
 
     ``pings``: this side sends pings (its policy, one per slot across reconnects,
-    says when; :mod:`simlab.policy`); ``watch``: this side runs the detector, fed
+    says when; :mod:`simlab.rules.policy`); ``watch``: this side runs the detector, fed
     with the pongs to its own pings, or with the peer's pings (:meth:`ping_received`)
     when only the peer pings. ``now()`` is the run's clock (seconds since the run
     started); ``record(event, detail, value)`` notes an event; ``declare(by)`` is
     called once the detector's deadline has passed. The driving loop is the model's
-    (see :mod:`simlab.policy`), with the event loop's clock.
+    (see :mod:`simlab.rules.policy`), with the event loop's clock.
     """
 
     def __init__(

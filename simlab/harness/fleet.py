@@ -16,7 +16,7 @@
   answers RST) or is held by a listener that accepts and never answers (``drop``),
   then a fresh server listens again. Clients notice the abort at once (the model's
   ``notice: close``) and reconnect with the fleet's policy object itself, through
-  :class:`simlab.fleet._Delays` (the model's table of delays per disconnection,
+  :class:`simlab.fleet.model._Delays` (the model's table of delays per disconnection,
   client and attempt, drawn from the same ``SeedSequence`` streams), driven by the
   event loop's clock: attempt ``k + 1`` is due a delay after attempt ``k`` failed.
 - **in the model**: the same scaled fleet, many replications (seeds of their own),
@@ -25,7 +25,7 @@
 
 Every attempt's real outcome (accepted, refused with 503 / RST / a reset under a
 restart, timed out) is logged; the log is fed to the model's own figure code
-(:func:`simlab.fleet._result`, through :class:`AttemptLog`, which has the
+(:func:`simlab.fleet.model._result`, through :class:`AttemptLog`, which has the
 attributes it reads), so both sides' figures are computed by one function.
 
 Durations scale like the harness's scenarios (:func:`scale_fleet`): horizon,
@@ -54,10 +54,10 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
-from .. import backoff
-from .. import fleet as model
-from .. import scenario as sc
-from ..crosscheck import (
+from simlab.errors import Problem, ScenarioError
+from simlab.fleet import model
+from simlab.fleet.spec import Fleet
+from simlab.harness.crosscheck import (
     ALPHA,
     Comparison,
     CrossCheck,
@@ -65,11 +65,11 @@ from ..crosscheck import (
     compare_rates,
     compare_samples,
 )
-from ..distributions import Constant
-from ..fleetspec import Fleet
-from ..validate import Problem, ScenarioError
-from .heap import frozen_heap
-from .scale import scale_scenario
+from simlab.harness.heap import frozen_heap
+from simlab.harness.scale import scale_scenario
+from simlab.rules import backoff
+from simlab.scenario import schema as sc
+from simlab.scenario.distributions import Constant
 
 MAX_REAL_CLIENTS = 300
 HOST = "127.0.0.1"
@@ -268,7 +268,7 @@ class _ServerLog:
 
 @dataclass
 class AttemptLog:
-    """The real run's attempts and disconnections, with the attributes :func:`simlab.fleet._result` reads.
+    """The real run's attempts and disconnections, with the attributes :func:`simlab.fleet.model._result` reads.
 
     Times are seconds from the trigger; ``current`` is each client's latest attempt.
     """
@@ -821,93 +821,6 @@ def run_fleet_crosscheck(
     return check
 
 
-# -- ``simlab crosscheck FLEET.yaml`` ------------------------------------------------------
-
-DEFAULT_CONNECTIONS = 100
-
-
-def is_fleet_file(path) -> bool:
-    """Whether ``path`` is a readable ``kind: fleet`` file (anything else goes the scenario way)."""
-    from ..fleetspec import is_fleet
-    from ..validate import read_yaml
-
-    try:
-        return is_fleet(read_yaml(path))
-    except ScenarioError:
-        return False
-
-
-def _arg_problems(args, connections: int) -> list[str]:
-    out = []
-    if not (args.time_scale > 0 and math.isfinite(args.time_scale)):
-        out.append(f"--time-scale: must be a positive number, got {args.time_scale}")
-    if not 1 <= connections <= MAX_REAL_CLIENTS:
-        out.append(
-            f"--connections: 1 to {MAX_REAL_CLIENTS} real clients for a fleet, got {connections}"
-        )
-    if args.model_connections is not None and args.model_connections < 2 * max(connections, 1):
-        out.append(
-            f"--model-connections: at least two replications of the fleet ({2 * connections} "
-            f"clients), got {args.model_connections}"
-        )
-    if not 0 < args.alpha < 1:
-        out.append(f"--alpha: between 0 and 1, got {args.alpha}")
-    if getattr(args, "preset", None) or getattr(args, "network", None):
-        out.append("--preset/--network: they apply to scenarios, not to a fleet file")
-    if args.panel:
-        out.append("--panel: runs the built-in scenario panel; give no fleet file with it")
-    return out
-
-
-def crosscheck_command(args) -> int:
-    """``simlab crosscheck FLEET.yaml``: exit 0 agree, 1 disagree, 2 bad input (ScenarioError: 2)."""
-    import json
-    import signal
-    import sys
-
-    from ..crosscheck import format_check
-    from ..fleetspec import load
-    from ..io import write_rows
-    from ..validate import parse_sets
-    from .commands import EXIT_BAD_INPUT, EXIT_DISAGREE, _sigterm
-
-    connections = (
-        DEFAULT_CONNECTIONS if args.harness_connections is None else args.harness_connections
-    )
-    problems = _arg_problems(args, connections)
-    if problems:
-        print("error: " + "\n       ".join(problems), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    overrides = parse_sets(args.set)
-    if getattr(args, "seed", None) is not None:
-        overrides["seed"] = args.seed
-    fleet, warnings = load(args.scenario, overrides)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    runs = (
-        DEFAULT_MODEL_RUNS
-        if args.model_connections is None
-        else args.model_connections // connections
-    )
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        check = run_fleet_crosscheck(
-            fleet, time_scale=args.time_scale, connections=connections, runs=runs, alpha=args.alpha
-        )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    rows = check.rows()
-    if args.out:
-        columns = list(rows[0])
-        write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
-    if args.json:
-        doc = [{"check": check.name, "agree": check.agree, "ran": check.ran, "comparisons": rows}]
-        print(json.dumps(doc, indent=2, default=str))
-    else:
-        print(format_check(check))
-    return 0 if check.agree else EXIT_DISAGREE
-
-
 __all__ = [
     "MAX_REAL_CLIENTS",
     "Admission",
@@ -915,8 +828,6 @@ __all__ = [
     "RealFleet",
     "RealResult",
     "compare_fleet",
-    "crosscheck_command",
-    "is_fleet_file",
     "final_reconnect_times",
     "model_runs",
     "refusals",

@@ -26,7 +26,7 @@ Layout, and why:
   spreads the connections; the calling process only coordinates, and reads every
   process's CPU and memory from ``/proc``.
 - Each connection runs :class:`~.endpoint.Heartbeats`, the harness's driver of
-  :mod:`simlab.detector`'s pure state machine with the loop's clock (a read-deadline
+  :mod:`simlab.rules.detector`'s pure state machine with the loop's clock (a read-deadline
   detector here). Nothing breaks a connection, so every declaration is a false
   positive. Pong latency is what the detector saw: from the ping's send (its timer
   firing) to the moment its pong was handled, the client's delays in handling it
@@ -169,8 +169,8 @@ def make_plan(
     ``duration`` and 10 s, ``client_processes`` to :func:`auto_client_processes`,
     ``max_wall`` to 1.5 times the planned time plus a minute.
     """
-    from ..units import format_duration, parse_duration
-    from ..validate import Problem, ScenarioError
+    from simlab.errors import Problem, ScenarioError
+    from simlab.units import format_duration, parse_duration
 
     problems: list[Problem] = []
 
@@ -430,9 +430,7 @@ class Child:
         self._buffer = b""
 
     def spawn(self) -> None:
-        import simlab
-
-        root = str(Path(simlab.__file__).resolve().parents[1])  # run *this* simlab's code
+        root = str(Path(__file__).resolve().parents[2])  # run *this* simlab's code
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the child; closed in stop()
@@ -580,7 +578,7 @@ class LoadClient:
     def __init__(self, port: int, interval: float, timeout: float, open_rate: float, seed: int):
         import numpy as np
 
-        from ..scenario import Detector, Heartbeat, Scenario
+        from simlab.scenario.schema import Detector, Heartbeat, Scenario
 
         self.port, self.interval, self.open_rate = port, interval, open_rate
         self.rng = random.Random(seed)
@@ -636,7 +634,7 @@ class LoadClient:
     async def _open_one(self, i: int) -> None:
         from websockets.asyncio.client import connect
 
-        from .endpoint import WatchedClient
+        from simlab.harness.endpoint import WatchedClient
 
         try:
             ws = await connect(
@@ -662,7 +660,7 @@ class LoadClient:
         self.loop.call_later(self.rng.uniform(0, self.interval), self._start, conn)
 
     def _start(self, conn: _Conn) -> None:
-        from .endpoint import Heartbeats
+        from simlab.harness.endpoint import Heartbeats
 
         if self.stopping or conn.closed:
             return
@@ -684,7 +682,7 @@ class LoadClient:
         conn.hb.start()
 
     def _lost(self, conn: _Conn, exc) -> None:
-        from .endpoint import transport_cause
+        from simlab.harness.endpoint import transport_cause
 
         if conn.closed:
             return
@@ -1151,7 +1149,7 @@ def bottleneck(steps: list[dict], interval: float, cpus: int | None = None) -> d
 
 def format_report(r: dict) -> str:
     """The report as a human-readable table."""
-    from ..units import format_duration
+    from simlab.units import format_duration
 
     def num(value, fmt):
         return "-" if value is None else format(value, fmt)
@@ -1290,7 +1288,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def main(args) -> int:
     """``simlab harness load``: 0 ok, 1 false positives or failed connections, 2 bad input."""
-    from ..validate import ScenarioError
+    from simlab.errors import ScenarioError
 
     try:
         plan = make_plan(

@@ -18,11 +18,11 @@ import contextlib
 import socket
 import struct
 
-from ..distributions import Sampler
-from ..network import backoff
-from ..rng import stream
-from .nat import NatMapping
-from .scale import KERNEL_TCP
+from simlab.engines.network import backoff
+from simlab.harness.scale import KERNEL_TCP
+from simlab.rng import stream
+from simlab.rules.nat import NatMapping
+from simlab.scenario.distributions import Sampler
 
 UP, DOWN = "up", "down"  # client -> server, server -> client
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
-from ..distributions import Exponential, Sampler
-from ..network import DownPeriods
-from ..policy import make_policy, make_throttle
-from ..rng import stream
-from .accounting import account
-from .endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
-from .heap import frozen_heap
+from simlab.engines.network import DownPeriods
+from simlab.harness.accounting import account
+from simlab.harness.endpoint import Heartbeats, WatchedClient, WatchedServer, transport_cause
+from simlab.harness.heap import frozen_heap
+from simlab.rng import stream
+from simlab.rules.policy import make_policy, make_throttle
+from simlab.scenario.distributions import Exponential, Sampler
 
 POLICIES = ("detector", "websockets-native")
 
@@ -71,7 +71,7 @@ class HarnessRun:
         s = scenario
         hb = s.heartbeat
         self.pingers = ("client", "server") if hb.initiator == "both" else (hb.initiator,)
-        # one policy per slot and pinging side, living across reconnects (simlab.policy)
+        # one policy per slot and pinging side, living across reconnects (simlab.rules.policy)
         self.policies = [
             {side: make_policy(s, side) for side in self.pingers} for _ in range(s.connections)
         ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..distributions import scaled
-from ..scenario import Scenario, Tcp
+from simlab.scenario.distributions import scaled
+from simlab.scenario.schema import Scenario, Tcp
 
 # Linux's TCP constants (include/net/tcp.h; net.ipv4.tcp_retries2 = 15).
 KERNEL_TCP = Tcp(min_rto=0.2, max_rto=120.0, max_retries=15, initial_rto=1.0)

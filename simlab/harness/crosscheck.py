@@ -1,0 +1,663 @@
+"""Model versus real sockets: run both on the same scaled scenario and test whether they agree.
+
+The harness runs the scenario over real TCP (:mod:`simlab.harness`); the model
+runs the same scaled scenario with many more connections, the real kernel's TCP
+constants and the RTT the harness measured. Each metric is compared with a
+test that fits it:
+
+- counts over exposure (false positives, breaks, detections per connection-hour):
+  the exact conditional test for two Poisson rates (given the total count, the
+  harness's share is binomial with p = its share of the exposure);
+- latencies (detection latency, retransmitted pongs' round trips): whether the
+  harness's 10/50/90% quantiles sit within the clock's resolution of the model's
+  (binomial tests on order counts; a KS test would reject any measured clock
+  against a model whose latency is a single value);
+- proportions (pongs delayed by a retransmission): Fisher's exact test.
+
+The verdict uses a Bonferroni correction over the comparisons of one check, so
+a scenario of eight metrics at ``alpha`` = 0.01 is wrong by chance at most 1% of
+the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from simlab.engines.analytic.theory import poisson_interval
+from simlab.engines.runner import simulate
+from simlab.scenario.schema import to_dict
+
+ALPHA = 0.01
+MIN_SAMPLES = 8  # fewer latencies than this on either side: shown, not tested
+RETRANSMITTED = 0.15  # a pong this late (s) waited for a retransmission (min RTO 200 ms)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    test: str
+    model: float | None
+    model_low: float | None
+    model_high: float | None
+    harness: float | None
+    harness_low: float | None
+    harness_high: float | None
+    p_value: float | None  # None: not tested (too few samples), shown only
+    n_model: int
+    n_harness: int
+
+    def agrees(self, alpha: float) -> bool | None:
+        return None if self.p_value is None else self.p_value >= alpha
+
+
+def compare_rates(metric: str, x_model: int, e_model: float, x_harness: int, e_harness: float):
+    """Two Poisson rates (counts over exposures), exact conditional binomial test."""
+    total = x_model + x_harness
+    if total == 0:
+        p = 1.0
+    else:
+        share = e_harness / (e_model + e_harness)
+        p = float(stats.binomtest(x_harness, total, share).pvalue)
+    ml, mh = poisson_interval(x_model, e_model) if e_model > 0 else (math.nan, math.nan)
+    hl, hh = poisson_interval(x_harness, e_harness) if e_harness > 0 else (math.nan, math.nan)
+    return Comparison(
+        metric,
+        "poisson rates (exact)",
+        x_model / e_model if e_model > 0 else math.nan,
+        ml,
+        mh,
+        x_harness / e_harness if e_harness > 0 else math.nan,
+        hl,
+        hh,
+        p,
+        x_model,
+        x_harness,
+    )
+
+
+def _median_interval(a: np.ndarray) -> tuple[float, float]:
+    """Distribution-free 95% interval of the median from order statistics."""
+    n = len(a)
+    if n < 6:
+        return float(a.min()), float(a.max())
+    s = np.sort(a)
+    lo = int(stats.binom.ppf(0.025, n, 0.5))
+    hi = int(stats.binom.isf(0.025, n, 0.5))
+    return float(s[max(lo - 1, 0)]), float(s[min(hi, n - 1)])
+
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def quantile_test(model: np.ndarray, harness: np.ndarray, resolution: float) -> float:
+    """p-value of "the harness's 10/50/90% quantiles are within ``resolution`` of the model's".
+
+    For each quantile q with model value m: under the null, at most a fraction q
+    of harness values lies below m - resolution (one-sided binomial test on that
+    count) and at least q at or below m + resolution (the other side). Bonferroni
+    over the six one-sided tests. A KS test alone would reject a model whose
+    latency is a point mass (a timeout detector's) for any measurement with a
+    clock: the resolution is the event loop's own measured timer lateness.
+    """
+    n = len(harness)
+    ps = []
+    for q in QUANTILES:
+        m = float(np.quantile(model, q))
+        below = int((harness < m - resolution).sum())
+        at_most = int((harness <= m + resolution).sum())
+        ps.append(float(stats.binom.sf(below - 1, n, q)))  # P(Bin >= below)
+        ps.append(float(stats.binom.cdf(at_most, n, q)))  # P(Bin <= at_most)
+    return min(1.0, len(ps) * min(ps))
+
+
+def compare_samples(metric: str, model: list[float], harness: list[float], resolution: float = 0.0):
+    """Two samples of a latency: quantiles within the clock's resolution; medians with intervals."""
+    a, b = np.asarray(model, float), np.asarray(harness, float)
+    p = None if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES else quantile_test(a, b, resolution)
+    ma = (float(np.median(a)),) + _median_interval(a) if len(a) else (None, None, None)
+    mb = (float(np.median(b)),) + _median_interval(b) if len(b) else (None, None, None)
+    test = f"quantiles 10/50/90% within {resolution * 1000:.1f} ms"
+    return Comparison(metric, test, *ma, *mb, p, len(a), len(b))
+
+
+def compare_proportions(metric: str, k_model: int, n_model: int, k_harness: int, n_harness: int):
+    """Two binomial proportions, Fisher's exact test; Clopper-Pearson intervals."""
+
+    def cp(k, n):
+        if n == 0:
+            return math.nan, math.nan
+        ci = stats.binomtest(k, n).proportion_ci(0.95)
+        return ci.low, ci.high
+
+    table = [[k_model, n_model - k_model], [k_harness, n_harness - k_harness]]
+    p = float(stats.fisher_exact(table).pvalue) if n_model and n_harness else None
+    return Comparison(
+        metric,
+        "proportions (Fisher exact)",
+        k_model / n_model if n_model else math.nan,
+        *cp(k_model, n_model),
+        k_harness / n_harness if n_harness else math.nan,
+        *cp(k_harness, n_harness),
+        p,
+        n_model,
+        n_harness,
+    )
+
+
+@dataclass
+class CrossCheck:
+    """The comparisons of one scenario, what ran on each side, and the verdict."""
+
+    name: str
+    comparisons: list[Comparison]
+    alpha: float
+    model_summary: dict
+    harness_summary: dict
+    ran: dict = field(default_factory=dict)
+
+    @property
+    def tested(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.p_value is not None]
+
+    @property
+    def threshold(self) -> float:
+        return self.alpha / max(1, len(self.tested))
+
+    @property
+    def agree(self) -> bool:
+        return all(c.agrees(self.threshold) for c in self.tested)
+
+    def rows(self) -> list[dict]:
+        out = []
+        for c in self.comparisons:
+            row = {"check": self.name, **dataclasses.asdict(c)}
+            verdict = c.agrees(self.threshold)
+            row["verdict"] = "shown" if verdict is None else ("agree" if verdict else "DISAGREE")
+            out.append(row)
+        return out
+
+
+def _latencies(records, event="detection") -> list[float]:
+    return records.loc[records.event == event, "value"].astype(float).tolist()
+
+
+def _first_policy(records, what: str, column: str = "time") -> list[float]:
+    """Each slot's first policy decision ``what`` (its time, or its value)."""
+    rows = records[(records.event == "policy") & (records.detail == what)]
+    return rows.groupby("slot")[column].first().astype(float).tolist()
+
+
+def _pong_rtts_model(trace) -> list[float]:
+    rows = trace[(trace.event == "receive") & (trace.kind == "pong")]
+    return rows["value"].astype(float).tolist()
+
+
+def compare(
+    model,
+    harness,
+    *,
+    loss: bool,
+    alpha: float = ALPHA,
+    name: str = "check",
+    resolution: float = 0.0,
+) -> CrossCheck:
+    """Comparisons between a model :class:`~simlab.engines.runner.Result` and a harness result."""
+    ms, hs = model.summary, harness.summary
+    em, eh = ms["connected_hours"], hs["connected_hours"]
+    out = [
+        compare_rates(
+            "false positives /conn-h", ms["false_positives"], em, hs["false_positives"], eh
+        )
+    ]
+    for cause in ("crash", "nat", "tcp_timeout"):
+        key = f"breaks_{cause}"
+        if ms[key] or hs[key]:
+            out.append(compare_rates(f"breaks ({cause}) /conn-h", ms[key], em, hs[key], eh))
+    for by in ("detector", "reset", "tcp_timeout"):
+        key = f"detections_by_{by}"
+        if ms[key] or hs[key]:
+            out.append(compare_rates(f"detections by {by} /conn-h", ms[key], em, hs[key], eh))
+    ml, hl = _latencies(model.records), _latencies(harness.records)
+    if ml or hl:
+        out.append(compare_samples("detection latency (s)", ml, hl, resolution))
+    mt, ht = _first_policy(model.records, "settled"), _first_policy(harness.records, "settled")
+    if mt or ht:  # nat-probe: when each slot settled, and on what estimate of the NAT timeout
+        # A time that accumulates many steps accumulates their processing latency: each
+        # reconnection takes a real handshake (the model's is instant) and each probe's
+        # interval counts from a pong that crossed the event loop, each declaration from a
+        # timer that fired late: at most one loop round trip and one timer lateness per
+        # step (99th percentiles, measured in the run).
+        rec, info = harness.records, harness.info
+        settled = (
+            rec[(rec.event == "policy") & (rec.detail == "settled")].groupby("slot").time.min()
+        )
+        opens, pings = rec[rec.event == "open"], rec[rec.event == "ping"]
+        reconnects = max(
+            (int((opens[opens.slot == s].time < t).sum()) - 1 for s, t in settled.items()),
+            default=0,
+        )
+        steps = max(
+            (int((pings[pings.slot == s].time < t).sum()) for s, t in settled.items()), default=0
+        )
+        per_step = info.get("loop_rtt_s", 0.0) + info.get("timer_lateness_s", 0.0)
+        tolerance = (
+            resolution
+            + reconnects * info.get("reconnect_lag_s", 0.0)
+            + (steps + reconnects) * per_step
+        )
+        out.append(compare_samples("nat-probe convergence time (s)", mt, ht, tolerance))
+        me = _first_policy(model.records, "nat_estimate", "value")
+        he = _first_policy(harness.records, "nat_estimate", "value")
+        out.append(compare_samples("nat-probe estimate (s)", me, he, resolution))
+    if loss and model.trace is not None:
+        mr = np.asarray(_pong_rtts_model(model.trace))
+        hr = np.asarray(_latencies(harness.records, "pong"))
+        out.append(
+            compare_proportions(
+                f"pongs later than {RETRANSMITTED * 1000:.0f} ms",
+                int((mr > RETRANSMITTED).sum()),
+                len(mr),
+                int((hr > RETRANSMITTED).sum()),
+                len(hr),
+            )
+        )
+        out.append(
+            compare_samples(
+                "retransmitted pong RTT (s)",
+                mr[mr > RETRANSMITTED].tolist(),
+                hr[hr > RETRANSMITTED].tolist(),
+                resolution,
+            )
+        )
+    return CrossCheck(name, out, alpha, ms, hs)
+
+
+def model_side(scaled, *, connections: int, seed_offset: int = 1_000_003, trace: bool = False):
+    """The model's run of a scaled scenario: more connections, a seed of its own."""
+    s = dataclasses.replace(scaled, connections=connections, seed=scaled.seed + seed_offset)
+    return s, simulate(s, trace=trace)
+
+
+def describe_sides(harness_scn, model_scn, extra: dict) -> dict:
+    """Exactly what ran on each side, for the output."""
+    return {"harness": to_dict(harness_scn), "model": to_dict(model_scn), **extra}
+
+
+# -- one cross-check, end to end ------------------------------------------------------
+
+
+def harness_refusals(s, backend: str, policy: str) -> list:
+    """Why the harness cannot run ``s`` (as validation problems: key, value, what is allowed)."""
+    from simlab.errors import Problem as _Problem
+    from simlab.harness.netns import NetnsBackend
+    from simlab.harness.proxy import ProxyBackend
+
+    def Problem(key, allowed, value):  # noqa: N802 - reads like the dataclass it builds
+        return _Problem(key, f"got {value!r}; the harness needs {allowed}")
+
+    out = []
+    if s.link.transport != "tcp":
+        out.append(Problem("link.transport", "WebSockets run over TCP", s.link.transport))
+    if s.heartbeat.style != "pingpong":
+        out.append(
+            Problem(
+                "heartbeat.style", "the harness sends WebSocket pings: pingpong", s.heartbeat.style
+            )
+        )
+    if policy == "websockets-native" and s.heartbeat.initiator != s.detector_side:
+        out.append(
+            Problem(
+                "heartbeat.initiator",
+                f"the library's keepalive pings from the detecting side: {s.detector_side}",
+                s.heartbeat.initiator,
+            )
+        )
+    if s.app.rate > 0:
+        out.append(
+            Problem("app.rate", "no application traffic (the harness sends none yet)", s.app.rate)
+        )
+    peer = "client" if s.detector_side == "server" else "server"
+    if s.peer.stall is not None and s.heartbeat.initiator in (peer, "both"):
+        out.append(
+            Problem(
+                "peer.stall",
+                "no stalls when the peer pings (its timers would have to stall too)",
+                "set",
+            )
+        )
+    if s.detector.on_declare != "reconnect":
+        out.append(
+            Problem(
+                "detector.on_declare",
+                "the harness closes and reconnects: reconnect",
+                s.detector.on_declare,
+            )
+        )
+    policy_kind = s.heartbeat.policy.kind
+    if policy_kind == "traffic-aware":
+        out.append(
+            Problem(
+                "heartbeat.policy.kind",
+                "fixed, network-state, nat-probe or throttled-client (no application traffic yet)",
+                policy_kind,
+            )
+        )
+    if policy == "websockets-native" and (s.detector.kind != "missed" or s.detector.missed.k != 1):
+        out.append(
+            Problem(
+                "detector",
+                "websockets' keepalive is a missed detector with k 1 and ack_timeout = ping_timeout "
+                "(set detector.kind: missed, detector.missed.k: 1, detector.missed.ack_timeout)",
+                f"kind {s.detector.kind}",
+            )
+        )
+    cls = NetnsBackend if backend == "netns" else ProxyBackend
+    out += [Problem("--backend", msg, backend) for msg in cls.refusals(s)]
+    return out
+
+
+def _with_delay(s, one_way: float):
+    from simlab.scenario.distributions import Constant
+
+    r = dataclasses.replace
+    link = s.link
+    link = r(
+        link, up=r(link.up, delay=Constant(one_way)), down=r(link.down, delay=Constant(one_way))
+    )
+    return r(s, link=link)
+
+
+def run_crosscheck(
+    scenario,
+    *,
+    backend: str = "proxy",
+    time_scale: float = 0.05,
+    connections: int = 10,
+    model_connections: int | None = None,
+    policy: str = "detector",
+    alpha: float = ALPHA,
+    model_bug=None,
+) -> CrossCheck:
+    """Run ``scenario`` scaled by ``time_scale`` on the harness and on the model; compare.
+
+    ``model_bug`` (tests only) transforms the model's scenario before it runs, to
+    prove the comparison notices when the model is wrong.
+    """
+    from simlab.errors import ScenarioError
+    from simlab.harness.netns import NetnsBackend
+    from simlab.harness.proxy import ProxyBackend
+    from simlab.harness.run import run_harness
+    from simlab.harness.scale import scale_scenario
+    from simlab.scenario.distributions import Constant
+
+    problems = harness_refusals(scenario, backend, policy)
+    if problems:
+        raise ScenarioError(problems, scenario.name)
+    scaled = scale_scenario(scenario, time_scale)
+    notes = []
+    if backend == "netns" and scaled.nat.idle_timeout is not None:
+        seconds = NetnsBackend.nat_seconds(scaled)
+        if seconds != scaled.nat.idle_timeout.value:
+            notes.append(
+                f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the kernel's "
+                f"whole seconds: {seconds} s on both sides"
+            )
+        r = dataclasses.replace
+        scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    harness_scn = dataclasses.replace(scaled, connections=connections)
+    impl = NetnsBackend() if backend == "netns" else ProxyBackend()
+    harness = run_harness(harness_scn, impl, policy)
+    model_scn = scaled
+    if backend == "netns":
+        rtt = harness.info["rtt_s"]
+        model_scn = _with_delay(model_scn, rtt / 2)
+        notes.append(
+            f"model delay: half the measured RTT, {rtt * 1e6:.0f} us each way (no netem here)"
+        )
+    if model_bug is not None:
+        model_scn = model_bug(model_scn)
+    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
+    n_model = model_connections or max(200, 20 * connections)
+    model_scn, model = model_side(model_scn, connections=n_model, trace=loss)
+    check = compare(
+        model,
+        harness,
+        loss=loss,
+        alpha=alpha,
+        name=scenario.name,
+        resolution=harness.info["resolution_s"],
+    )
+    check.ran = describe_sides(
+        harness_scn,
+        model_scn,
+        {
+            "backend": backend,
+            "policy": policy,
+            "time_scale": time_scale,
+            "kernel_tcp": "min RTO 200 ms, max RTO 120 s, 15 retries (not scaled)",
+            "resolution_s": harness.info["resolution_s"],
+            "rtt_s": harness.info.get("rtt_s"),
+            "harness_wall_s": harness.summary["wall_s"],
+            "model_wall_s": model.summary["wall_s"],
+            "notes": notes,
+        },
+    )
+    return check
+
+
+def format_check(check: CrossCheck) -> str:
+    """The side-by-side table: metric, model, harness, test, p, verdict."""
+
+    def cell(v, lo, hi):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
+
+    lines = [
+        f"cross-check {check.name}: {check.ran.get('backend')} backend, policy {check.ran.get('policy')}, "
+        f"time scale {check.ran.get('time_scale')}, clock resolution {check.ran.get('resolution_s', 0) * 1000:.1f} ms",
+    ]
+    lines += [f"  note: {n}" for n in check.ran.get("notes", [])]
+    head = f"  {'metric':32} {'model (95% CI)':34} {'harness (95% CI)':34} {'p':>9}  verdict"
+    lines.append(head)
+    for row in check.rows():
+        p = "-" if row["p_value"] is None else f"{row['p_value']:.3g}"
+        lines.append(
+            f"  {row['metric']:32} {cell(row['model'], row['model_low'], row['model_high']):34} "
+            f"{cell(row['harness'], row['harness_low'], row['harness_high']):34} {p:>9}  {row['verdict']}"
+        )
+    verdict = "AGREE" if check.agree else "DISAGREE"
+    lines.append(
+        f"  verdict: {verdict} (each test at alpha {check.alpha:g} / {len(check.tested)} = {check.threshold:.3g})"
+    )
+    return "\n".join(lines)
+
+
+# -- the built-in panel ------------------------------------------------------------------
+
+_BASE = {
+    "horizon": "600s",
+    "seed": 11,
+    "reconnect": {"delay": "2s"},
+    "link": {"delay": {"dist": "constant", "value": "0s"}},
+}
+
+
+def _item(name, policy="detector", needs_loss=False, **sections):
+    return {
+        "name": name,
+        "policy": policy,
+        "needs_netns": needs_loss,
+        "scenario": {**_BASE, "name": name, **sections},
+    }
+
+
+# Unscaled settings; the panel runs them at PANEL_SCALE (600 s -> 24 s of wall time each).
+PANEL = [
+    _item(
+        "nat-below-interval",
+        heartbeat={"interval": "20s"},
+        detector={"kind": "timeout", "timeout": "50s"},
+        nat={"idle_timeout": "60s", "on_expiry": "drop"},
+    ),
+    _item(
+        "nat-above-interval-drop",
+        heartbeat={"interval": "90s"},
+        detector={"kind": "timeout", "timeout": "120s"},
+        nat={"idle_timeout": "60s", "on_expiry": "drop"},
+    ),
+    _item(
+        "nat-above-interval-reset",
+        heartbeat={"interval": "90s"},
+        detector={"kind": "timeout", "timeout": "120s"},
+        nat={"idle_timeout": "60s", "on_expiry": "reset"},
+    ),
+    _item(
+        "crash-detection",
+        heartbeat={"interval": "10s"},
+        detector={"kind": "timeout", "timeout": "25s"},
+        peer={"crash": {"mtbf": "120s"}},
+    ),
+    _item(
+        "loss-over-tcp",
+        needs_loss=True,
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "30s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "loss": {"model": "bernoulli", "p": 0.05},
+        },
+    ),
+    _item(
+        "outage-shorter-than-timeout",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "20s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "outages": {"mtbf": "60s", "duration": {"dist": "constant", "value": "4s"}},
+        },
+    ),
+    _item(
+        "outage-longer-than-timeout",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "20s"},
+        link={
+            "delay": {"dist": "constant", "value": "0s"},
+            "outages": {"mtbf": "60s", "duration": {"dist": "constant", "value": "40s"}},
+        },
+    ),
+    _item(
+        "stalled-peer",
+        heartbeat={"interval": "5s"},
+        detector={"kind": "timeout", "timeout": "15s"},
+        peer={
+            "stall": {
+                "mtbf": "40s",
+                "duration": {"dist": "lognormal", "median": "8s", "sigma": 0.7},
+            }
+        },
+    ),
+    _item(
+        "websockets-native",
+        policy="websockets-native",
+        heartbeat={"interval": "20s"},
+        detector={"kind": "missed", "missed": {"k": 1, "ack_timeout": "20s"}},
+        peer={"crash": {"mtbf": "120s"}},
+    ),
+]
+# Adaptive policies (issue 8): nat-probe finds the NAT's timeout, a hidden tab's
+# throttled timers cause the ping-timeout disconnects users report.
+PANEL += [
+    _item(
+        "nat-probe-finds-the-nat",
+        horizon="1800s",
+        heartbeat={
+            "interval": "30s",
+            "initiator": "server",
+            "policy": {"kind": "nat-probe", "growth": 2, "precision": "10s", "margin": 0.1},
+        },
+        detector={"kind": "timeout", "timeout": "60s"},
+        nat={"idle_timeout": "100s", "on_expiry": "drop"},
+    ),
+    _item(
+        "hidden-tab-throttled-client",
+        heartbeat={
+            "interval": "25s",
+            "initiator": "client",
+            "policy": {
+                "kind": "throttled-client",
+                "throttle": {
+                    "hidden_at": "60s",
+                    "intensive_after": "120s",
+                    "intensive_align": "60s",
+                },
+            },
+        },
+        detector={"kind": "timeout", "timeout": "45s", "side": "server"},
+    ),
+]
+PANEL_SCALE = 0.04
+
+
+def run_panel(backend: str, *, connections: int = 10, only: list[str] | None = None, progress=None):
+    """The built-in panel on ``backend``: (name, CrossCheck or the reason it was skipped)."""
+    from simlab.scenario.reader import load
+
+    out = []
+    for item in PANEL:
+        if only and item["name"] not in only:
+            continue
+        if item["needs_netns"] and backend != "netns":
+            out.append((item["name"], "skipped: packet loss needs the netns backend"))
+            continue
+        scenario, _ = load(item["scenario"])
+        check = run_crosscheck(
+            scenario,
+            backend=backend,
+            time_scale=PANEL_SCALE,
+            connections=connections,
+            policy=item["policy"],
+        )
+        if progress:
+            progress(format_check(check))
+        out.append((item["name"], check))
+    return out
+
+
+# -- for notebooks ----------------------------------------------------------------------
+
+
+def panel_item(name: str, overrides: Mapping | None = None):
+    """(scenario, harness policy) of the cross-check panel's item ``name``
+    (:data:`PANEL`), with dotted ``overrides`` (a shorter horizon)."""
+    from simlab.scenario.reader import load
+
+    names = [i["name"] for i in PANEL]
+    if name not in names:
+        raise ValueError(f"no panel item {name!r}: one of {', '.join(names)}")
+    item = PANEL[names.index(name)]
+    return load(item["scenario"], dict(overrides or {}))[0], item["policy"]
+
+
+def outside_event_loop(fn, /, *args, **kwargs):
+    """``fn(*args, **kwargs)``, in a thread of its own when this thread runs an asyncio loop.
+
+    The real-socket harness drives its sockets with ``asyncio.run``, which refuses to start
+    inside a running loop, and a Jupyter kernel runs one: a notebook calls
+    ``crosscheck.outside_event_loop(crosscheck.run_crosscheck, scenario, ...)``.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simlab-harness") as pool:
+        return pool.submit(fn, *args, **kwargs).result()

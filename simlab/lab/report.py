@@ -1,0 +1,936 @@
+"""The report: one self-contained HTML file a team can read on a phone, print, or turn into a PDF.
+
+``simlab report SWEEP.csv --out reports/NAME.html --max-detection 60s
+--max-false-disconnects 1/conn-month [--behind aws-alb] [--crosscheck FILE] [--pdf]`` writes:
+the question and its bounds; the recommendation (:mod:`simlab.lab.choose`) with its figures and
+each library's settings; the scenario and its assumptions (the sweep's ``.meta.json`` and
+base scenario, when they sit beside the CSV); the trade-off, middlebox and sensitivity
+figures (:mod:`simlab.lab.plots`); the model-versus-real-sockets cross-check when a
+``simlab crosscheck`` CSV or JSON is given ("not run" otherwise); and a methods appendix
+citing the theory used.
+
+Everything is inside the file: figures are PNGs in ``data:`` URIs, the CSS is inline, and
+there are no scripts, fonts, links or images fetched from anywhere. The file is written
+atomically. ``--pdf`` prints the same file to PDF with a headless Chromium when one is
+installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import io
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from simlab.errors import Problem, ScenarioError
+from simlab.fleet import plots as fleetplots
+from simlab.fleet.spec import is_fleet
+from simlab.fleet.spec import load as load_fleet
+from simlab.fleet.spec import to_dict as fleet_to_dict
+from simlab.io import write_atomic
+from simlab.lab import plots
+from simlab.lab.choose import (
+    FALSE_DISCONNECTS,
+    OBJECTIVES,
+    Choice,
+    ChooseError,
+    amount,
+    choose,
+    format_rate,
+    seconds,
+)
+from simlab.scenario.reader import load
+from simlab.scenario.schema import flatten, to_dict
+from simlab.sweeps import data as sweepdata
+from simlab.version import __version__
+
+DPI = 110
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+CSS = """
+:root { --fg: #1a1a1a; --muted: #555; --ok: #1b7837; --bad: #b2182b; --line: #d9d9d9; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--fg); background: #fff;
+  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 62rem; margin: 0 auto; padding: 1rem 1.2rem 3rem; }
+h1 { font-size: 1.7rem; line-height: 1.2; margin: .5rem 0; }
+h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid var(--line); }
+h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+p, li { max-width: 48rem; }
+.meta, figcaption, .note { color: var(--muted); font-size: .9rem; }
+.answer { border-left: 5px solid var(--ok); background: #f2f8f3; padding: .6rem 1rem; margin: 1rem 0; }
+.answer.infeasible { border-left-color: var(--bad); background: #fbf0f0; }
+.answer .big { font-size: 1.25rem; font-weight: 600; }
+figure { margin: 1.2rem 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; font-size: .9rem; margin: .4rem 0; }
+th, td { text-align: left; vertical-align: top; padding: .3rem .55rem; border-bottom: 1px solid var(--line); }
+th { background: #f5f5f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85em; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: .5rem .7rem; }
+td code { overflow-wrap: anywhere; } td code.opt { white-space: nowrap; overflow-wrap: normal; }
+.kv { columns: 19rem auto; column-gap: 2rem; font-size: .9rem; }
+.kv div { break-inside: avoid; padding: .15rem 0; border-bottom: 1px solid #eee; }
+.kv code { color: var(--muted); margin-right: .4rem; }
+.ok { color: var(--ok); font-weight: 600; } .bad { color: var(--bad); font-weight: 600; }
+ol.refs li { margin-bottom: .4rem; }
+@media (max-width: 40rem) {
+  body { font-size: 15px; } main { padding: .6rem .7rem 2rem; } h1 { font-size: 1.35rem; }
+  th, td { padding: .25rem .35rem; } table { font-size: .82rem; }
+}
+@media print {
+  body { font-size: 10.5pt; } main { max-width: none; padding: 0; }
+  h2 { break-after: avoid; } figure, table, .answer, pre { break-inside: avoid; }
+  .scroll { overflow: visible; } img { border: 0; max-height: 15cm; width: auto; }
+  @page { margin: 14mm; }
+}
+"""
+
+
+class ReportError(ScenarioError):
+    """Bad input to the report (a crosscheck file it cannot read, ...): every problem."""
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def figure_html(fig, alt: str, caption: str) -> str:
+    """A Figure as an embedded PNG (data: URI) with its caption."""
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig)
+    fig.savefig(buf, format="png", dpi=DPI)
+    width, height = (round(v * DPI) for v in fig.get_size_inches())
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" width="{width}" height="{height}"'
+        f' alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
+    )
+
+
+def _table(header: list[str] | None, rows: list[list], numeric: set[int] = frozenset()) -> str:
+    """A table (cells are HTML already, except numeric ones) in a sideways-scrolling box."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header or [])
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f'<div class="scroll"><table>{thead}<tbody>{body}</tbody></table></div>'
+
+
+# -- cross-check -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrossCheckFile:
+    """A ``simlab crosscheck`` result: rows of comparisons (its --out CSV or --json output)."""
+
+    path: str
+    rows: list
+
+    def checks(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for row in self.rows:
+            out.setdefault(str(row.get("check", "")), []).append(row)
+        return out
+
+
+def read_crosscheck(path: str | Path) -> CrossCheckFile:
+    """Read the CSV (``simlab crosscheck --out``) or JSON (``--json``) a cross-check wrote."""
+    path = Path(path)
+    where = "--crosscheck"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError([Problem(where, f"{path}: cannot read ({exc})")], str(path)) from None
+    rows: list[dict] = []
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReportError(
+                [Problem(where, f"{path}: not valid JSON ({exc})")], str(path)
+            ) from None
+        for check in doc if isinstance(doc, list) else [doc]:
+            if isinstance(check, dict):
+                for row in check.get("comparisons", []):
+                    rows.append({"check": check.get("check", ""), **row})
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    needed = {"metric", "verdict"}
+    if not rows or not all(needed <= set(r) for r in rows):
+        problem = Problem(
+            where,
+            f"{path}: expected the rows of simlab crosscheck (its --out CSV or --json output),"
+            " each with a metric and a verdict",
+        )
+        raise ReportError([problem], str(path))
+    return CrossCheckFile(str(path), rows)
+
+
+def _num(value) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else f"{v:.4g}"
+
+
+def crosscheck_html(cc: CrossCheckFile | None) -> str:
+    if cc is None:
+        return (
+            "<p><strong>Not run.</strong> The model's agreement with real sockets was not"
+            " checked for this report: run <code>simlab crosscheck --out FILE.csv</code> and"
+            " pass <code>--crosscheck FILE.csv</code>.</p>"
+        )
+    parts = [f'<p class="note">From {_e(cc.path)}.</p>']
+    for name, rows in cc.checks().items():
+        verdicts = [str(r.get("verdict", "")).lower() for r in rows]
+        agree = not any(v == "disagree" for v in verdicts)
+        status = '<span class="ok">agree</span>' if agree else '<span class="bad">DISAGREE</span>'
+        parts.append(f"<h3>{_e(name or 'cross-check')}: {status}</h3>")
+        table_rows = [
+            [
+                f"<code>{_e(r.get('metric'))}</code>",
+                f"{_num(r.get('model'))} [{_num(r.get('model_low'))}, {_num(r.get('model_high'))}]",
+                f"{_num(r.get('harness'))} [{_num(r.get('harness_low'))}, {_num(r.get('harness_high'))}]",
+                _e(r.get("test", "")),
+                _num(r.get("p_value")),
+                _e(r.get("verdict", "")),
+            ]
+            for r in rows
+        ]
+        parts.append(
+            _table(
+                ["metric", "model (95 % CI)", "real sockets (95 % CI)", "test", "p", "verdict"],
+                table_rows,
+            )
+        )
+    return "".join(parts)
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def _question_html(choice: Choice | None, bounds_given: bool, constraints_lines: list[str]) -> str:
+    items = "".join(f"<li>{_e(t)}</li>" for t in constraints_lines)
+    text = (
+        "<p>Which heartbeat setting (ping interval and timeout) is the cheapest one that"
+        " meets these bounds?</p>"
+        f"<ul>{items}</ul>"
+        "<p class=note>Bounds are checked against the <strong>upper 95 % confidence"
+        " bounds</strong> of the simulated figures, not their point estimates: a setting"
+        " qualifies only if the sweep shows it meets them.</p>"
+    )
+    if not bounds_given:
+        text += (
+            "<p class=note>No bounds were given (<code>--max-detection</code>,"
+            " <code>--max-false-disconnects</code>): the report shows the trade-off without"
+            " a recommendation.</p>"
+        )
+    return text
+
+
+def _figures_rows(o, c) -> list[list]:
+    unit = c.rate_unit
+    f = o.figures
+    rows = []
+    for key, name in (
+        (FALSE_DISCONNECTS, "false disconnects"),
+        ("fp_per_conn_hour", "&nbsp;&nbsp;false positives"),
+        ("nat_breaks_per_conn_hour", "&nbsp;&nbsp;middlebox idle expiries"),
+    ):
+        e = f[key]
+        rows.append(
+            [name, format_rate(e.value, unit), format_rate(e.low, unit), format_rate(e.high, unit)]
+        )
+    for key, name in (
+        (c.detection_key, f"detection latency ({c.detection})"),
+        ("detection_latency_mean_s", "detection latency (mean)"),
+    ):
+        e = f[key]
+        rows.append([name, seconds(e.value), seconds(e.low), seconds(e.high)])
+    for key, name in (
+        ("overhead_bytes_per_conn_hour", "heartbeat bytes per connection-hour"),
+        ("overhead_msgs_per_conn_hour", "heartbeat messages per connection-hour"),
+        ("wakeups_per_conn_hour", "radio wake-ups per connection-hour"),
+    ):
+        e = f[key]
+        rows.append([name, amount(e.value), amount(e.low), amount(e.high)])
+    return rows
+
+
+def _answer_html(choice: Choice | None) -> str:
+    if choice is None:
+        return "<p>No recommendation: no bounds were given.</p>"
+    c = choice.constraints
+    out = []
+    if choice.feasible:
+        o = choice.recommendation
+        sub = ""
+        if o.interval_s is not None and o.deadline_s is not None:
+            sub = (
+                f"<p>Ping every <strong>{_e(seconds(o.interval_s))}</strong>; give up after"
+                f" <strong>{_e(seconds(o.deadline_s))}</strong> without a pong.</p>"
+            )
+        if o.adaptive:
+            sub = (
+                f"<p>An adaptive heartbeat policy (<code>{_e(o.policy)}</code>): no library has"
+                " it built in; the application-level recipe is below.</p>"
+            )
+        worst = f" Worst condition: {_e(o.worst_condition)}." if o.worst_condition else ""
+        out.append(
+            f'<div class="answer"><p class="big">Recommended: {_e(o.label())}</p>{sub}'
+            "<p>Binding constraint:</p><ul>"
+            + "".join(f"<li>{_e(n)}</li>" for n in choice.binding_notes)
+            + "</ul>"
+            f'<p class="note">Each figure is the worst over the conditions the sweep covers.{worst}</p></div>'
+        )
+    else:
+        unmet = ", ".join(choice.unmet) or "no single bound, but not all at once"
+        out.append(
+            '<div class="answer infeasible"><p class="big">No setting in the sweep meets the'
+            f" bounds.</p><p>Cannot be met: {_e(unmet)}.</p>"
+            f"<p>Closest: {_e(choice.closest_note)}</p></div>"
+        )
+        o = choice.closest
+    if choice.policies is not None:
+        out.append("<h3>Adaptive policies against fixed settings</h3>")
+        out.append(
+            f"<p>{_e(choice.policies['note'][:1].upper() + choice.policies['note'][1:])}.</p>"
+        )
+    if o is not None:
+        out.append("<h3>Predicted figures (95 % intervals)</h3>")
+        out.append(_table(["figure", "estimate", "low", "high"], _figures_rows(o, c), {1, 2, 3}))
+    if choice.alternatives:
+        rows = []
+        for alt in choice.alternatives:
+            extra = alt.cost / o.cost - 1 if o.cost else 0.0
+            rows.append(
+                [
+                    _e(alt.label()),
+                    f"{extra:+.0%}",
+                    format_rate(alt.figures[FALSE_DISCONNECTS].high, c.rate_unit),
+                    seconds(alt.figures[c.detection_key].high),
+                ]
+            )
+        out.append("<h3>Runner-up alternatives</h3>")
+        out.append(
+            _table(
+                [
+                    "setting",
+                    f"{c.minimize} vs the recommendation",
+                    "false disconnects (upper bound)",
+                    f"detection {c.detection} (upper bound)",
+                ],
+                rows,
+                {1, 2, 3},
+            )
+        )
+    if choice.libraries:
+        adaptive = choice.feasible and choice.recommendation.adaptive
+        out.append(
+            "<h3>In your application (no library has it built in)</h3>"
+            if adaptive
+            else "<h3>In your library</h3>"
+        )
+        rows = []
+        for lib in choice.libraries:
+            opts = "<br>".join(
+                f'<code class="opt">{_e(k)} = {_e(f"{v:g}" if isinstance(v, float) else v)}</code>'
+                for k, v in lib.options.items()
+            )
+            what = _e(lib.semantics) + (
+                f'<br><span class="bad">Caveat:</span> {_e(lib.caveat)}' if lib.caveat else ""
+            )
+            rows.append([_e(lib.library), opts, f"<code>{_e(lib.snippet)}</code>", what])
+        out.append(_table(["library", "settings", "configuration", "what it means there"], rows))
+    out.append("<h3>Notes</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in choice.notes) + "</ul>")
+    return "".join(out)
+
+
+def _shown(key: str, value) -> str:
+    """A scenario value for people: durations with their unit, whole floats without '.0'."""
+    last = key.rsplit(".", 1)[-1]
+    if isinstance(value, float) and not math.isnan(value):
+        if last in plots.DURATION_KEYS:
+            return seconds(value)
+        return f"{value:g}"
+    return str(value)
+
+
+def _scenario_html(data: sweepdata.SweepData) -> str:
+    meta = data.meta or {}
+    out = []
+    facts = [
+        ["sweep", _e(meta.get("sweep") or data.source)],
+        ["points", _e(len(data.summary))],
+        ["replications per point", _e(data.replications)],
+        ["engine", _e(meta.get("engine", "unknown"))],
+        ["seed", _e(meta.get("seed", "unknown"))],
+        [
+            "simlab, git revision",
+            _e(f"{meta.get('simlab', '?')}, {meta.get('git_revision') or '?'}"),
+        ],
+        [
+            "ran",
+            _e(
+                f"{meta.get('started', '?')} on {meta.get('host', '?')}, {meta.get('wall_s', math.nan):.0f} s wall"
+            ),
+        ],
+    ]
+    if not meta:
+        facts.append(["provenance", "no .meta.json beside the CSV"])
+    out.append(_table(None, facts))
+    values = []
+    for key in data.keys:
+        shown = ", ".join(_e(_shown(key, v)) for v in dict.fromkeys(data.summary[key].tolist()))
+        role = "setting" if key in data.settings else "condition"
+        if not data.has_heartbeat:
+            role = "varied"
+        values.append([f"<code>{_e(key)}</code>", role, shown])
+    if values:
+        out.append("<h3>What the sweep varies</h3>")
+        out.append(
+            "<p>Settings are what you choose; conditions are what your users live with."
+            " The chooser judges each setting by its worst condition.</p>"
+            if data.has_heartbeat
+            else "<p>Each point of the sweep is one combination of these values; the"
+            " after-the-disconnect section shows every point.</p>"
+        )
+        out.append(_table(["key", "role", "values"], values))
+    if data.base is not None:
+        try:
+            if is_fleet(data.base):
+                fleet, _ = load_fleet(data.base)
+                flat = flatten(fleet_to_dict(fleet))
+            else:
+                scenario, _ = load(data.base)
+                flat = flatten(to_dict(scenario))
+        except ScenarioError:
+            flat = flatten(data.base)
+        out.append(
+            f"<h3>The base scenario</h3><p class=note>From {_e(data.base_source)}; every key a point does not vary has this value.</p>"
+        )
+        items = "".join(
+            f"<div><code>{_e(k)}</code> {_e(_shown(k, v))}</div>"
+            for k, v in flat.items()
+            if k not in data.keys and v is not None
+        )
+        out.append(f'<div class="kv">{items}</div>')
+        unset = [k for k, v in flat.items() if k not in data.keys and v is None]
+        if unset:
+            out.append(
+                '<p class="note">Off or at their automatic value: '
+                + ", ".join(f"<code>{_e(k)}</code>" for k in unset)
+                + "</p>"
+            )
+    else:
+        out.append(
+            "<p class=note>The base scenario was not found (no <code>.meta.json</code> beside"
+            " the CSV, or its base file has moved): only the varied keys are known.</p>"
+        )
+    if meta.get("sweep_text"):
+        out.append("<h3>The sweep file</h3><pre>" + _e(meta["sweep_text"]) + "</pre>")
+    return "".join(out)
+
+
+def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints) -> str:
+    c = constraints
+    unit = c.rate_unit if c else "month"
+    table = choice.table if choice is not None else data.worst_case()
+    best = (
+        choice.recommendation
+        if choice and choice.feasible
+        else (choice.closest if choice else None)
+    )
+    highlight = best.settings if best else None
+    out = []
+    fig = plots.tradeoff(
+        table,
+        latency=c.detection_key if c else "detection_latency_p95_s",
+        cost=c.cost_key if c else "overhead_bytes_per_conn_hour",
+        rate_unit=unit,
+        max_detection=c.max_detection_s if c else None,
+        max_rate=c.max_false_disconnects.per_hour if c and c.max_false_disconnects else None,
+        highlight=highlight,
+    )
+    out.append("<h2 id=tradeoff>The trade-off</h2>")
+    out.append(
+        figure_html(
+            fig,
+            "detection latency against false disconnects for each setting",
+            "Each point is one setting at its worst condition: detection latency (x) against"
+            " false disconnects (y, log scale), coloured by the cost. Bars: 95 % intervals;"
+            " triangles: settings with no false disconnect at all, drawn at their upper bound."
+            " Dashed: the bounds; green: where both hold.",
+        )
+    )
+    out.append("<h2 id=middlebox>Middleboxes: which intervals survive</h2>")
+    mb = c.middlebox if c else None
+    try:
+        from simlab.scenario import fielddata
+
+        boxes = fielddata.middleboxes()
+    except (ImportError, ScenarioError):
+        boxes = None
+    frame = data.summary if "heartbeat.interval" in data.summary else table
+    interval = best.interval_s if best else None
+    nat_in_base = bool(((data.base or {}).get("nat") or {}).get("idle_timeout"))
+    fig = plots.nat_survival(
+        frame,
+        simulated=nat_in_base or "nat.idle_timeout" in data.keys,
+        middleboxes=boxes,
+        behind=(mb.name, mb.idle_timeout_s) if mb and not mb.lifetime else None,
+        highlight=interval,
+        rate_unit="day",
+    )
+    simulated = (
+        "the sweep's simulated expiries, " if nat_in_base or "nat.idle_timeout" in data.keys else ""
+    )
+    out.append(
+        figure_html(
+            fig,
+            "middlebox idle expiries against the ping interval",
+            f"Middlebox idle expiries per connection-day against the ping interval: {simulated}"
+            "the expiries the heartbeats' gaps imply for the chosen middlebox (theory), and each"
+            " middlebox's idle timeout from data/middleboxes.csv as a dotted line: an interval at"
+            " or beyond it lets the middlebox close an idle connection between two pings.",
+        )
+    )
+    factors = plots.sensitivity_factors(data.summary, data.conditions)
+    out.append("<h2 id=sensitivity>Sensitivity to loss and outages</h2>")
+    if factors:
+        marked = [
+            o.settings
+            for o in ([best] if best else []) + list(choice.alternatives if choice else [])
+        ]
+        fig = plots.sensitivity(
+            data.summary, factors, data.settings, highlight=marked, rate_unit=unit
+        )
+        out.append(
+            figure_html(
+                fig,
+                "false disconnects against the loss and outage conditions",
+                "False disconnects of each setting against the conditions the sweep varies"
+                " (loss, outages; a network name stands for the loss and outage values that come"
+                " with it). Coloured: the recommendation and its alternatives, with 95 % bands;"
+                " grey: every other setting.",
+            )
+        )
+    else:
+        out.append("<p>The sweep does not vary loss or outages: no sensitivity to show.</p>")
+    if "detector.timeout" in data.settings or "heartbeat.interval" in data.settings:
+        param = "detector.timeout" if "detector.timeout" in data.settings else "heartbeat.interval"
+        moving = [k for k in data.conditions if data.summary[k].nunique(dropna=False) > 1]
+        by = ["name"] if "name" in moving else moving[:1]
+        out.append("<h2 id=detail>Figures by setting</h2>")
+        for metric, text in (
+            (FALSE_DISCONNECTS, "false disconnects"),
+            (c.detection_key if c else "detection_latency_p95_s", "detection latency"),
+        ):
+            fig = plots.metric_vs_param(data.summary, param, metric, by=by, rate_unit=unit)
+            out.append(
+                figure_html(
+                    fig,
+                    f"{text} against {param}",
+                    f"{text.capitalize()} against {param} for every point of the sweep, one line"
+                    " per combination of the other varied settings"
+                    + (f", coloured by {'network' if by == ['name'] else by[0]}" if by else "")
+                    + "; bands: 95 % intervals.",
+                )
+            )
+    return "".join(out)
+
+
+# -- after the disconnect (a fleet sweep) -------------------------------------------------------
+
+STORM_COLUMNS = (
+    ("time_to_50pct_reconnected_s", "50 %", "time"),
+    ("time_to_95pct_reconnected_s", "95 %", "time"),
+    ("time_to_99pct_reconnected_s", "99 %", "time"),
+    ("time_to_100pct_reconnected_s", "100 %", "time"),
+    ("peak_attempts_per_s", "peak attempts /s", "interval"),
+    ("attempts_refused", "refused attempts", "count"),
+    ("gave_up", "gave up", "count"),
+    ("messages_lost", "messages lost", "count"),
+)
+
+
+def storm_question_html(bounds_given: bool) -> str:
+    text = (
+        "<p>When the clients lose their connections at once (a server restart, a network"
+        " blip, a rolling deploy), how fast does each reconnect policy and server setting"
+        " bring them back, how hard do they hit the servers, and what do they lose?</p>"
+        "<p class=note>The sweep's base is a fleet file (<code>kind: fleet</code>): its"
+        " figures are the reconnect storm's, not a heartbeat setting's, so there is no"
+        " heartbeat recommendation, trade-off or middlebox figure in this report.</p>"
+    )
+    if bounds_given:
+        text += (
+            "<p class=note>The heartbeat bounds given (<code>--max-detection</code>,"
+            " <code>--max-false-disconnects</code>) do not apply to a reconnect-storm sweep"
+            " and were not used.</p>"
+        )
+    return text
+
+
+def storm_labels(data: sweepdata.SweepData) -> list[str]:
+    """One label per point of a fleet sweep: the keys it varies, with their values."""
+    moving = [k for k in data.keys if data.summary[k].nunique(dropna=False) > 1]
+    if not moving:
+        return ["the sweep's only setting"] * len(data.summary)
+    return [
+        ", ".join(f"{k} = {_shown(k, row[k])}" for k in moving)
+        for _, row in data.summary.iterrows()
+    ]
+
+
+def _storm_cell(row, key: str, how: str) -> str:
+    mean = _float(row.get(f"{key}_mean"))
+    if mean is None:
+        return "not reached" if how == "time" else "-"
+    if how == "count":
+        return amount(mean)
+    low, high = _float(row.get(f"{key}_ci_low")), _float(row.get(f"{key}_ci_high"))
+    shown = seconds(mean) if how == "time" else amount(mean)
+    if low is None or high is None or high - low <= 1e-9 * max(1.0, abs(mean)):
+        return shown
+    fmt = seconds if how == "time" else amount
+    return f"{shown} [{fmt(low)}, {fmt(high)}]"
+
+
+def _float(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def after_disconnect_html(data: sweepdata.SweepData) -> str:
+    """The section of a sweep with fleet metrics: how each point recovers from the storm."""
+    summary = data.summary
+    labels = storm_labels(data)
+    out = ["<h2 id=after-disconnect>After the disconnect</h2>"]
+    out.append(
+        "<p>What each reconnect policy and setting the sweep varies does once the clients"
+        " are knocked off: the time from the trigger until 50, 95, 99 and 100 % of the"
+        " disconnected clients are connected again, the peak of connection attempts per"
+        " second the servers see, the attempts refused, the clients that gave up and the"
+        " messages lost (fallen out of the replay buffer before their client came back).</p>"
+    )
+    rows = [
+        [_e(label)] + [_storm_cell(row, key, how) for key, _, how in STORM_COLUMNS]
+        for label, (_, row) in zip(labels, summary.iterrows(), strict=True)
+    ]
+    header = ["setting"] + [
+        f"{name} reconnected" if how == "time" else name for _, name, how in STORM_COLUMNS
+    ]
+    out.append(_table(header, rows, set(range(1, len(header)))))
+    out.append(
+        f'<p class="note">Means over {data.replications} replication(s) per point, with 95 %'
+        " intervals in brackets where the replications differ; counts are per run of the"
+        " whole fleet; &ldquo;not reached&rdquo;: that share of the clients was not back by the"
+        " horizon.</p>"
+    )
+    fig = fleetplots.recovery_figure(summary, labels)
+    out.append(
+        figure_html(
+            fig,
+            "time to reconnect and peak connection attempts per second for each setting",
+            "Left: seconds from the trigger until 50, 95, 99 and 100 % of the disconnected"
+            " clients were connected again (bars: 95 % intervals; a share not reached by the"
+            " horizon is left out). Right: the peak connection attempts per second (1 s"
+            " windows) the servers saw.",
+        )
+    )
+    return "".join(out)
+
+
+FLEET_METHODS = """
+<p><strong>Reconnect storms.</strong> A fleet file's clients all start connected; the trigger
+(restart, blip, rolling deploy) knocks them off, each notices (told at once, or when its own
+detector declares) and reconnects through its policy's delays. Each server admits handshakes
+first come, first served at its handshake rate, refuses or drops attempts beyond its backlog
+and while down; a resumed session replays the messages still in its buffer, the rest are
+lost. Times are measured from the trigger over the clients it disconnected; peaks over 1 s
+windows. Figures other than counts get a bootstrap interval of the mean over
+replications.</p>
+"""
+
+
+METHODS = """
+<p><strong>Model.</strong> Each connection slot is simulated by a SimPy discrete-event model
+of the path client &ndash; access link (loss, outages) &ndash; NAT &ndash; wide area (loss,
+delay) &ndash; server. Over TCP each message has its own retransmission ladder with the
+RFC&nbsp;6298 estimator (RTO = SRTT + max(4&middot;RTTVAR, 200 ms), doubling up to 120 s, Linux's
+15 retries), so random loss becomes delay and in-order delivery holds later messages back.
+A connection is <em>broken</em> from the first instant it can never deliver again (the peer
+crashed, the NAT mapping expired, TCP will give up); a declaration on a broken connection is
+a detection, on a live one a false positive. Where an engine other than the model ran
+(<code>engine: auto</code> picks the exact analytic engine, else the vectorized fast engine,
+else the model), it covers the same figures and is cross-checked against the model by
+<code>simlab validate</code>.</p>
+<p><strong>Figures.</strong> Detection latency is measured from the break to the
+declaration. False disconnects are false positives plus middlebox idle expiries, per
+connection-hour of exposure. Failure-detector quality follows Chen, Toueg and Aguilera [1]:
+detection time T<sub>D</sub>, mistake recurrence T<sub>MR</sub>, mistake duration
+T<sub>M</sub>, query accuracy P<sub>A</sub>. Cost counts heartbeat frames with their
+IPv4+TCP headers (52 bytes), retransmissions and pure ACKs; radio wake-ups count client
+packets after the 10 s idle tail of a cellular radio.</p>
+<p><strong>Statistics.</strong> Counts and rates are pooled over replications with exact
+(Garwood [6]) Poisson 95 % intervals; other figures get a bootstrap interval of the mean
+over replications. Each setting is judged by its worst condition, and the chooser checks the
+bounds against the upper 95 % bounds, so a recommendation is one the evidence supports, not
+one the point estimates merely allow.</p>
+<p><strong>Theory behind the settings.</strong> The timeout and k-missed detectors over
+datagrams are Chen et al.'s NFD-S with a shift &delta;; their closed forms (mistake rate,
+mistake duration, crash-detection latency) check the model. Phi accrual [2] and the adaptive
+NFD-E are available as detectors; the libraries' fixed deadlines correspond to the timeout
+detector. NAT and load-balancer idle timeouts follow RFC&nbsp;5382 [4] (TCP: at least 2 h 4 min
+for established sessions, which middleboxes such as load balancers do not honour) and
+RFC&nbsp;4787 [5] (UDP: at least 2 min, 5 min recommended); the middlebox figure's theory
+line is a renewal argument: a mapping refreshed every interval &times; (1 &plusmn; jitter)
+expires in the first gap that reaches its idle timeout. TCP's RTO [3] is why random loss
+rarely causes false positives over TCP: a pong is late only when one message needs several
+retransmissions, so outages, stalls and backlogs dominate.</p>
+<p><strong>Library semantics.</strong> The translation keeps the ping interval and the
+longest silence before giving up: python websockets' ping_timeout counts from each ping;
+gorilla/websocket's pongWait is a read deadline pushed forward by each pong; Socket.IO's
+client gives up after pingInterval + pingTimeout; SignalR's ClientTimeoutInterval is a
+silence deadline with a guidance of twice the keepalive interval (each from the library's
+source and documentation).</p>
+<h3>References</h3>
+<ol class="refs">
+<li>W. Chen, S. Toueg, M. K. Aguilera. On the Quality of Service of Failure Detectors.
+IEEE Transactions on Computers 51(5), 561&ndash;580, 2002.</li>
+<li>N. Hayashibara, X. D&eacute;fago, R. Yared, T. Katayama. The &phi; Accrual Failure
+Detector. Proc. 23rd IEEE Symposium on Reliable Distributed Systems (SRDS), 2004.</li>
+<li>V. Paxson, M. Allman, J. Chu, M. Sargent. Computing TCP's Retransmission Timer.
+RFC 6298, IETF, 2011.</li>
+<li>S. Guha, K. Biswas, B. Ford, S. Sivakumar, P. Srisuresh. NAT Behavioral Requirements for
+TCP. RFC 5382, IETF, 2008.</li>
+<li>F. Audet, C. Jennings. Network Address Translation (NAT) Behavioral Requirements for
+Unicast UDP. RFC 4787, IETF, 2007.</li>
+<li>F. Garwood. Fiducial Limits for the Poisson Distribution. Biometrika 28(3/4),
+437&ndash;442, 1936.</li>
+</ol>
+"""
+
+
+# -- the document ----------------------------------------------------------------------------------
+
+
+def build(
+    sweep,
+    *,
+    max_detection=None,
+    max_false_disconnects=None,
+    nat_timeout=None,
+    behind=None,
+    minimize: str = "bytes",
+    detection: str = "p95",
+    crosscheck: str | Path | None = None,
+    title: str | None = None,
+) -> tuple[str, Choice | None]:
+    """The report's HTML text and the chooser's answer (None without bounds).
+
+    Raises ChooseError/ReportError (ScenarioErrors) listing every problem with the input.
+    """
+    from simlab.lab.choose import constraints as make_constraints
+
+    problems: list[Problem] = []
+    data = c = cc = None
+    try:
+        data = sweep if isinstance(sweep, sweepdata.SweepData) else sweepdata.read(sweep)
+    except ScenarioError as exc:
+        problems += [Problem(p.path or "SWEEP", p.message) for p in exc.problems]
+    try:
+        c = make_constraints(
+            max_detection, max_false_disconnects, nat_timeout, behind, minimize, detection
+        )
+    except ChooseError as exc:
+        problems += exc.problems
+    if crosscheck is not None:
+        try:
+            cc = read_crosscheck(crosscheck)
+        except ReportError as exc:
+            problems += exc.problems
+    if problems:
+        raise ReportError(problems, "simlab report")
+    bounds = max_detection is not None or max_false_disconnects is not None
+    choice = (
+        choose(
+            data,
+            max_detection,
+            max_false_disconnects,
+            nat_timeout,
+            behind,
+            minimize,
+            detection=detection,
+        )
+        if bounds and data.has_heartbeat
+        else None
+    )
+    name = (data.meta or {}).get("name") or Path(data.source).stem
+    storm_only = data.has_fleet and not data.has_heartbeat
+    title = title or (
+        f"After the disconnect: {name}" if storm_only else f"Heartbeat settings: {name}"
+    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if choice is not None:
+        verdict = (
+            f"Recommended: {choice.recommendation.label()}."
+            if choice.feasible
+            else "No setting in the sweep meets the bounds."
+        )
+    elif storm_only:
+        verdict = "A reconnect-storm sweep: how each setting recovers after the disconnect."
+    else:
+        verdict = "No bounds given: the trade-off without a recommendation."
+    if storm_only:
+        heartbeat_part = [
+            "<h2 id=question>The question</h2>",
+            storm_question_html(bounds),
+            after_disconnect_html(data),  # the answer, before the long scenario listing
+        ]
+    else:
+        heartbeat_part = [
+            "<h2 id=question>The question</h2>",
+            _question_html(choice, bounds, c.describe()),
+            "<h2 id=answer>The answer</h2>",
+            _answer_html(choice),
+        ]
+    body = [
+        f"<header><h1>{_e(title)}</h1>",
+        f'<p class="meta">Generated {_e(now)} by simlab {_e(__version__)} from {_e(data.source)}.</p>',
+        f"<p><strong>{_e(verdict)}</strong></p></header>",
+        *heartbeat_part,
+        "<h2 id=scenario>Scenario and assumptions</h2>",
+        _scenario_html(data),
+        _figures_html(data, choice, c) if data.has_heartbeat else "",
+        after_disconnect_html(data) if data.has_fleet and not storm_only else "",
+        "<h2 id=crosscheck>Model against real sockets</h2>",
+        crosscheck_html(cc),
+        "<h2 id=methods>Methods</h2>",
+        METHODS,
+        FLEET_METHODS if data.has_fleet else "",
+        f'<footer><p class="meta">simlab {_e(__version__)}; costs are {_e(OBJECTIVES[c.minimize][1])}.</p></footer>',
+    ]
+    doc = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
+    return doc, choice
+
+
+def find_browser() -> str | None:
+    """A headless-capable Chromium on PATH, or None."""
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def browser_command(browser: str, profile: str) -> list[str]:
+    """Chromium's flags for a quiet, offline, headless run with a throwaway profile."""
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+
+
+def to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 120.0) -> str | None:
+    """Print the HTML file to PDF with headless Chromium; None on success, else why not."""
+    browser = find_browser()
+    if browser is None:
+        return "no PDF renderer: install chromium (Debian: apt-get install chromium) for --pdf"
+    pdf_path = Path(pdf_path).resolve()
+    tmp_pdf = pdf_path.with_name(f".{pdf_path.name}.part")
+    # a helper process may still be writing the profile as the browser exits
+    with tempfile.TemporaryDirectory(prefix="simlab-pdf-", ignore_cleanup_errors=True) as profile:
+        cmd = browser_command(browser, profile) + [
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={tmp_pdf}",
+            Path(html_path).resolve().as_uri(),
+        ]
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            tmp_pdf.unlink(missing_ok=True)
+            return f"{browser} failed: {exc}"
+    if not tmp_pdf.is_file() or tmp_pdf.stat().st_size == 0:
+        tmp_pdf.unlink(missing_ok=True)
+        return f"{browser} wrote no PDF"
+    tmp_pdf.replace(pdf_path)
+    return None
+
+
+def report(
+    sweep, out: str | Path, *, pdf: bool = False, **options
+) -> tuple[Path, Choice | None, str | None]:
+    """Write the report to ``out`` (atomically); with ``pdf`` also ``out`` as .pdf.
+
+    Returns (path, the choice, why the PDF was not written or None). ``options`` are
+    :func:`build`'s.
+    """
+    out = Path(out)
+    text, choice = build(sweep, **options)
+    write_atomic(out, text)
+    why = to_pdf(out, out.with_suffix(".pdf")) if pdf else None
+    return out, choice, why
+
+
+def cmd_report(args, question: dict) -> int:
+    """``simlab report``: write the file, say where, and print the answer in one line."""
+    import sys
+
+    path, choice, why = report(
+        args.sweep,
+        args.out,
+        pdf=args.pdf,
+        crosscheck=args.crosscheck,
+        title=args.title,
+        **question,
+    )
+    print(f"report written to {path}", file=sys.stderr)
+    if choice is not None:
+        if choice.feasible:
+            print(f"recommended: {choice.recommendation.label()}")
+        else:
+            print(f"no setting in the sweep meets the bounds; closest: {choice.closest_note}")
+    if args.pdf:
+        if why:
+            print(f"--pdf: {why}", file=sys.stderr)
+            return 1
+        print(f"PDF written to {path.with_suffix('.pdf')}", file=sys.stderr)
+    return 0

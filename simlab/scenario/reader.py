@@ -1,0 +1,718 @@
+"""Read a scenario from YAML or a dict, checking everything, reporting all problems at once.
+
+Each problem names the key path, the bad value and what is allowed; an unknown
+key gets a "did you mean" suggestion. Impossible combinations are errors; doubtful
+ones are warnings, returned beside the scenario so the CLI can print them.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from simlab.errors import Problem, ScenarioError
+from simlab.scenario import schema as sc
+from simlab.scenario.distributions import (
+    DIMENSIONLESS,
+    FAMILIES,
+    Constant,
+    describe,
+    dist_name,
+    dist_params,
+)
+from simlab.units import ALLOWED as DURATION_ALLOWED
+from simlab.units import parse_duration
+
+_MISSING = object()
+
+
+class _Reader:
+    """Walks the raw mapping, converting values and collecting problems."""
+
+    def __init__(self):
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(Problem(path, message))
+
+    def mapping(self, raw: object, path: str, allowed: list[str]) -> dict:
+        """A section: must be a mapping whose keys are all known."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.error(path, f"expected a mapping with keys {allowed}, got {raw!r}")
+            return {}
+        for key in raw:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+                self.error(where, f"unknown key{suggestion} (allowed: {', '.join(allowed)})")
+        return raw
+
+    def value(self, raw: dict, key: str, path: str, convert, default, check=None, allowed=""):
+        """Convert ``raw[key]`` (or use the default), then check it; on a problem keep the default."""
+        where = f"{path}.{key}" if path else key
+        if key not in raw:
+            return default
+        value = raw[key]
+        try:
+            value = convert(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.error(where, str(exc))
+            return default
+        if check is not None and not check(value):
+            self.error(where, f"{raw[key]!r} is not allowed: must be {allowed}")
+            return default
+        return value
+
+    def duration(self, raw, key, path, default, *, positive=True, nullable=False):
+        def convert(v):
+            if v is None and nullable:
+                return None
+            return parse_duration(v)
+
+        def check(v):
+            return v is None or (v > 0 if positive else v >= 0)
+
+        rule = "a positive duration" if positive else "a duration >= 0"
+        return self.value(
+            raw, key, path, convert, default, check, rule + (" or null" if nullable else "")
+        )
+
+    def number(
+        self, raw, key, path, default, low=None, high=None, *, low_open=False, high_open=False
+    ):
+        def convert(v):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"expected a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"expected a finite number, got {v!r}")
+            return float(v)
+
+        def check(v):
+            ok_low = low is None or (v > low if low_open else v >= low)
+            ok_high = high is None or (v < high if high_open else v <= high)
+            return ok_low and ok_high
+
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        return self.value(
+            raw, key, path, convert, default, check, " and ".join(x for x in (lo, hi) if x)
+        )
+
+    def integer(self, raw, key, path, default, low=0):
+        def convert(v):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"expected a whole number, got {v!r}")
+            return v
+
+        return self.value(
+            raw, key, path, convert, default, lambda v: v >= low, f"an integer >= {low}"
+        )
+
+    def choice(self, raw, key, path, default, options):
+        def check(v):
+            return v in options
+
+        return self.value(
+            raw, key, path, lambda v: v, default, check, f"one of {', '.join(options)}"
+        )
+
+    def boolean(self, raw, key, path, default):
+        def convert(v):
+            if not isinstance(v, bool):
+                raise ValueError(f"expected true or false, got {v!r}")
+            return v
+
+        return self.value(raw, key, path, convert, default)
+
+    def distribution(self, raw, key, path, default, *, nullable=False, positive=True):
+        """A distribution mapping ``{dist: name, ...}``, or a plain duration (a constant).
+
+        ``positive``: every value must be above zero (timeouts, durations); delays may be 0.
+        A mapping without ``dist`` changes some parameters of ``default``.
+        """
+        where = f"{path}.{key}" if path else key
+        if key not in raw:
+            return default
+        value = raw[key]
+        if value is None and nullable:
+            return None
+        if not isinstance(value, dict):
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                wanted = f"a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}"
+                self.error(where, f"expected {wanted}, got {value!r}")
+                return default
+            if seconds < 0 or (positive and seconds == 0):
+                rule = "a positive duration" if positive else "a duration >= 0"
+                self.error(where, f"{value!r} is not allowed: must be {rule}")
+                return default
+            return Constant(seconds)
+        name = value.get("dist", _MISSING)
+        inherited = {}
+        if default is not None and name in (_MISSING, dist_name(default)):
+            # a mapping of the same family (or without dist) changes some parameters of the default
+            inherited = dist_params(default)
+            strangers = [k for k in value if k != "dist" and k not in inherited]
+            if name is _MISSING and strangers:
+                self.error(
+                    f"{where}.dist",
+                    f"missing: must be one of {', '.join(FAMILIES)} (without it the mapping changes "
+                    f"{describe(default)}, which has no {', '.join(map(str, strangers))})",
+                )
+                return default
+            name = dist_name(default)
+        if not isinstance(name, str) or name not in FAMILIES:
+            shown = "missing" if name is _MISSING else repr(name)
+            self.error(f"{where}.dist", f"{shown}: must be one of {', '.join(FAMILIES)}")
+            return default
+        cls, params = FAMILIES[name]
+        self.mapping(value, where, ["dist", *params])
+        merged = inherited | value
+        args, ok = [], True
+        for param in params:
+            if param not in merged:
+                article = "an" if name[0] in "aeiou" else "a"
+                needs = ", ".join(params)
+                self.error(
+                    f"{where}.{param}", f"missing: {article} {name} distribution needs {needs}"
+                )
+                ok = False
+                continue
+            if param in DIMENSIONLESS:
+                v = self.number(merged, param, where, None, 0, low_open=(param == "shape"))
+            else:
+                must_be_positive = positive or param in ("mean", "median", "scale")
+                v = self.duration(merged, param, where, None, positive=must_be_positive)
+            ok = ok and v is not None
+            args.append(v)
+        if not ok:
+            return default
+        if name == "uniform" and args[0] > args[1]:
+            self.error(where, f"uniform low ({args[0]:g}s) is above high ({args[1]:g}s)")
+            return default
+        return cls(*args)
+
+
+def _keys(cls) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _heartbeat(r: _Reader, raw) -> sc.Heartbeat:
+    d, p = sc.Heartbeat(), "heartbeat"
+    raw = r.mapping(raw, p, _keys(sc.Heartbeat))
+    return sc.Heartbeat(
+        style=r.choice(raw, "style", p, d.style, ["pingpong", "oneway"]),
+        initiator=r.choice(raw, "initiator", p, d.initiator, ["server", "client", "both"]),
+        interval=r.duration(raw, "interval", p, d.interval),
+        jitter=r.number(raw, "jitter", p, d.jitter, 0, 1, high_open=True),
+        frame_bytes=r.integer(raw, "frame_bytes", p, d.frame_bytes),
+        policy=_policy(r, raw.get("policy")),
+    )
+
+
+POLICY_KINDS = list(sc.POLICY_KEYS)
+
+
+def _policy(r: _Reader, raw) -> sc.Policy:
+    """``heartbeat.policy``: a kind, its own keys, and an optional throttle (``policy: nat-probe`` is short for ``{kind: nat-probe}``)."""
+    d, p = sc.Policy(), "heartbeat.policy"
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    own = [k for keys in sc.POLICY_KEYS.values() for k in keys]
+    raw = r.mapping(raw, p, ["kind", "throttle", *own])
+    kind = r.choice(raw, "kind", p, d.kind, POLICY_KINDS)
+    if "kind" not in raw or kind == raw.get("kind"):  # a bad kind is reported once, not per key
+        for key in raw:
+            if key in own and key not in sc.POLICY_KEYS[kind]:
+                owner = next(k for k, keys in sc.POLICY_KEYS.items() if key in keys)
+                r.error(f"{p}.{key}", f"belongs to kind: {owner}, not {kind}")
+    throttle = None
+    if raw.get("throttle") is not None:
+        t, tp, td = raw["throttle"], f"{p}.throttle", sc.Throttle()
+        t = r.mapping(t, tp, _keys(sc.Throttle))
+        throttle = sc.Throttle(
+            hidden_at=r.duration(t, "hidden_at", tp, td.hidden_at, positive=False),
+            align=r.duration(t, "align", tp, td.align, positive=False),
+            intensive_after=r.duration(
+                t, "intensive_after", tp, td.intensive_after, positive=False
+            ),
+            intensive_align=r.duration(t, "intensive_align", tp, td.intensive_align),
+        )
+    elif kind == "throttled-client":
+        throttle = sc.Throttle()  # Chrome's: 1 s alignment when hidden, one minute after 5 minutes
+    nm = r.mapping(raw.get("normal"), f"{p}.normal", _keys(sc.NormalState))
+    wk = r.mapping(raw.get("weak"), f"{p}.weak", _keys(sc.WeakState))
+    hl = r.mapping(raw.get("high_latency"), f"{p}.high_latency", _keys(sc.HighLatencyState))
+    dw, dh = sc.WeakState(), sc.HighLatencyState()
+    pw, ph = f"{p}.weak", f"{p}.high_latency"
+    weak = sc.WeakState(
+        interval=r.duration(wk, "interval", pw, dw.interval),
+        timeout=r.duration(wk, "timeout", pw, dw.timeout),
+        loss=r.number(wk, "loss", pw, dw.loss, 0, 1, low_open=True),
+        exit_loss=r.number(wk, "exit_loss", pw, dw.exit_loss, 0, 1),
+    )
+    high = sc.HighLatencyState(
+        interval=r.duration(hl, "interval", ph, dh.interval),
+        timeout=r.duration(hl, "timeout", ph, dh.timeout),
+        rtt=r.duration(hl, "rtt", ph, dh.rtt),
+        exit_rtt=r.duration(hl, "exit_rtt", ph, dh.exit_rtt, positive=False),
+    )
+    if weak.exit_loss > weak.loss:
+        r.error(
+            f"{pw}.exit_loss",
+            f"{weak.exit_loss:g} is above loss ({weak.loss:g}): the state would flap; exit at or below where it enters",
+        )
+    if high.exit_rtt > high.rtt:
+        r.error(
+            f"{ph}.exit_rtt",
+            f"{high.exit_rtt:g}s is above rtt ({high.rtt:g}s): the state would flap; exit at or below where it enters",
+        )
+    policy = sc.Policy(
+        kind=kind,
+        throttle=throttle,
+        window=r.integer(raw, "window", p, d.window, low=2),
+        hold=r.integer(raw, "hold", p, d.hold, low=1),
+        late=r.duration(raw, "late", p, d.late, positive=False),
+        normal=sc.NormalState(
+            interval=r.duration(nm, "interval", f"{p}.normal", None, nullable=True),
+            timeout=r.duration(nm, "timeout", f"{p}.normal", None, nullable=True),
+        ),
+        weak=weak,
+        high_latency=high,
+        floor=r.duration(raw, "floor", p, d.floor, nullable=True),
+        ceiling=r.duration(raw, "ceiling", p, d.ceiling),
+        growth=r.number(raw, "growth", p, d.growth, 1),
+        step=r.duration(raw, "step", p, d.step, positive=False),
+        precision=r.duration(raw, "precision", p, d.precision),
+        margin=r.number(raw, "margin", p, d.margin, 0, 1, high_open=True),
+        reprobe=r.duration(raw, "reprobe", p, d.reprobe, nullable=True),
+    )
+    if policy.growth == 1 and policy.step == 0:
+        r.error(f"{p}.growth", "growth 1 and step 0 never grow the interval: raise growth or step")
+    if policy.floor is not None and policy.floor > policy.ceiling:
+        r.error(f"{p}.floor", f"{policy.floor:g}s is above the ceiling ({policy.ceiling:g}s)")
+    return policy
+
+
+def _detector(r: _Reader, raw) -> sc.Detector:
+    d, p = sc.Detector(), "detector"
+    raw = r.mapping(raw, p, _keys(sc.Detector))
+    m = r.mapping(raw.get("missed"), f"{p}.missed", _keys(sc.Missed))
+    ph = r.mapping(raw.get("phi"), f"{p}.phi", _keys(sc.Phi))
+    nf = r.mapping(raw.get("nfd"), f"{p}.nfd", _keys(sc.Nfd))
+    ad = r.mapping(raw.get("adaptive"), f"{p}.adaptive", _keys(sc.Adaptive))
+    return sc.Detector(
+        kind=r.choice(raw, "kind", p, d.kind, ["timeout", "missed", "phi", "nfd", "adaptive"]),
+        timeout=r.duration(raw, "timeout", p, d.timeout),
+        missed=sc.Missed(
+            k=r.integer(m, "k", f"{p}.missed", 2, low=1),
+            ack_timeout=r.duration(m, "ack_timeout", f"{p}.missed", None, nullable=True),
+            overlap=r.boolean(m, "overlap", f"{p}.missed", False),
+        ),
+        phi=sc.Phi(
+            threshold=r.number(ph, "threshold", f"{p}.phi", 8.0, 0, 300, low_open=True),
+            window=r.integer(ph, "window", f"{p}.phi", 1000, low=2),
+            min_std=r.duration(ph, "min_std", f"{p}.phi", 0.1),
+            acceptable_pause=r.duration(ph, "acceptable_pause", f"{p}.phi", 0.0, positive=False),
+            first_estimate=r.duration(ph, "first_estimate", f"{p}.phi", None, nullable=True),
+        ),
+        nfd=sc.Nfd(delta=r.duration(nf, "delta", f"{p}.nfd", None, nullable=True)),
+        adaptive=sc.Adaptive(
+            alpha=r.duration(ad, "alpha", f"{p}.adaptive", None, nullable=True),
+            window=r.integer(ad, "window", f"{p}.adaptive", 100, low=1),
+        ),
+        liveness=r.choice(raw, "liveness", p, d.liveness, ["heartbeats", "any"]),
+        side=r.choice(raw, "side", p, d.side, ["auto", "client", "server"]),
+        on_declare=r.choice(raw, "on_declare", p, d.on_declare, ["reconnect", "monitor"]),
+    )
+
+
+def _loss(r: _Reader, raw, path, default: sc.Loss) -> sc.Loss:
+    if raw is None:
+        return default
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return sc.Loss(p=r.number({"p": raw}, "p", path, 0.0, 0, 1, high_open=True))
+    raw = r.mapping(raw, path, _keys(sc.Loss))
+    model = r.choice(raw, "model", path, default.model, ["bernoulli", "gilbert"])
+    prob = dict(low=0, high=1)
+    loss = sc.Loss(
+        model=model,
+        p=r.number(raw, "p", path, default.p, 0, 1, high_open=True),
+        p_gb=r.number(raw, "p_gb", path, default.p_gb, **prob),
+        p_bg=r.number(raw, "p_bg", path, default.p_bg, **prob),
+        loss_good=r.number(raw, "loss_good", path, default.loss_good, **prob),
+        loss_bad=r.number(raw, "loss_bad", path, default.loss_bad, **prob),
+    )
+    if model == "bernoulli":
+        extra = [k for k in ("p_gb", "p_bg", "loss_good", "loss_bad") if k in raw]
+        if extra:
+            verb = "belongs" if len(extra) == 1 else "belong"
+            r.error(path, f"{', '.join(extra)} {verb} to model: gilbert, not bernoulli")
+    elif "p" in raw:
+        r.error(
+            f"{path}.p",
+            "p belongs to model: bernoulli; a gilbert model takes p_gb, p_bg, loss_good, loss_bad",
+        )
+    elif model == "gilbert" and loss.p_gb + loss.p_bg == 0:
+        r.error(path, "p_gb and p_bg are both 0: the chain never moves; give p_bg > 0")
+    return loss
+
+
+def _direction(r: _Reader, raw, path, base: sc.Direction) -> sc.Direction:
+    raw = r.mapping(raw, path, ["loss", "delay"])
+    return sc.Direction(
+        loss=_loss(r, raw.get("loss"), f"{path}.loss", base.loss),
+        delay=r.distribution(raw, "delay", path, base.delay, positive=False),
+    )
+
+
+def _link(r: _Reader, raw) -> sc.Link:
+    p = "link"
+    raw = r.mapping(raw, p, ["transport", "loss", "delay", "uplink", "downlink", "outages", "tcp"])
+    base = sc.Direction(
+        loss=_loss(r, raw.get("loss"), f"{p}.loss", sc.Loss()),
+        delay=r.distribution(raw, "delay", p, Constant(0.02), positive=False),
+    )
+    outages = None
+    if raw.get("outages") is not None:
+        o = r.mapping(raw["outages"], f"{p}.outages", ["mtbf", "duration"])
+        mtbf = r.duration(o, "mtbf", f"{p}.outages", None)
+        duration = r.distribution(o, "duration", f"{p}.outages", None)
+        for key, _v in (("mtbf", mtbf), ("duration", duration)):
+            if key not in o:
+                r.error(f"{p}.outages.{key}", "missing: outages need mtbf and duration")
+        if mtbf is not None and duration is not None:
+            outages = sc.Outages(mtbf, duration)
+    t = r.mapping(raw.get("tcp"), f"{p}.tcp", _keys(sc.Tcp))
+    td = sc.Tcp()
+    tcp = sc.Tcp(
+        min_rto=r.duration(t, "min_rto", f"{p}.tcp", td.min_rto),
+        max_rto=r.duration(t, "max_rto", f"{p}.tcp", td.max_rto),
+        max_retries=r.integer(t, "max_retries", f"{p}.tcp", td.max_retries),
+        initial_rto=r.duration(t, "initial_rto", f"{p}.tcp", td.initial_rto),
+    )
+    if tcp.max_rto < tcp.min_rto:
+        r.error(f"{p}.tcp.max_rto", f"{tcp.max_rto:g}s is below min_rto ({tcp.min_rto:g}s)")
+    return sc.Link(
+        transport=r.choice(raw, "transport", p, "tcp", ["tcp", "datagram"]),
+        up=_direction(r, raw.get("uplink"), f"{p}.uplink", base),
+        down=_direction(r, raw.get("downlink"), f"{p}.downlink", base),
+        outages=outages,
+        tcp=tcp,
+    )
+
+
+def _nat(r: _Reader, raw) -> sc.Nat:
+    p, d = "nat", sc.Nat()
+    raw = r.mapping(raw, p, _keys(sc.Nat))
+    return sc.Nat(
+        idle_timeout=r.distribution(raw, "idle_timeout", p, None, nullable=True),
+        refresh=r.choice(raw, "refresh", p, d.refresh, ["outbound", "both"]),
+        on_expiry=r.choice(raw, "on_expiry", p, d.on_expiry, ["drop", "reset"]),
+    )
+
+
+def _peer(r: _Reader, raw) -> sc.Peer:
+    p = "peer"
+    raw = r.mapping(raw, p, _keys(sc.Peer))
+    crash = stall = None
+    if raw.get("crash") is not None:
+        c = r.mapping(raw["crash"], f"{p}.crash", ["mtbf"])
+        if isinstance(raw["crash"], dict) and "mtbf" not in c:
+            r.error(
+                f"{p}.crash.mtbf", "missing: a crash section needs mtbf (or crash: null for none)"
+            )
+        mtbf = r.duration(c, "mtbf", f"{p}.crash", None, nullable=True)
+        crash = sc.Crash(mtbf) if mtbf is not None else None
+    if raw.get("stall") is not None:
+        s = r.mapping(raw["stall"], f"{p}.stall", ["mtbf", "duration"])
+        mtbf = r.duration(s, "mtbf", f"{p}.stall", None)
+        duration = r.distribution(s, "duration", f"{p}.stall", None)
+        for key in ("mtbf", "duration"):
+            if key not in s:
+                r.error(f"{p}.stall.{key}", "missing: stalls need mtbf and duration")
+        if mtbf is not None and duration is not None:
+            stall = sc.Stall(mtbf, duration)
+    return sc.Peer(crash=crash, stall=stall)
+
+
+def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
+    """Combinations that cannot work (errors) or probably do not mean what was meant (warnings).
+
+    Sections that already have a problem are left out: their values are defaults
+    standing in for what the user wrote, and would give misleading messages.
+    """
+    bad = {p.path.split(".")[0] for p in r.errors}
+    if not bad & {"heartbeat", "detector"}:
+        _detector_checks(r, s)
+    if not bad & {"heartbeat", "nat", "app"}:
+        _nat_checks(r, s)
+    if not bad & {"heartbeat", "detector", "nat", "app", "link"}:
+        _policy_checks(r, s)
+    if not bad & {"heartbeat", "horizon"} and s.heartbeat.interval > s.horizon:
+        r.warn(
+            "heartbeat.interval",
+            f"{s.heartbeat.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent",
+        )
+
+
+def _detector_checks(r: _Reader, s: sc.Scenario) -> None:
+    hb, det = s.heartbeat, s.detector
+    side = s.detector_side
+    senders = {"client", "server"} if hb.initiator == "both" else {hb.initiator}
+    if hb.style == "oneway" and side in senders and hb.initiator != "both":
+        r.error(
+            "detector.side",
+            f"{side!r} sends the oneway heartbeats (heartbeat.initiator: {hb.initiator}) and receives none: use the other side or auto",
+        )
+    if det.kind == "missed":
+        if hb.style == "oneway":
+            r.error(
+                "detector.kind",
+                "missed counts unanswered pings: it needs heartbeat.style: pingpong, not oneway",
+            )
+        elif side not in senders:
+            r.error(
+                "detector.side",
+                f"missed counts unanswered pings, but {side!r} sends none (heartbeat.initiator: {hb.initiator})",
+            )
+        if s.ack_timeout > hb.interval and not det.missed.overlap:
+            r.error(
+                "detector.missed.ack_timeout",
+                f"{s.ack_timeout:g}s is longer than heartbeat.interval ({hb.interval:g}s): ping windows would overlap; shorten it or set detector.missed.overlap: true",
+            )
+    if det.kind == "timeout" and det.timeout <= hb.interval:
+        r.error(
+            "detector.timeout",
+            f"{det.timeout:g}s is not longer than heartbeat.interval ({hb.interval:g}s): the detector would fire between every two heartbeats",
+        )
+    for kind, value, key in (
+        ("nfd", s.nfd_delta, "detector.nfd.delta"),
+        ("adaptive", s.adaptive_alpha, "detector.adaptive.alpha"),
+    ):
+        if det.kind == kind and value <= 0:
+            where = (
+                key
+                if getattr(getattr(det, kind), "delta" if kind == "nfd" else "alpha") is not None
+                else "detector.timeout"
+            )
+            r.error(
+                where,
+                f"the {kind} margin is {value:g}s; it must be positive (by default it is detector.timeout - heartbeat.interval)",
+            )
+    if det.kind == "nfd" and hb.jitter > 0:
+        r.warn(
+            "detector.kind",
+            "nfd (NFD-S) assumes heartbeats sent exactly every interval; with jitter its freshness points are off by up to jitter * interval",
+        )
+
+
+def _nat_checks(r: _Reader, s: sc.Scenario) -> None:
+    interval, idle = s.heartbeat.interval, s.nat.idle_timeout
+    if idle is not None and interval >= idle.mean and s.app.rate == 0:
+        r.warn(
+            "nat.idle_timeout",
+            f"heartbeat.interval ({interval:g}s) is not below the NAT idle timeout (mean {idle.mean:g}s) and there is no application traffic: expect NAT breaks",
+        )
+
+
+def _policy_checks(r: _Reader, s: sc.Scenario) -> None:
+    """Policies that cannot work with the rest of the scenario, or would do nothing."""
+    hb, det, pol, p = s.heartbeat, s.detector, s.heartbeat.policy, "heartbeat.policy"
+    kind = pol.kind
+    if kind in ("network-state", "nat-probe", "traffic-aware"):
+        if hb.initiator == "both":
+            r.error(
+                f"{p}.kind",
+                f"{kind} runs on the side that sends heartbeats: set heartbeat.initiator to client or server, not both",
+            )
+        if det.kind in ("nfd", "adaptive"):
+            r.error(
+                f"{p}.kind",
+                f"{kind} changes or skips heartbeats, but detector.kind {det.kind} assumes one every heartbeat.interval: use timeout, missed or phi",
+            )
+    if kind in ("network-state", "nat-probe") and hb.style == "oneway":
+        r.error(
+            f"{p}.kind",
+            f"{kind} learns from pongs (round trips, surviving heartbeats): it needs heartbeat.style: pingpong",
+        )
+    if kind == "network-state":
+        normal = (pol.normal.interval or hb.interval, pol.normal.timeout or det.timeout)
+        for name, (interval, timeout) in (
+            ("normal", normal),
+            ("weak", (pol.weak.interval, pol.weak.timeout)),
+            ("high_latency", (pol.high_latency.interval, pol.high_latency.timeout)),
+        ):
+            if det.kind == "timeout" and timeout <= interval:
+                r.error(
+                    f"{p}.{name}.timeout",
+                    f"{timeout:g}s is not longer than the state's interval ({interval:g}s): the detector would fire between every two heartbeats",
+                )
+            if det.kind == "missed" and s.ack_timeout > interval and not det.missed.overlap:
+                r.error(
+                    "detector.missed.ack_timeout",
+                    f"{s.ack_timeout:g}s is longer than the {name} state's interval ({interval:g}s): ping windows would overlap; leave it unset (it follows the interval) or set detector.missed.overlap: true",
+                )
+    if kind == "nat-probe" and s.nat.idle_timeout is None:
+        r.warn(
+            f"{p}.kind",
+            f"nat-probe with no NAT on the path (nat.idle_timeout: null) grows the interval to the ceiling ({pol.ceiling:g}s)",
+        )
+    if kind == "traffic-aware":
+        from simlab.rules.policy import make_policy
+
+        senders = ["client", "server"] if hb.initiator == "both" else [hb.initiator]
+        jobs = make_policy(s, senders[0]).requirements
+        if not jobs["liveness"]:
+            r.warn(
+                f"{p}.kind",
+                "traffic-aware will skip no heartbeat: the detector does not count application messages as signs of life (set detector.liveness: any)",
+            )
+        elif s.app.rate == 0:
+            r.warn(
+                f"{p}.kind", "traffic-aware with no application traffic (app.rate: 0) skips nothing"
+            )
+    if pol.throttle is not None and hb.initiator == "server" and s.detector_side == "server":
+        r.warn(
+            f"{p}.throttle",
+            "the throttle slows the client's timers, but the client neither sends heartbeats (heartbeat.initiator: server) nor runs the detector",
+        )
+
+
+TOP_KEYS = [f.name for f in fields(sc.Scenario)]
+
+
+def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[Problem]]:
+    """Build a Scenario from a plain mapping; raise ScenarioError listing every problem."""
+    r = _Reader()
+    if not isinstance(raw, dict):
+        raise ScenarioError(
+            [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source
+        )
+    r.mapping(raw, "", TOP_KEYS)
+    d = sc.Scenario()
+    name = raw.get("name", d.name)
+    if not isinstance(name, str) or not name:
+        r.error("name", f"expected a non-empty string, got {name!r}")
+        name = d.name
+    app = r.mapping(raw.get("app"), "app", _keys(sc.App))
+    rec = r.mapping(raw.get("reconnect"), "reconnect", _keys(sc.Reconnect))
+    s = sc.Scenario(
+        name=name,
+        horizon=r.duration(raw, "horizon", "", d.horizon),
+        connections=r.integer(raw, "connections", "", d.connections, low=1),
+        seed=r.integer(raw, "seed", "", d.seed),
+        heartbeat=_heartbeat(r, raw.get("heartbeat")),
+        detector=_detector(r, raw.get("detector")),
+        link=_link(r, raw.get("link")),
+        nat=_nat(r, raw.get("nat")),
+        peer=_peer(r, raw.get("peer")),
+        app=sc.App(
+            rate=r.number(app, "rate", "app", 0.0, 0),
+            bytes=r.integer(app, "bytes", "app", 200),
+            direction=r.choice(app, "direction", "app", "both", ["both", "up", "down"]),
+        ),
+        reconnect=sc.Reconnect(delay=r.duration(rec, "delay", "reconnect", 1.0, positive=False)),
+    )
+    _cross_checks(r, s)
+    if r.errors:
+        raise ScenarioError(r.errors, source)
+    return s, r.warnings
+
+
+def set_dotted(raw: dict, key: str, value: object) -> None:
+    """``set_dotted(d, 'link.loss.p', 0.05)``: create sections as needed."""
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict) and (full := _expand_shorthand(part, nxt)) is not None:
+            nxt = node[part] = full
+        if not isinstance(nxt, dict):
+            where = ".".join(parts[: i + 1])
+            raise ScenarioError(
+                [Problem(key, f"cannot set: {where} is {nxt!r}, not a mapping")], "--set"
+            )
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _expand_shorthand(key: str, value: object) -> dict | None:
+    """The mapping a shorthand scalar stands for (``loss: 0.01``, ``delay: 40ms``), or None."""
+    if key == "loss" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"model": "bernoulli", "p": value}
+    if key == "policy" and isinstance(value, str):
+        return {"kind": value}
+    try:
+        return {"dist": "constant", "value": parse_duration(value)}
+    except ValueError:
+        return None
+
+
+def parse_sets(items: list[str]) -> dict[str, object]:
+    """``['heartbeat.interval=10s']`` -> ``{'heartbeat.interval': '10s'}`` (values read as YAML)."""
+    out, problems = {}, []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(item, "expected dotted.key=value"))
+            continue
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problems.append(Problem(key, f"value {text!r} is not valid YAML: {exc}"))
+    if problems:
+        raise ScenarioError(problems, "--set")
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem("", f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
+        raise ScenarioError([problem], str(path)) from None
+    except OSError as exc:
+        raise ScenarioError(
+            [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem("", f"not valid YAML: {exc}")], str(path)) from None
+    return {} if raw is None else raw
+
+
+def load(
+    source: str | Path | dict, overrides: dict[str, object] | None = None
+) -> tuple[sc.Scenario, list[Problem]]:
+    """Load a scenario file (or mapping), apply dotted overrides, validate. Returns (scenario, warnings)."""
+    if isinstance(source, dict):
+        raw, name = copy.deepcopy(source), "scenario"
+    else:
+        raw, name = read_yaml(source), str(source)
+    if not isinstance(raw, dict):
+        raise ScenarioError(
+            [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], name
+        )
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    if overrides:
+        name += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return from_dict(raw, name)

@@ -1,0 +1,671 @@
+"""The fast engine against the analytic engine (exact) and the SimPy model (both stochastic).
+
+Fixed seeds; tolerance Z standard errors from the spread across independent slots.
+Seeds differ from test to test, so one unlucky stretch of a random stream does not
+sway several checks at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simlab
+from simlab.engines import fast
+from simlab.engines import registry as engines
+from simlab.engines.analytic import chain as analytic
+
+from .analytic.test_chain import PANEL
+from .test_model import Z, mean_and_se, scenario
+
+
+def slot_rates(slots):
+    fp = np.array([sl.stats.false_positives / (sl.stats.connected_s / 3600) for sl in slots])
+    acc = np.array([1 - sl.stats.suspect_alive_s / sl.stats.alive_s for sl in slots])
+    return fp, acc
+
+
+@pytest.mark.parametrize("name", list(PANEL))
+def test_fast_agrees_with_the_analytic_engine(name):
+    seed = 11 + list(PANEL).index(name)
+    s = scenario(horizon="20000s", connections=24, seed=seed, **PANEL[name])
+    a = analytic.run(s)
+    out, slots = fast.simulate(s)
+    fp, acc = slot_rates(slots)
+    mean, se = mean_and_se(fp)
+    assert abs(mean - a["fp_per_conn_hour"]) < Z * se, (mean, se, a["fp_per_conn_hour"])
+    mean, se = mean_and_se(acc)
+    assert abs(mean - a["query_accuracy"]) <= Z * se, (mean, se, a["query_accuracy"])
+    durations = np.concatenate([sl.stats.mistake_durations for sl in slots])
+    if durations.std() > 0:
+        mean, se = mean_and_se(durations)
+        assert abs(mean - a["mistake_duration_mean_s"]) < Z * se
+    if "detection_latency_mean_s" in a:
+        latency = np.concatenate([sl.stats.latencies for sl in slots])
+        mean, se = mean_and_se(latency)
+        assert abs(mean - a["detection_latency_mean_s"]) < Z * se
+        # the hard bound also covers a crash before a connection's first round
+        rule = analytic.round_rule(s)
+        assert latency.max() <= max(rule.A - rule.emit, rule.B) + 1e-9
+
+
+TCP_PANEL = {
+    "tcp-timeout-reconnect": dict(
+        detector={"timeout": "2.5s"},
+        link={"transport": "tcp", "loss": 0.05},
+        reconnect={"delay": 0},
+    ),
+    "tcp-client-pings-crash-jitter-lognormal": dict(
+        heartbeat={"initiator": "client", "interval": "2s", "jitter": 0.2},
+        detector={"timeout": "5s"},
+        link={
+            "transport": "tcp",
+            "loss": 0.1,
+            "delay": {"dist": "lognormal", "median": 0.05, "sigma": 0.5},
+        },
+        peer={"crash": {"mtbf": "300s"}},
+    ),
+    "tcp-nfd-monitor-crash": dict(
+        detector={"kind": "nfd", "nfd": {"delta": 1.5}, "on_declare": "monitor"},
+        link={"transport": "tcp", "loss": 0.1},
+        peer={"crash": {"mtbf": "300s"}},
+    ),
+    "tcp-oneway-missed-gilbert": dict(
+        detector={"kind": "missed", "missed": {"k": 2, "ack_timeout": "0.8s"}},
+        link={
+            "transport": "tcp",
+            "loss": {
+                "model": "gilbert",
+                "p_gb": 0.05,
+                "p_bg": 0.4,
+                "loss_good": 0.01,
+                "loss_bad": 0.5,
+            },
+        },
+        reconnect={"delay": "0.5s"},
+    ),
+    "datagram-server-pings-nat-uniform": dict(
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "45s"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": "15s", "high": "60s"}},
+    ),
+    "tcp-server-pings-nat-reset-crash": dict(
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "5m"},
+        link={"transport": "tcp", "loss": 0.02},
+        nat={"idle_timeout": "60s", "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "1h"}},
+    ),
+    "datagram-client-pings-nat-both-reset": dict(
+        heartbeat={"initiator": "client", "interval": "25s", "jitter": 0.3},
+        detector={"timeout": "60s"},
+        link={"loss": 0.1},
+        nat={"idle_timeout": "40s", "refresh": "both", "on_expiry": "reset"},
+    ),
+    "datagram-oneway-exponential-crash": dict(
+        heartbeat={"style": "oneway", "interval": "1s"},
+        detector={"timeout": "3s"},
+        link={"loss": 0.1, "delay": {"dist": "exponential", "mean": 0.2}},
+        peer={"crash": {"mtbf": "200s"}},
+    ),
+}
+
+
+def _compare(a_values, b_values):
+    (ma, sa), (mb, sb) = mean_and_se(a_values), mean_and_se(b_values)
+    return abs(ma - mb) <= Z * np.hypot(sa, sb), (ma, sa, mb, sb)
+
+
+@pytest.mark.parametrize("name", list(TCP_PANEL))
+def test_fast_agrees_with_the_model(name):
+    seed = 31 + list(TCP_PANEL).index(name)
+    nat = "nat" in TCP_PANEL[name]
+    s = scenario(
+        horizon="6h" if nat else "10000s",
+        connections=24 if nat else 16,
+        seed=seed,
+        **TCP_PANEL[name],
+    )
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    if nat:  # NAT breaks per connected hour, slot by slot
+        breaks = np.array([sl.stats.breaks["nat"] / sl.stats.connected_s for sl in slots])
+        ok, info = _compare(breaks * 3600, model.slots.breaks_nat / model.slots.connected_s * 3600)
+        assert ok, info
+    fp, acc = slot_rates(slots)
+    ok, info = _compare(fp, model.slots.false_positives / (model.slots.connected_s / 3600))
+    assert ok, info
+    ok, info = _compare(acc, 1 - model.slots.suspect_alive_s / model.slots.alive_s)
+    assert ok, info
+    latency = np.concatenate([sl.stats.latencies for sl in slots])
+    model_latency = model.records.loc[model.records.event == "detection", "value"].to_numpy()
+    if len(model_latency) > 20:
+        ok, info = _compare(latency, model_latency)
+        assert ok, info
+        assert latency.max() <= model_latency.max() * 1.5 + 1  # same support, roughly
+    per_hour = out["overhead_msgs_per_conn_hour"], model.summary["overhead_msgs_per_conn_hour"]
+    assert per_hour[0] == pytest.approx(per_hour[1], rel=0.02)
+
+
+def test_same_seed_same_results_and_different_seed_different():
+    s = scenario(horizon="2h", connections=6, seed=5, **TCP_PANEL["tcp-nfd-monitor-crash"])
+    a, b = fast.run(s), fast.run(s)
+    drop = {"wall_s"}
+    assert {k: v for k, v in a.items() if k not in drop} == {
+        k: v for k, v in b.items() if k not in drop
+    }
+    c = fast.run(
+        scenario(horizon="2h", connections=6, seed=6, **TCP_PANEL["tcp-nfd-monitor-crash"])
+    )
+    assert c["detections"] != a["detections"] or c["false_positives"] != a["false_positives"]
+
+
+def test_refuses_what_it_does_not_cover_and_auto_uses_it_where_analytic_cannot():
+    demo = simlab.load_scenario("examples/demo.yaml")
+    missing = " | ".join(fast.unsupported(demo))
+    for feature in ("link.outages", "peer.stall"):
+        assert feature in missing
+    with pytest.raises(simlab.ScenarioError):
+        fast.run(demo)
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    out = engines.run(s, "auto")
+    assert out["engine"] == "fast" and "link.transport: tcp" in out["engine_reason"]
+
+
+def test_keys_are_the_models_minus_what_it_cannot_count():
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    out = fast.run(s)
+    model = simlab.simulate(s).summary
+    assert {k for k in out if not k.endswith("_se")} <= set(model)
+    assert not set(fast.NOT_PRODUCED + fast.NOT_PRODUCED_TCP) & set(out)
+    assert out["query_accuracy_se"] >= 0
+
+
+def test_datagram_bytes_are_the_models_bookkeeping():
+    # every datagram heartbeat, lost or not, is one packet: frame plus IPv4 and UDP headers
+    s = scenario(horizon="20m", connections=4, **PANEL[next(iter(PANEL))])
+    assert s.link.transport == "datagram"
+    out, model = fast.run(s), simlab.simulate(s).summary
+    packet = s.heartbeat.frame_bytes + 28
+    assert out["overhead_bytes_per_conn_hour"] == pytest.approx(
+        out["overhead_msgs_per_conn_hour"] * packet, rel=1e-12
+    )
+    assert model["overhead_bytes_per_conn_hour"] == pytest.approx(
+        model["overhead_msgs_per_conn_hour"] * packet, rel=1e-12
+    )
+
+
+# -- regressions from the engines' review ----------------------------------------------------------
+
+REVIEW = {
+    # the detector watches the peer's pings (not pongs to its own)
+    "watches-peer-pings": dict(
+        heartbeat={"interval": "1s"},
+        detector={"timeout": "2.5s", "side": "client", "on_declare": "monitor"},
+        link={"uplink": {"loss": 0.2}, "downlink": {"loss": 0.05}},
+    ),
+    # a crash during a monitor-mode suspicion: the break is counted with its detection
+    "crash-during-suspicion": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"timeout": "2.5s", "on_declare": "monitor"},
+        link={"loss": 0.3},
+        peer={"crash": {"mtbf": "60s"}},
+    ),
+    # the peer's socket fails (few retries): it stops pinging and answering
+    "peer-gives-up": dict(
+        heartbeat={"interval": "2s"},
+        detector={"timeout": "30s", "side": "client"},
+        link={"transport": "tcp", "loss": 0.25, "tcp": {"max_retries": 2}},
+    ),
+    # a heartbeat arriving exactly at an NFD freshness point (delta - d = one interval)
+    "nfd-tie": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "1s"},
+        detector={"kind": "nfd", "nfd": {"delta": "1.05s"}, "on_declare": "monitor"},
+        link={"loss": 0.1},
+    ),
+    # a ping due at the very instant of the declaration is not sent
+    "ping-at-declaration": dict(
+        heartbeat={"initiator": "client", "interval": "1s"},
+        detector={"kind": "missed", "missed": {"k": 3}},
+        link={"loss": 0.25, "delay": "100ms"},
+        reconnect={"delay": "2s"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REVIEW))
+def test_review_cases_agree_with_the_model(name):
+    s = scenario(
+        horizon="2000s", connections=20, seed=71 + list(REVIEW).index(name), **REVIEW[name]
+    )
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    fp, _ = slot_rates(slots)
+    ok, info = _compare(fp, model.slots.false_positives / (model.slots.connected_s / 3600))
+    assert ok, info
+    msgs = np.array([sl.stats.heartbeats / sl.stats.connected_s for sl in slots])
+    ok, info = _compare(msgs, model.slots.heartbeats_sent / model.slots.connected_s)
+    assert ok, info
+    for r in (out, model.summary):  # every break is detected or still undetected at the horizon
+        assert r["breaks"] == r["detections"] + r["undetected_breaks"]
+
+
+def test_a_gilbert_chain_that_cannot_move_stays_in_its_state():
+    from simlab.scenario.schema import Loss
+
+    stuck = Loss(model="gilbert", p_gb=0.0, p_bg=0.5, loss_good=0.0, loss_bad=1.0)
+    keys = fast._keys(1, np.arange(3), 0)
+    assert not fast.gilbert_states(stuck, keys, 5000).any()
+    assert not fast.gilbert_states(stuck, keys, 25000).any()
+
+
+def test_gilbert_states_have_the_chains_runs_and_extend_their_prefix():
+    from simlab.scenario.schema import Loss
+
+    loss = Loss(model="gilbert", p_gb=0.05, p_bg=0.4, loss_good=0.0, loss_bad=1.0)
+    keys = fast._keys(3, np.arange(40), 0)
+    states = fast.gilbert_states(loss, keys, 20000)
+    assert (fast.gilbert_states(loss, keys, 5000) == states[:, :5000]).all()
+    bad = states.mean()
+    assert abs(bad - 0.05 / 0.45) < 0.01, bad
+    # leaving bad: 0.4 per packet; leaving good: 0.05
+    left_bad = (states[:, :-1] & ~states[:, 1:]).sum() / states[:, :-1].sum()
+    left_good = (~states[:, :-1] & states[:, 1:]).sum() / (~states[:, :-1]).sum()
+    assert abs(left_bad - 0.4) < 0.02 and abs(left_good - 0.05) < 0.005, (left_bad, left_good)
+
+
+def test_a_slots_results_do_not_depend_on_how_many_slots_run_or_their_windows():
+    s = scenario(horizon="3000s", connections=8, seed=9, **TCP_PANEL["tcp-oneway-missed-gilbert"])
+    many = fast.FastRun(s).run()
+    few = fast.FastRun(
+        scenario(horizon="3000s", connections=3, seed=9, **TCP_PANEL["tcp-oneway-missed-gilbert"])
+    ).run()
+    for a, b in zip(many[:3], few, strict=True):
+        assert vars(a.stats) == vars(b.stats)
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)  # several batches ran
+    # a first window of one round forces every connection through the regrowing path
+    run = fast.FastRun(s)
+    run._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for a, b in zip(many, run.run(), strict=True):
+        assert vars(a.stats) == vars(b.stats)
+
+
+def test_a_slots_next_connections_computed_ahead_change_nothing():
+    """Bernoulli losses and crashes: a slot's next connections are computed with its current
+    one (speculatively); the results are the same as one connection at a time, whatever the
+    number of slots or the windows."""
+    kw = TCP_PANEL["tcp-client-pings-crash-jitter-lognormal"]
+    _assert_speculation_changes_nothing(kw, "3000s", seed=13, reconnections=2)
+
+
+def _assert_speculation_changes_nothing(kw, horizon, seed, reconnections):
+    """The same stats, slot by slot, with speculation off, with 3 slots instead of 8 (the
+    first three) and with one-round first windows; each slot opens more than
+    ``reconnections`` connections on average."""
+    s = scenario(horizon=horizon, connections=8, seed=seed, **kw)
+    ahead = fast.FastRun(s)
+    assert ahead.speculate
+    many = ahead.run()
+    assert sum(sl.stats.connections for sl in many) > reconnections * len(many)
+    one_by_one = fast.FastRun(s)
+    one_by_one.speculate = False
+    few = fast.FastRun(scenario(horizon=horizon, connections=3, seed=seed, **kw))
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (one_by_one, few, short):
+        for a, b in zip(many, other.run(), strict=False):  # (few: the first three)
+            assert vars(a.stats) == vars(b.stats)
+
+
+def test_the_rto_with_constant_delays_has_the_filters_closed_form():
+    tcp = simlab.load_scenario("examples/demo.yaml").link.tcp
+    rng = np.random.default_rng(4)
+    once = rng.random((5, 300)) < 0.9
+    rtt = np.full((5, 300), 0.083)
+    general, closed = fast._Rto(rtt, once, tcp), fast._Rto(None, once, tcp, 0.083)
+    r, c = np.nonzero(~once)
+    sparse = fast._Rto(None, None, tcp, 0.083, sparse=r * 300 + c)
+    sparse.width = 300
+    rows, cols = np.indices(once.shape)
+    assert np.allclose(general.at(rows, cols), closed.at(rows, cols), rtol=1e-12)
+    assert np.allclose(general.at(rows, cols), sparse.at(rows, cols), rtol=1e-12)
+    # and the filter agrees with the model's estimator, sample by sample
+    from simlab.engines.network import RtoEstimator
+
+    r = rng.lognormal(-3, 0.5, 200)
+    est, seen = RtoEstimator(tcp), []
+    for x in r:
+        seen.append(est.rto)
+        est.sample(x)
+    rto = fast._Rto(r[None, :], np.ones((1, 200), bool), tcp)
+    assert np.allclose(rto.at(np.zeros(200, int), np.arange(200)), seen, rtol=1e-12)
+
+
+# -- the client's radio wakeups (datagram) ---------------------------------------------------------
+
+WAKEUPS = {
+    # mobile-like: 8 s rounds stay inside the 10 s radio tail, a lost ping makes a 16 s silence
+    "server-pings-8s-loss": dict(
+        heartbeat={"interval": "8s"}, detector={"timeout": "30s"}, link={"loss": 0.3}
+    ),
+    # 12 s rounds: every ping wakes the radio, its pong comes back within the tail
+    "client-pings-12s-jitter-lognormal": dict(
+        heartbeat={"initiator": "client", "interval": "12s", "jitter": 0.3},
+        detector={"timeout": "40s"},
+        link={"loss": 0.2, "delay": {"dist": "lognormal", "median": 0.3, "sigma": 1.0}},
+    ),
+    # the client (the peer) crashes and falls silent; the server reconnects it
+    "client-oneway-8s-jitter-crash": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "8s", "jitter": 0.3},
+        detector={"timeout": "20s"},
+        link={"loss": 0.25},
+        peer={"crash": {"mtbf": "300s"}},
+        reconnect={"delay": "5s"},
+    ),
+    # random delays reorder the server's heartbeats; the server crashes
+    "server-oneway-exponential-crash": dict(
+        heartbeat={"style": "oneway", "interval": "6s"},
+        detector={"timeout": "14s", "side": "client"},
+        link={"loss": 0.3, "delay": {"dist": "exponential", "mean": 1.0}},
+        peer={"crash": {"mtbf": "200s"}},
+        reconnect={"delay": "12s"},
+    ),
+    # quick reconnects: the next opening comes within the tail of the last arrival, so it
+    # wakes the radio only if the radio's state is carried over from one connection to the next
+    "client-detector-quick-reconnects": dict(
+        heartbeat={"interval": "3s", "jitter": 0.2},
+        detector={"timeout": "4s", "side": "client"},
+        link={"loss": 0.3, "delay": {"dist": "uniform", "low": 0.05, "high": 0.5}},
+        reconnect={"delay": "1s"},
+    ),
+    # NAT expiries (a server ping meets the expired mapping: no arrival) and client crashes
+    "server-pings-nat-reset-client-crash": dict(
+        heartbeat={"interval": "9s", "jitter": 0.3},
+        detector={"timeout": "30s"},
+        link={"loss": 0.1, "delay": {"dist": "uniform", "low": 0.1, "high": 2.0}},
+        nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "30s"}, "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "600s"}},
+    ),
+    # the client as the peer, reset by the NAT as its ping crosses: that ping was sent
+    "client-pings-nat-both-reset": dict(
+        heartbeat={"initiator": "client", "interval": "11s", "jitter": 0.3},
+        detector={"timeout": "40s", "side": "server"},
+        link={"loss": 0.15, "delay": {"dist": "exponential", "mean": 0.5}},
+        nat={"idle_timeout": "20s", "refresh": "both", "on_expiry": "reset"},
+        peer={"crash": {"mtbf": "900s"}},
+    ),
+    # bursty loss in monitor mode, rounds of 9-11 s straddling the tail
+    "client-pings-missed-gilbert-monitor": dict(
+        heartbeat={"initiator": "client", "interval": "10s", "jitter": 0.1},
+        detector={
+            "kind": "missed",
+            "missed": {"k": 2, "ack_timeout": "3s"},
+            "on_declare": "monitor",
+        },
+        link={
+            "loss": {
+                "model": "gilbert",
+                "p_gb": 0.05,
+                "p_bg": 0.4,
+                "loss_good": 0.01,
+                "loss_bad": 0.6,
+            },
+            "delay": {"dist": "exponential", "mean": 0.3},
+        },
+    ),
+    "server-pings-nfd-pareto-client-crash": dict(
+        heartbeat={"interval": "7s"},
+        detector={"kind": "nfd", "nfd": {"delta": "5s"}},
+        link={"loss": 0.2, "delay": {"dist": "pareto", "scale": 0.2, "shape": 2.5}},
+        peer={"crash": {"mtbf": "400s"}},
+        reconnect={"delay": "3s"},
+    ),
+}
+
+
+def wakeup_rates(slots) -> np.ndarray:
+    return np.array([sl.stats.wakeups / sl.stats.connected_s * 3600 for sl in slots])
+
+
+@pytest.mark.parametrize("name", list(WAKEUPS))
+def test_wakeups_agree_with_the_model(name):
+    s = scenario(
+        horizon="6000s", connections=24, seed=131 + list(WAKEUPS).index(name), **WAKEUPS[name]
+    )
+    out, slots = fast.simulate(s)
+    model = simlab.simulate(s)
+    ok, info = _compare(wakeup_rates(slots), model.slots.wakeups / model.slots.connected_s * 3600)
+    assert ok, info
+    hours = sum(sl.stats.connected_s for sl in slots) / 3600
+    assert out["wakeups_per_conn_hour"] == pytest.approx(
+        sum(sl.stats.wakeups for sl in slots) / hours
+    )
+
+
+def test_wakeups_agree_with_the_analytic_engine_within_its_standard_error():
+    # 4 s rounds, half the pings lost: a ping wakes the radio after 2 lost ones (12 s > 10 s)
+    s = scenario(
+        horizon="20000s",
+        connections=24,
+        seed=151,
+        heartbeat={"interval": "4s"},
+        detector={"timeout": "9.5s", "on_declare": "monitor"},
+        link={"loss": 0.5},
+    )
+    exact = analytic.run(s)["wakeups_per_conn_hour"]
+    assert exact == pytest.approx(112.5, rel=1e-12)
+    mean, se = mean_and_se(wakeup_rates(fast.simulate(s)[1]))
+    edge = 3600 / 20000  # the first opening's wakeup, once a slot
+    assert abs(mean - edge - exact) < Z * se, (mean, se, exact)
+
+
+EXACT = {
+    # every client beat wakes the radio whatever is lost: 300 an hour (the opening in place
+    # of the beat due at the horizon)
+    "client-oneway-12s-lossy": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "12s"},
+        link={"loss": 0.3},
+    ),
+    # teeth for arrivals: only the server's heartbeats reaching the client use its radio
+    # (counting the client's sends alone gives one wakeup a connection, 0.5 an hour)
+    "server-oneway-12s": dict(heartbeat={"style": "oneway", "interval": "12s"}),
+    # the pong 0.1 s after each ping rides on the ping's wakeup; each ping's comes 11.9 s
+    # after the last pong
+    "client-pings-12s": dict(heartbeat={"initiator": "client", "interval": "12s"}),
+    "server-pings-12s": dict(heartbeat={"interval": "12s"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT))
+def test_wakeups_equal_the_analytic_engines_where_the_run_is_deterministic(name):
+    s = scenario(
+        horizon="2h",
+        connections=3,
+        detector={"timeout": "25s", "on_declare": "monitor"},
+        **EXACT[name],
+    )
+    exact = analytic.run(s)["wakeups_per_conn_hour"]
+    assert exact == pytest.approx(300, rel=1e-12)
+    out, slots = fast.simulate(s)
+    assert out["wakeups_per_conn_hour"] == pytest.approx(exact, rel=1e-9)
+    assert [sl.stats.wakeups for sl in slots] == [600] * 3
+
+
+def test_a_silence_of_exactly_the_radio_tail_is_no_wakeup():
+    # teeth for the strict rule: beats every 10 s exactly (no jitter; multiples of 10 are exact
+    # in binary floating point in both engines) keep the radio awake: one wakeup a slot, at
+    # its opening, whatever is lost (the client sends anyway). Counting a silence of exactly
+    # RADIO_TAIL as a wakeup (>= for >) would give 720 a slot. The analytic engine leaves
+    # such ties out; the model, run here, decides.
+    s = scenario(
+        horizon="2h",
+        connections=4,
+        seed=3,
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "10s"},
+        detector={"timeout": "25s", "on_declare": "monitor"},
+        link={"loss": 0.3},
+    )
+    assert "wakeups_per_conn_hour" not in analytic.run(s)
+    model = simlab.simulate(s).slots.wakeups.tolist()
+    assert model == [1] * 4
+    assert [sl.stats.wakeups for sl in fast.simulate(s)[1]] == model
+
+
+def test_a_peer_reset_by_the_nat_as_its_ping_crosses_sent_that_ping():
+    # deterministic: no loss, constant delays. The client pings every 25 s through a mapping
+    # that expires after 20 s: its first ping, at 25 s, meets the expired mapping and the
+    # NAT resets the client (the peer), which stops; the server declares at 60 s and the
+    # next connection opens a second later. The model sends (and counts) that ping, and it
+    # wakes the radio 25 s after the opening: two wakeups a connection.
+    s = scenario(
+        horizon="1000s",
+        connections=2,
+        heartbeat={"initiator": "client", "interval": "25s"},
+        detector={"timeout": "60s", "side": "server"},
+        nat={"idle_timeout": "20s", "on_expiry": "reset"},
+        reconnect={"delay": "1s"},
+    )
+    model = simlab.simulate(s).slots
+    slots = fast.simulate(s)[1]
+    assert [sl.stats.heartbeats for sl in slots] == model.heartbeats_sent.tolist() == [16, 16]
+    assert [sl.stats.wakeups for sl in slots] == model.wakeups.tolist() == [33, 33]
+
+
+def test_wakeups_are_not_produced_over_tcp():
+    s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
+    assert "wakeups_per_conn_hour" not in fast.run(s)
+    assert "wakeups_per_conn_hour" in fast.NOT_PRODUCED_TCP
+
+
+@pytest.mark.parametrize(
+    "name", ["client-oneway-8s-jitter-crash", "client-pings-missed-gilbert-monitor"]
+)
+def test_wakeups_do_not_depend_on_batching_windows_or_speculation(name):
+    kw = WAKEUPS[name]
+    s = scenario(horizon="3000s", connections=8, seed=17, **kw)
+    ahead = fast.FastRun(s)
+    many = ahead.run()
+    assert sum(sl.stats.wakeups for sl in many) > 0
+    variants = [fast.FastRun(scenario(horizon="3000s", connections=3, seed=17, **kw))]
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    variants.append(short)
+    if ahead.speculate:
+        assert sum(sl.stats.connections for sl in many) > 2 * len(many)
+        one_by_one = fast.FastRun(s)
+        one_by_one.speculate = False
+        variants.append(one_by_one)
+    for other in variants:
+        for a, b in zip(many, other.run(), strict=False):  # (3 slots: the first three)
+            assert vars(a.stats) == vars(b.stats)
+    a, b = fast.run(s), fast.run(s)
+    assert a["wakeups_per_conn_hour"] == b["wakeups_per_conn_hour"]
+    c = fast.run(scenario(horizon="3000s", connections=8, seed=18, **kw))
+    assert c["wakeups_per_conn_hour"] != a["wakeups_per_conn_hour"]
+
+
+CHURN = {
+    # a lost round is a false positive (timeout = 2 intervals, constant delays): short
+    # connections, reconnection every ~20 rounds
+    "pingpong-churn": dict(detector={"timeout": "1.9s"}, link={"loss": 0.03}),
+    "pingpong-churn-crash-jitter": dict(
+        heartbeat={"jitter": 0.1},
+        detector={"timeout": "1.9s"},
+        link={"loss": 0.03, "delay": {"dist": "exponential", "mean": 0.05}},
+        peer={"crash": {"mtbf": "60s"}},
+    ),
+    "oneway-client-churn": dict(
+        heartbeat={"style": "oneway", "initiator": "client"},
+        detector={"timeout": "1.9s"},
+        link={"loss": 0.05},
+    ),
+    "oneway-nfd-monitor-crash": dict(
+        heartbeat={"style": "oneway"},
+        detector={"kind": "nfd", "nfd": {"delta": "0.5s"}, "on_declare": "monitor"},
+        link={"loss": 0.2},
+        peer={"crash": {"mtbf": "15s"}},
+    ),
+    "nat-reset-churn": dict(
+        heartbeat={"initiator": "client", "interval": "3s", "jitter": 0.2},
+        detector={"timeout": "7s"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": 2, "high": 5}, "on_expiry": "reset"},
+    ),
+    "tcp-nat-drop-churn": dict(
+        heartbeat={"interval": "5s"},
+        detector={"timeout": "10s"},
+        link={"transport": "tcp", "loss": 0.05},
+        nat={"idle_timeout": {"dist": "exponential", "mean": 3}},
+        peer={"crash": {"mtbf": "60s"}},
+        reconnect={"delay": 0},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHURN))
+def test_speculating_on_frequent_reconnections_changes_nothing(name):
+    """Bernoulli losses: a slot's next connections, whatever ends the current one (false
+    positives, NAT breaks, crashes), are computed with it; the results are the same draw for
+    draw as one connection at a time, with fewer slots, or with one-round first windows."""
+    _assert_speculation_changes_nothing(CHURN[name], "600s", seed=23, reconnections=5)
+    # and it saved batches
+    s = scenario(horizon="600s", connections=8, seed=23, **CHURN[name])
+    one_by_one = fast.FastRun(s)
+    one_by_one.speculate = False
+    counts = []
+    for run in (fast.FastRun(s), one_by_one):
+        batch, count = run._batch, []
+        run._batch = lambda *a, batch=batch, count=count: count.append(1) or batch(*a)
+        run.run()
+        counts.append(len(count))
+    assert 2 * counts[0] < counts[1], counts
+
+
+@pytest.mark.parametrize(
+    "heartbeat, detector, delay, off",
+    [
+        # fast's rule (the timer first) gave 318 false positives per connection-hour here,
+        # the model 37: its arrival, scheduled 3 s before, came first
+        (
+            {"style": "oneway", "interval": "1s"},
+            {"kind": "timeout", "timeout": "2s"},
+            "3s",
+            {"detector.timeout": "2.01s"},
+        ),
+        (
+            {"style": "pingpong", "interval": "1s"},
+            {"kind": "timeout", "timeout": "3s"},
+            "1.2s",
+            {"detector.timeout": "3.01s"},
+        ),
+        (
+            {"style": "oneway", "interval": "1s"},
+            {"kind": "nfd", "nfd": {"delta": "3s"}},
+            "3s",
+            {"link.delay": "3.01s"},
+        ),
+        # every pong at its window's end: fast said 95, the model 348
+        (
+            {"style": "pingpong", "interval": "1s"},
+            {"kind": "missed", "missed": {"k": 2, "ack_timeout": "0.4s"}},
+            "0.2s",
+            {"link.delay": "0.21s"},
+        ),
+    ],
+)
+def test_ordering_ties_whose_order_fast_cannot_know_are_refused(heartbeat, detector, delay, off):
+    raw = {
+        "heartbeat": heartbeat,
+        "detector": {**detector, "on_declare": "monitor"},
+        "link": {"transport": "datagram", "loss": 0.1, "delay": delay},
+    }
+
+    def ties(overrides=None) -> bool:
+        s = simlab.load_scenario(raw, overrides or {})
+        return any("ordering tie" in p for p in fast.unsupported(s))
+
+    assert ties()
+    assert not ties(off)  # a little off the tie: covered
+    if detector["kind"] != "missed":  # a last hop shorter than the interval: fast's order
+        assert not ties({"link.delay": "0.5s"})
