@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from simlab.engines.runner import Result, simulate
@@ -32,22 +33,38 @@ __all__ = [
 
 
 def load_scenario(
-    source: str | Path | dict, overrides: dict | None = None, *, warnings: list | None = None
+    source: str | Path | dict | None = None,
+    overrides: dict | None = None,
+    *,
+    preset: str | None = None,
+    networks: Sequence[str] = (),
+    warnings: list | None = None,
 ) -> Scenario:
-    """Load and validate a scenario file or mapping; ``overrides`` maps dotted keys to values.
+    """Load and validate a scenario exactly as ``simlab run``/``check`` do.
+
+    Layers, lowest first: the built-in defaults < ``source`` (a file or mapping; None:
+    the defaults alone, which then needs a preset or a network) < ``preset`` (a
+    library's heartbeat defaults, ``--preset``) < each of ``networks`` in turn
+    (``--network``) < ``overrides`` (dotted keys to values, ``--set``). See
+    :func:`simlab.scenario.presets.load_layered` and ``simlab presets``.
 
     Raises ScenarioError listing every problem. Warnings are appended to ``warnings`` if given.
     """
-    from simlab.scenario.reader import load
+    from simlab.scenario.presets import load_layered
 
-    scenario, found = load(source, overrides)
+    scenario, found = load_layered(
+        source, preset=preset, networks=networks, overrides=overrides, spelling="python"
+    )
     if warnings is not None:
         warnings.extend(found)
     return scenario
 
 
-def sweep(source, out, **kwargs):
-    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweeps.sweep."""
+def sweep(source, out, *, preset: str | None = None, networks: Sequence[str] = (), **kwargs):
+    """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweeps.sweep.
+
+    ``preset`` and ``networks`` layer the sweep's base as ``simlab sweep --preset --network`` do.
+    """
     from simlab.sweeps.sweep import sweep as run
 
-    return run(source, out, **kwargs)
+    return run(source, out, preset=preset, networks=networks, **kwargs)

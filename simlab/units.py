@@ -21,6 +21,8 @@ _UNITS = {
 }
 _PATTERN = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 ALLOWED = "a number of seconds or a number with a unit: " + ", ".join(_UNITS)
+# Rates are per connection-hour in the data; shown per connection-<unit>: hours in a unit.
+RATE_UNITS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0, "year": 8760.0}
 
 
 def parse_duration(value: object) -> float:

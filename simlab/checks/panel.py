@@ -35,7 +35,7 @@ from simlab.errors import EngineRefusal, Problem, ScenarioError
 Z = 4.0  # standard errors of the difference: a correct pair fails about once in 16,000
 CI_Z = 1.96  # a reported 95 % interval is mean +- CI_Z standard errors
 EXACT_REL = 1e-9  # relative tolerance between exact values (and rounding slack for all)
-EXACT_ENGINES = frozenset({"analytic"})
+EXACT_ENGINES = frozenset(e.name for e in engines.REGISTRY.values() if e.exact)
 QUICK_SCALE = 0.2  # --quick: this fraction of each scenario's horizon
 
 METRICS = (
@@ -445,7 +445,7 @@ class Report:
 
 def available_engines() -> list[str]:
     """Every engine ``validate`` can try: all of ``engines.ENGINES`` but ``auto``."""
-    return [e for e in engines.ENGINES if e != "auto"]
+    return [e for e in engines.ENGINES if e != engines.AUTO]
 
 
 def parse_engines(text: str | None) -> list[str]:

@@ -6,14 +6,9 @@ The chooser itself is :mod:`simlab.lab.choose`; the report, :mod:`simlab.lab.rep
 from __future__ import annotations
 
 from simlab.errors import Problem
-from simlab.lab.choose import (
-    DETECTION,
-    OBJECTIVES,
-    ChooseError,
-    choose,
-    constraints,
-    format_choice,
-)
+from simlab.lab.choice_text import format_choice
+from simlab.lab.choose import choose
+from simlab.lab.question import DETECTION, OBJECTIVES, ChooseError, constraints
 from simlab.lab.report import cmd_report
 
 

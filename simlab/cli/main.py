@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from simlab.engines.policy_metrics import ADAPTIVE_KEYS
+from simlab.engines import registry
+from simlab.engines.metrics import RUN_TABLE
 from simlab.errors import Problem, ScenarioError
 from simlab.io import write_atomic
 from simlab.scenario.reader import parse_sets
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--engine",
         default="simpy",
-        choices=["simpy", "analytic", "fast", "auto"],
+        choices=registry.ENGINES,
         help="simpy (default), analytic (exact, a subset), auto (the most exact that covers the scenario)",
     )
 
@@ -188,7 +189,10 @@ def _preset_options(parser: argparse.ArgumentParser, what: str = "the scenario")
 
 
 def _load(args):
-    """The scenario: defaults < file < --preset < --network < --set (then --seed, --connections)."""
+    """The scenario: defaults < file < --preset < --network < --set (then --seed, --connections).
+
+    The layering is :func:`simlab.scenario.presets.load_layered`'s, as in simlab.load_scenario.
+    """
     from simlab.scenario.presets import load_layered
 
     path = getattr(args, "scenario", None)
@@ -233,63 +237,8 @@ def _fmt(value) -> str:
     return str(value)
 
 
-SECTIONS = [
-    ("exposure", ["connections", "connections_opened", "connected_hours"]),
-    (
-        "false positives",
-        [
-            "false_positives",
-            "fp_per_conn_hour",
-            "fp_per_conn_hour_ci_low",
-            "fp_per_conn_hour_ci_high",
-        ],
-    ),
-    ("breaks (ground truth)", ["breaks", "breaks_crash", "breaks_nat", "breaks_tcp_timeout"]),
-    (
-        "detection",
-        [
-            "detections",
-            "detections_by_detector",
-            "detections_by_reset",
-            "detections_by_tcp_timeout",
-            "undetected_breaks",
-            "detection_latency_mean_s",
-            "detection_latency_p50_s",
-            "detection_latency_p95_s",
-            "detection_latency_p99_s",
-            "detection_latency_max_s",
-        ],
-    ),
-    (
-        "accuracy (Chen et al.)",
-        ["mistakes", "mistake_rate_per_s", "mistake_duration_mean_s", "query_accuracy"],
-    ),
-    (
-        "cost",
-        [
-            "heartbeats_sent",
-            "overhead_msgs_per_conn_hour",
-            "overhead_bytes_per_conn_hour",
-            "wakeups_per_conn_hour",
-            "tcp_retransmissions",
-            "app_msgs_sent",
-            "app_msgs_blackholed",
-        ],
-    ),
-    (
-        "rare events",
-        [
-            "fp_per_round",
-            "rare_event_method",
-            "rare_event_windows",
-            "rare_event_effective_sample_size",
-            "rare_event_rel_half_width",
-            "rare_event_budget_exhausted",
-        ],
-    ),
-    ("adaptive heartbeats", list(ADAPTIVE_KEYS)),
-    ("provenance", ["engine", "engine_reason", "seed", "wall_s"]),
-]
+# (heading, keys) of the table, from the metric registry (simlab.engines.metrics)
+SECTIONS = RUN_TABLE
 
 
 def format_table(summary: dict) -> str:
@@ -408,26 +357,21 @@ def parse_delay(text: str):
 
 def cmd_configure(args) -> int:
     from simlab.engines.analytic.theory import nfd_s_configure, nfd_s_qos
-    from simlab.units import format_duration, parse_duration
+    from simlab.scenario.reader import Reader
+    from simlab.units import format_duration
 
-    problems, bounds = [], {}
+    r, bounds = Reader(), {}  # the options, read as a mapping of option name -> value
     for key in ("max_detection", "min_mistake_recurrence", "max_mistake_duration"):
-        try:
-            bounds[key] = parse_duration(getattr(args, key))
-            if bounds[key] <= 0:
-                raise ValueError(
-                    f"{getattr(args, key)!r} is not allowed: must be a positive duration"
-                )
-        except ValueError as exc:
-            problems.append(Problem("--" + key.replace("_", "-"), str(exc)))
-    if not 0 <= args.loss < 1:
-        problems.append(Problem("--loss", f"{args.loss!r} is not allowed: must be >= 0 and < 1"))
+        option = "--" + key.replace("_", "-")
+        bounds[key] = r.duration({option: getattr(args, key)}, option, "", None)
+    if not 0 <= args.loss < 1:  # not r.probability: it words nan and inf otherwise
+        r.error("--loss", f"{args.loss!r} is not allowed: must be >= 0 and < 1")
     try:
         delay = parse_delay(args.delay)
     except ValueError as exc:
-        problems.append(Problem("--delay", str(exc)))
-    if problems:
-        raise ScenarioError(problems, "simlab configure")
+        r.error("--delay", str(exc))
+    if r.errors:
+        raise ScenarioError(r.errors, "simlab configure")
     try:
         eta, delta = nfd_s_configure(
             bounds["max_detection"],

@@ -53,7 +53,8 @@ from scipy.signal import lfilter
 from scipy.special import ndtri
 
 from simlab.engines.analytic.chain import TIE
-from simlab.engines.metrics import summarize
+from simlab.engines.figures import summarize
+from simlab.engines.metrics import absent_from
 from simlab.engines.model import RADIO_TAIL, Stats
 from simlab.engines.network import UDP_HEADER
 from simlab.rules.policy import policy_problems
@@ -1501,7 +1502,8 @@ class _Rto:
         return self.at(np.arange(len(cols)), cols)
 
 
-NOT_PRODUCED = ("tcp_retransmissions",)
+# the registry's not_produced_by (simlab.engines.metrics): TCP retransmissions, never
+NOT_PRODUCED = absent_from(ENGINE)
 # Over TCP: bytes, as retransmissions and ACKs are not counted; and the client's radio
 # wakeups, as the model's client acknowledges every server segment that reaches it (its
 # raw arrival, before in-order hold-back) while the sender is alive, including segments
@@ -1511,7 +1513,7 @@ NOT_PRODUCED = ("tcp_retransmissions",)
 # the server's socket failing on a dead client, or on a dropped segment, is not computed
 # unless it ends the connection): counting them would need new bookkeeping, not a reading
 # of the existing one.
-NOT_PRODUCED_TCP = ("overhead_bytes_per_conn_hour", "wakeups_per_conn_hour")
+NOT_PRODUCED_TCP = absent_from(f"{ENGINE}:tcp")
 
 
 def simulate(s: Scenario) -> tuple[dict, list]:

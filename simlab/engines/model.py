@@ -49,6 +49,7 @@ import simpy
 from simpy.core import NORMAL
 
 from simlab import rng as rngs
+from simlab.engines.calls import Call
 from simlab.engines.network import (
     TCP_HEADER,
     UDP_HEADER,
@@ -97,29 +98,6 @@ class Msg:
         self.at = sent  # TCP: when the transmission that gets through leaves
         self.rto = 0.0  # TCP: the sender's RTO when the segment was first sent
         self.crossed = False  # inbound: already through the NAT (held back, delivered later)
-
-
-class _Call:
-    """A SimPy event that calls ``fn(*args)`` when processed.
-
-    The lightest thing ``Environment.step`` accepts (it needs ``callbacks`` and
-    ``_ok``): a Timeout plus a closure costs about twice as much, and this model
-    schedules three or four events per heartbeat round.
-    """
-
-    __slots__ = ("callbacks", "_ok", "_value", "fn", "args")
-
-    def __init__(self, fn, args):
-        self.callbacks = _FIRE  # SimPy calls each callback with the event: _fire(self)
-        self._ok = True
-        self._value = None
-        self.fn, self.args = fn, args
-
-    def _fire(self) -> None:
-        self.fn(*self.args)
-
-
-_FIRE = (_Call._fire,)
 
 
 class Connection:
@@ -250,7 +228,7 @@ class SlotModel:
         """Call ``fn(*args)`` at simulated time ``t`` (if before the horizon)."""
         if t < self.horizon:
             now = self.env.now
-            self.env.schedule(_Call(fn, args), NORMAL, t - now if t > now else 0.0)
+            self.env.schedule(Call(fn, args), NORMAL, t - now if t > now else 0.0)
 
     def _record(self, conn, event, detail=None, value=None) -> None:
         self.records.append((self.slot, conn.number, self.env.now, event, detail, value))

@@ -18,26 +18,15 @@ import math
 
 import numpy as np
 
-ADAPTIVE_KEYS = (
-    "heartbeat_interval_mean_s",
-    "heartbeats_skipped",
-    "policy_breaks",
-    "nat_probe_settled_fraction",
-    "nat_probe_converge_time_mean_s",
-    "nat_probe_converge_time_max_s",
-    "nat_probe_probes_mean",
-    "nat_probe_failed_probes",
-    "nat_probe_estimate_mean_s",
-    "nat_probe_error_mean_s",
-    "nat_probe_error_max_abs_s",
-    "nat_probe_interval_mean_s",
-    "state_time_normal",
-    "state_time_weak",
-    "state_time_high_latency",
-    "state_changes_per_conn_hour",
-)
+from simlab.engines.metrics import _ADAPT as ADAPTIVE_SECTION
+from simlab.engines.metrics import METRICS
+
+# the registry's "adaptive heartbeats" section (simlab.engines.metrics)
+ADAPTIVE_KEYS = tuple(m.key for m in METRICS if m.section == ADAPTIVE_SECTION)
 # counts of rare events, pooled with Poisson intervals in sweep summaries
-ADAPTIVE_COUNT_KEYS = frozenset({"policy_breaks", "nat_probe_failed_probes"})
+ADAPTIVE_COUNT_KEYS = frozenset(
+    m.key for m in METRICS if m.section == ADAPTIVE_SECTION and m.kind == "count"
+)
 
 
 def is_adaptive(scenario) -> bool:

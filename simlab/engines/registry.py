@@ -11,19 +11,83 @@ from its figures, not zero.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
+from dataclasses import dataclass
 
-from simlab.engines import fast
-from simlab.engines.analytic import chain as analytic
 from simlab.errors import Problem, ScenarioError
 from simlab.scenario.schema import Scenario
 
-ENGINES = ("simpy", "analytic", "fast", "auto")
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine: its name and where its code lives, what it is, what it covers.
+
+    The engine's module has ``unsupported(scenario) -> list[str]`` (each feature of the
+    scenario it does not cover; empty: it covers the scenario) and ``run(scenario, **options)
+    -> dict`` (the run's figures, keys of :mod:`simlab.engines.metrics`; a figure it cannot
+    produce is absent, not zero). Modules are imported when first used, so reading the
+    registry (the CLI's ``--engine`` choices) costs nothing.
+    """
+
+    name: str
+    module: str
+    about: str
+    exact: bool = False  # its figures are exact: no sampling error (the panel compares exactly)
+    fleets: bool = False  # it also runs fleet files (reconnect storms)
+    options: tuple[str, ...] = ()  # keyword options of run() it takes (others are not passed)
+
+    def code(self):
+        return importlib.import_module(self.module)
+
+    def unsupported(self, scenario: Scenario) -> list[str]:
+        return self.code().unsupported(scenario)
+
+    def run(self, scenario: Scenario, **options) -> dict:
+        return self.code().run(scenario, **{k: v for k, v in options.items() if k in self.options})
+
+
+# In the order ``auto`` tries them: the most exact that covers the scenario wins.
+REGISTRY: dict[str, Engine] = {
+    e.name: e
+    for e in (
+        Engine(
+            "analytic",
+            "simlab.engines.analytic.chain",
+            "exact answers for the round-chain subset (datagrams, constant delays)",
+            exact=True,
+        ),
+        Engine(
+            "fast",
+            "simlab.engines.fast",
+            "a vectorized Monte Carlo of the model's round-by-round subset",
+        ),
+        Engine(
+            "simpy",
+            "simlab.engines.runner",
+            "the discrete-event model: everything the scenario format has",
+            fleets=True,
+            options=("progress",),
+        ),
+    )
+}
+AUTO = "auto"
+ENGINES = ("simpy", "analytic", "fast", AUTO)  # the --engine choices, as the CLI lists them
+assert set(ENGINES) == {*REGISTRY, AUTO}
+
+
+def get(name: str) -> Engine:
+    """The engine called ``name`` (not ``auto``); a clear error naming the choices otherwise."""
+    if name not in REGISTRY:
+        problem = Problem("--engine", f"{name!r}: must be one of {', '.join(REGISTRY)}")
+        raise ScenarioError([problem], "--engine")
+    return REGISTRY[name]
 
 
 def choose(scenario: Scenario) -> tuple[str, str]:
     """(engine, why) for ``auto``: analytic where it is exact, else fast where it covers, else simpy."""
+    analytic, fast = REGISTRY["analytic"], REGISTRY["fast"]
     missing = analytic.unsupported(scenario)
     if not missing and not analytic.run(scenario).get("analytic_omitted"):
         return "analytic", "exact: the scenario is a chain of heartbeat rounds over datagrams"
@@ -75,14 +139,7 @@ def run(
     why = None
     if engine == "auto":
         engine, why = choose(scenario)
-    if engine == "analytic":
-        out = analytic.run(scenario)
-    elif engine == "fast":
-        out = fast.run(scenario)
-    else:
-        from simlab.engines.runner import simulate
-
-        out = simulate(scenario, **options).summary
+    out = REGISTRY[engine].run(scenario, **options)
     if why is not None:
         out["engine_reason"] = why
     out["wall_s"] = time.perf_counter() - started

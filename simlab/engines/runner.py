@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from simlab.engines.metrics import summarize
+from simlab.engines.figures import summarize
 from simlab.engines.model import SLOT_COLUMNS, SlotModel, slot_row
 from simlab.scenario.schema import Scenario
 
@@ -59,3 +59,16 @@ def simulate(
         trace_df = pd.DataFrame([r for m in done for r in m.trace], columns=TRACE_COLUMNS)
     slot_df = pd.DataFrame([slot_row(m) for m in done], columns=SLOT_COLUMNS)
     return Result(summary, records, slot_df, trace_df)
+
+
+# -- the engine protocol (simlab.engines.registry) --------------------------------------------
+
+
+def unsupported(scenario: Scenario) -> list[str]:
+    """The model covers the whole scenario format."""
+    return []
+
+
+def run(scenario: Scenario, *, progress: bool = False) -> dict:
+    """The model's figures: :func:`simulate`'s summary."""
+    return simulate(scenario, progress=progress).summary

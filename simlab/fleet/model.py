@@ -54,7 +54,8 @@ import simpy
 from simpy.core import NORMAL
 
 from simlab.engines.analytic.detection import silent_detection
-from simlab.engines.model import _Call
+from simlab.engines.calls import Call
+from simlab.engines.metrics import Metric
 from simlab.fleet import resume as replay
 from simlab.fleet.spec import Fleet, to_dict
 from simlab.scenario.distributions import Uniforms
@@ -87,42 +88,63 @@ TIMED_OUT = (DROPPED_FULL, QUEUE_TIMEOUT, DROPPED_DOWN, PATH_DOWN)
 CHUNK = 16  # policy delays are drawn this many attempts at a time
 
 
-# every numeric figure of a storm, in JSON order: the columns of a sweep over a fleet file
-FLEET_METRIC_KEYS = (
-    "clients",
-    "clients_affected",
-    "disconnections",
-    "notice_delay_mean_s",
-    "attempts_total",
-    "attempts_per_disconnection",
-    "peak_attempts_per_s",
-    "peak_attempts_at_s",
-    "attempts_connected",
-    "attempts_refused",
-    "attempts_timed_out",
-    *(f"attempts_{name}" for name in OUTCOMES[1:]),
-    "reconnected",
-    "gave_up",
-    "still_reconnecting",
-    "time_to_50pct_reconnected_s",
-    "time_to_95pct_reconnected_s",
-    "time_to_99pct_reconnected_s",
-    "time_to_100pct_reconnected_s",
-    "server_utilisation_peak",
-    "server_utilisation_mean",
-    "backlog_peak",
-    "handshakes",
-    "handshakes_tls_resumed",
-    "handshakes_wasted",
-    "messages_published",
-    "messages_delivered",
-    "messages_replayed",
-    "messages_lost",
-    "messages_pending",
-    "messages_duplicated",
-    "buffer_peak_messages",
-    "buffer_peak_bytes",
+# The headings of the ``simlab storm`` table, in order.
+FLEET_SECTIONS = (
+    "storm",
+    "attempts",
+    "recovery (seconds from the trigger)",
+    "server",
+    "messages (session resume)",
+    "provenance",
 )
+_STORM, _ATTEMPTS, _RECOVERY, _SERVER, _MESSAGES, _PROVENANCE = FLEET_SECTIONS
+# every numeric figure of a storm, in JSON order: the columns of a sweep over a fleet file
+# (the registry's entries, simlab.engines.metrics.Metric: adding a figure is one entry here)
+FLEET_METRICS = (
+    Metric("clients", _STORM, "clients"),
+    Metric("clients_affected", _STORM, "clients"),
+    Metric("disconnections", _STORM, "disconnections"),
+    Metric("notice_delay_mean_s", _RECOVERY, "s"),
+    Metric("attempts_total", _ATTEMPTS, "attempts"),
+    Metric("attempts_per_disconnection", _ATTEMPTS, "attempts"),
+    Metric("peak_attempts_per_s", _ATTEMPTS, "1/s"),
+    Metric("peak_attempts_at_s", _ATTEMPTS, "s"),
+    Metric("attempts_connected", _ATTEMPTS, "attempts"),
+    Metric("attempts_refused", _ATTEMPTS, "attempts"),
+    Metric("attempts_timed_out", _ATTEMPTS, "attempts"),
+    *(Metric(f"attempts_{name}", None, "attempts") for name in OUTCOMES[1:]),
+    Metric("reconnected", _RECOVERY, "clients", row=1),
+    Metric("gave_up", _RECOVERY, "clients", row=1),
+    Metric("still_reconnecting", _RECOVERY, "clients", row=1),
+    Metric("time_to_50pct_reconnected_s", _RECOVERY, "s"),
+    Metric("time_to_95pct_reconnected_s", _RECOVERY, "s"),
+    Metric("time_to_99pct_reconnected_s", _RECOVERY, "s"),
+    Metric("time_to_100pct_reconnected_s", _RECOVERY, "s"),
+    Metric("server_utilisation_peak", _SERVER, "fraction"),
+    Metric("server_utilisation_mean", _SERVER, "fraction"),
+    Metric("backlog_peak", _SERVER, "attempts"),
+    Metric("handshakes", _SERVER, "handshakes"),
+    Metric("handshakes_tls_resumed", _SERVER, "handshakes"),
+    Metric("handshakes_wasted", _SERVER, "handshakes"),
+    Metric("messages_published", _MESSAGES, "messages"),
+    Metric("messages_delivered", _MESSAGES, "messages"),
+    Metric("messages_replayed", _MESSAGES, "messages"),
+    Metric("messages_lost", _MESSAGES, "messages"),
+    Metric("messages_pending", _MESSAGES, "messages"),
+    Metric("messages_duplicated", _MESSAGES, "messages"),
+    Metric("buffer_peak_messages", _MESSAGES, "messages"),
+    Metric("buffer_peak_bytes", _MESSAGES, "bytes"),
+)
+# the other keys of a storm's summary: not sweep columns
+FLEET_EXTRAS = (
+    Metric("scenario", None, "name"),
+    Metric("policy", _STORM, "name", row=-1),
+    Metric("trigger", _STORM, "name", row=-1),
+    Metric("engine", _PROVENANCE, "name"),
+    Metric("seed", _PROVENANCE, "seed"),
+    Metric("wall_s", _PROVENANCE, "s"),
+)
+FLEET_METRIC_KEYS = tuple(m.key for m in FLEET_METRICS)
 
 
 def stream(seed: int, name: str, *key: int) -> np.random.Generator:
@@ -259,7 +281,7 @@ class FleetModel:
     def _at(self, t: float, fn, *args) -> None:
         if t < self.horizon:
             now = self.env.now
-            self.env.schedule(_Call(fn, args), NORMAL, t - now if t > now else 0.0)
+            self.env.schedule(Call(fn, args), NORMAL, t - now if t > now else 0.0)
 
     def _schedule(self, i: int, t: float) -> None:
         """Client ``i`` attempts at ``t``: joins the group due then, or starts one."""

@@ -180,10 +180,10 @@ def _merge(defaults: dict, raw: object) -> object:
     return out
 
 
-def _client(r: v._Reader, raw) -> Client:
+def _client(r: v.Reader, raw) -> Client:
     raw = _merge(CLIENT_DEFAULTS, raw)
     raw = r.mapping(raw, "client", ["heartbeat", "detector", "rtt"])
-    sub = v._Reader()  # the scenario readers name their paths from the scenario's top level
+    sub = v.Reader()  # the scenario readers name their paths from the scenario's top level
     heartbeat = v._heartbeat(sub, raw.get("heartbeat"))
     detector = v._detector(sub, raw.get("detector"))
     rtt = r.distribution(raw, "rtt", "client", Client.rtt, positive=False)
@@ -197,7 +197,7 @@ def _client(r: v._Reader, raw) -> Client:
     return client
 
 
-def _policy(r: v._Reader, raw) -> backoff.Policy:
+def _policy(r: v.Reader, raw) -> backoff.Policy:
     default = backoff.PRESETS["exponential"]
     if raw is None:
         return default
@@ -256,7 +256,7 @@ def _at_least(low: int):
     return lambda x: x is None or x >= low
 
 
-def _steps(r: v._Reader, raw, bad):
+def _steps(r: v.Reader, raw, bad):
     if not isinstance(raw, list) or not raw:
         r.error("policy.steps", f"expected a non-empty list of durations, got {raw!r}")
         return bad
@@ -274,7 +274,7 @@ def _steps(r: v._Reader, raw, bad):
     return tuple(out)
 
 
-def _server(r: v._Reader, raw) -> Server:
+def _server(r: v.Reader, raw) -> Server:
     p, d = "server", Server()
     raw = r.mapping(raw, p, [f.name for f in dataclasses.fields(Server)])
     return Server(
@@ -290,7 +290,7 @@ def _server(r: v._Reader, raw) -> Server:
     )
 
 
-def _trigger(r: v._Reader, raw) -> Trigger:
+def _trigger(r: v.Reader, raw) -> Trigger:
     p, d = "trigger", Trigger()
     if raw is None:
         return d
@@ -320,7 +320,7 @@ def _trigger(r: v._Reader, raw) -> Trigger:
     )
 
 
-def _messages(r: v._Reader, raw) -> Messages:
+def _messages(r: v.Reader, raw) -> Messages:
     p, d = "messages", Messages()
     raw = r.mapping(raw, p, [f.name for f in dataclasses.fields(Messages)])
     return Messages(
@@ -330,7 +330,7 @@ def _messages(r: v._Reader, raw) -> Messages:
     )
 
 
-def _resume(r: v._Reader, raw, present: bool) -> Resume | None:
+def _resume(r: v.Reader, raw, present: bool) -> Resume | None:
     p, d = "resume", Resume()
     if present and raw is None:
         return None
@@ -352,7 +352,7 @@ def _resume(r: v._Reader, raw, present: bool) -> Resume | None:
     return resume
 
 
-def _cross_checks(r: v._Reader, f: Fleet) -> None:
+def _cross_checks(r: v.Reader, f: Fleet) -> None:
     """Combinations that cannot work (errors) or probably do not mean what was meant (warnings)."""
     bad = {p.path.split(".")[0] for p in r.errors}
     if "client" not in bad:
@@ -409,7 +409,7 @@ def from_dict(raw: object, source: str = "fleet") -> tuple[Fleet, list[Problem]]
         raise ScenarioError(
             [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source
         )
-    r = v._Reader()
+    r = v.Reader()
     r.mapping(raw, "", TOP_KEYS)
     if raw.get("kind") != KIND:
         r.error("kind", f"{raw.get('kind')!r}: a fleet file says kind: {KIND}")

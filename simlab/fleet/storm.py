@@ -13,65 +13,15 @@ import math
 import sys
 from pathlib import Path
 
-from simlab.fleet.model import simulate_fleet
+from simlab.engines.metrics import sections
+from simlab.fleet.model import FLEET_EXTRAS, FLEET_METRICS, FLEET_SECTIONS, simulate_fleet
 from simlab.fleet.spec import load, to_dict
 from simlab.io import write_atomic
 from simlab.scenario.reader import parse_sets
 from simlab.scenario.schema import flatten
 
-SECTIONS = [
-    ("storm", ["policy", "trigger", "clients", "clients_affected", "disconnections"]),
-    (
-        "attempts",
-        [
-            "attempts_total",
-            "attempts_per_disconnection",
-            "peak_attempts_per_s",
-            "peak_attempts_at_s",
-            "attempts_connected",
-            "attempts_refused",
-            "attempts_timed_out",
-        ],
-    ),
-    (
-        "recovery (seconds from the trigger)",
-        [
-            "notice_delay_mean_s",
-            "time_to_50pct_reconnected_s",
-            "time_to_95pct_reconnected_s",
-            "time_to_99pct_reconnected_s",
-            "time_to_100pct_reconnected_s",
-            "reconnected",
-            "gave_up",
-            "still_reconnecting",
-        ],
-    ),
-    (
-        "server",
-        [
-            "server_utilisation_peak",
-            "server_utilisation_mean",
-            "backlog_peak",
-            "handshakes",
-            "handshakes_tls_resumed",
-            "handshakes_wasted",
-        ],
-    ),
-    (
-        "messages (session resume)",
-        [
-            "messages_published",
-            "messages_delivered",
-            "messages_replayed",
-            "messages_lost",
-            "messages_pending",
-            "messages_duplicated",
-            "buffer_peak_messages",
-            "buffer_peak_bytes",
-        ],
-    ),
-    ("provenance", ["engine", "seed", "wall_s"]),
-]
+# (heading, keys) of the table, from the fleet's metric registry (simlab.fleet.model)
+SECTIONS = sections((*FLEET_METRICS, *FLEET_EXTRAS), FLEET_SECTIONS)
 
 
 def _fmt(value) -> str:

@@ -5,7 +5,7 @@ close); this module applies the model's bookkeeping to it, connection by
 connection: a declaration after the break is a detection (latency from the
 break), before it a false positive (down until the slot's next connection opens);
 a break still undetected at the horizon is counted as such. The figures then come
-from :func:`simlab.engines.metrics.summarize`, the model's own code, so both sides of a
+from :func:`simlab.engines.figures.summarize`, the model's own code, so both sides of a
 cross-check are computed the same way.
 """
 
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from simlab.engines.metrics import summarize
+from simlab.engines.figures import summarize
 from simlab.engines.model import Stats
 from simlab.rules.nat import expiry_from_log
 

@@ -170,26 +170,24 @@ def make_plan(
     ``max_wall`` to 1.5 times the planned time plus a minute.
     """
     from simlab.errors import Problem, ScenarioError
-    from simlab.units import format_duration, parse_duration
+    from simlab.scenario.reader import Reader
+    from simlab.units import format_duration
 
-    problems: list[Problem] = []
+    reader = Reader()  # the options, read as a mapping of option name -> value
+    problems: list[Problem] = reader.errors
 
     def duration_of(name: str, value, low: float, high: float) -> float:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            problems.append(Problem(name, str(exc)))
-            return math.nan
-        if not low <= seconds <= high:
-            problems.append(
-                Problem(
-                    name,
-                    f"{value!r} is not allowed: must be between {format_duration(low)} "
-                    f"and {format_duration(high)}",
-                )
-            )
-            return math.nan
-        return seconds
+        return reader.duration({name: value}, name, "", math.nan, low=low, high=high)
+
+    def number_in(name: str, value, high: float, unit: str, default):
+        """``value`` if it is a number from 1 to ``high`` (ints only when ``default`` is one)."""
+        kinds = int if isinstance(default, int) else (int, float)
+
+        def check(v) -> bool:
+            return not isinstance(v, bool) and isinstance(v, kinds) and 1 <= v <= high
+
+        rule = f"between 1 and {high:g}{unit}"
+        return reader.value({name: value}, name, "", lambda v: v, default, check, rule)
 
     if isinstance(connections, bool) or not isinstance(connections, int):
         problems.append(Problem("--connections", f"{connections!r} is not a whole number"))
@@ -217,33 +215,15 @@ def make_plan(
         sd = min(dur, 10.0) if not math.isnan(dur) else math.nan
     else:
         sd = duration_of("--step-duration", step_duration, MIN_INTERVAL, MAX_DURATION)
-    if isinstance(open_rate, bool) or not (
-        isinstance(open_rate, (int, float)) and 1 <= open_rate <= MAX_OPEN_RATE
-    ):
-        problems.append(
-            Problem(
-                "--open-rate",
-                f"{open_rate!r} is not allowed: must be between 1 and {MAX_OPEN_RATE:g} per second",
-            )
-        )
-        open_rate = DEFAULT_OPEN_RATE
+    open_rate = number_in(
+        "--open-rate", open_rate, MAX_OPEN_RATE, " per second", float(DEFAULT_OPEN_RATE)
+    )
+    n = len(problems)
     if client_processes is None:
         procs = auto_client_processes(connections, iv) if connections and not math.isnan(iv) else 1
-    elif (
-        isinstance(client_processes, bool)
-        or not isinstance(client_processes, int)
-        or not 1 <= client_processes <= MAX_CLIENT_PROCESSES
-    ):
-        problems.append(
-            Problem(
-                "--client-processes",
-                f"{client_processes!r} is not allowed: must be between 1 and {MAX_CLIENT_PROCESSES}",
-            )
-        )
-        procs = 1
     else:
-        procs = client_processes
-        if connections and procs > connections:
+        procs = number_in("--client-processes", client_processes, MAX_CLIENT_PROCESSES, "", 1)
+        if len(problems) == n and connections and procs > connections:
             problems.append(
                 Problem(
                     "--client-processes",

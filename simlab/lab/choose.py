@@ -29,13 +29,24 @@ import the module's other names with ``from simlab.lab.choose import Choice``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from simlab.engines.analytic.theory import poisson_interval
 from simlab.errors import Problem, ScenarioError
+from simlab.lab.choice_text import format_choice
+from simlab.lab.question import (
+    FALSE_DISCONNECTS,
+    NAT_ALLOWANCE_S,
+    OBJECTIVES,
+    ChooseError,
+    Constraints,
+    Middlebox,
+    amount,
+    constraints,
+    seconds,
+)
 from simlab.scenario.libraries import (
     LibrarySetting,
     adaptive_recipe,
@@ -44,247 +55,10 @@ from simlab.scenario.libraries import (
     translate,
 )
 from simlab.scenario.reader import load
-from simlab.scenario.schema import Scenario
+from simlab.scenario.schema import DURATION_KEYS, Scenario
 from simlab.sweeps import data as sweepdata
-from simlab.units import format_duration, parse_duration
 
-RATE_UNITS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0, "year": 8760.0}
-_UNIT_NAMES = {
-    "h": "hour",
-    "hr": "hour",
-    "hour": "hour",
-    "d": "day",
-    "day": "day",
-    "w": "week",
-    "wk": "week",
-    "week": "week",
-    "mo": "month",
-    "month": "month",
-    "y": "year",
-    "yr": "year",
-    "year": "year",
-}
-_RATE = re.compile(
-    r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(?:/|per\s)\s*(?:conn(?:ection)?s?[-_ ]?)?([a-z]+)\s*$"
-)
-RATE_ALLOWED = "a count per connection-time: N/conn-hour, N/conn-day, N/conn-week, N/conn-month (30 days) or N/conn-year, e.g. 1/conn-month"
-
-OBJECTIVES = {
-    "bytes": ("overhead_bytes_per_conn_hour", "heartbeat bytes per connection-hour"),
-    "wakeups": ("wakeups_per_conn_hour", "radio wake-ups per connection-hour"),
-    "messages": ("overhead_msgs_per_conn_hour", "heartbeat messages per connection-hour"),
-}
-DETECTION = ("p95", "p99", "max", "p50", "mean")
-FALSE_DISCONNECTS = "false_disconnects_per_conn_hour"
 TIE = 0.01  # costs within 1 % are tied
-NAT_ALLOWANCE_S = 1.0  # delay variation and one retransmission between two refreshes
-# refresh values of data/middleboxes.csv, and which heartbeat packets renew each
-REFRESH = ("outbound", "both", "any-data", "downstream", "none", "unknown")
-
-
-class ChooseError(ScenarioError):
-    """Bad input to the chooser: every problem, with the option, the value and what is allowed."""
-
-
-# -- inputs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rate:
-    """A rate of events per connection-hour, remembered with the unit it was written in."""
-
-    per_hour: float
-    unit: str = "hour"
-
-    def shown(self, per_hour: float | None = None) -> str:
-        return format_rate(self.per_hour if per_hour is None else per_hour, self.unit)
-
-
-def format_rate(per_hour: float, unit: str = "hour") -> str:
-    if per_hour is None or (isinstance(per_hour, float) and math.isnan(per_hour)):
-        return "unknown"
-    return f"{per_hour * RATE_UNITS[unit]:.3g}/conn-{unit}"
-
-
-def parse_rate(value) -> Rate:
-    """``'1/conn-month'`` -> Rate(1/720, 'month'); a bare number is per connection-hour.
-
-    Raises ValueError saying what is allowed.
-    """
-    if isinstance(value, Rate):
-        return value
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected {RATE_ALLOWED}; got {value!r}")
-    if isinstance(value, int | float):
-        count, unit = float(value), "hour"
-    else:
-        match = _RATE.match(str(value).lower())
-        name = match.group(2) if match else ""
-        name = name if name in _UNIT_NAMES else name.removesuffix("s")
-        if not match or name not in _UNIT_NAMES:
-            raise ValueError(f"expected {RATE_ALLOWED}; got {value!r}")
-        count, unit = float(match.group(1)), _UNIT_NAMES[name]
-    if not math.isfinite(count) or count < 0:
-        raise ValueError(f"expected a finite rate >= 0, got {value!r}")
-    return Rate(count / RATE_UNITS[unit], unit)
-
-
-@dataclass(frozen=True)
-class Middlebox:
-    """What the heartbeats must keep alive: an idle timeout and which packets renew it."""
-
-    name: str
-    idle_timeout_s: float
-    refresh: str = "outbound"
-    lifetime: bool = False  # a cap on the connection's age that no traffic extends
-    expiry: str = "unknown"
-
-    def describe(self) -> str:
-        what = "lifetime limit" if self.lifetime else "idle timeout"
-        return f"{self.name} ({what} {seconds(self.idle_timeout_s)}, refreshed by: {self.refresh})"
-
-
-def _middlebox(nat_timeout, behind, problems: list[Problem]) -> Middlebox | None:
-    if nat_timeout is not None and behind is not None:
-        problems.append(
-            Problem("--behind", "give either --nat-timeout or --behind (a middlebox), not both")
-        )
-        return None
-    if nat_timeout is not None:
-        try:
-            seconds = parse_duration(nat_timeout)
-            if seconds <= 0:
-                raise ValueError(f"{nat_timeout!r}: must be a positive duration")
-        except ValueError as exc:
-            problems.append(Problem("--nat-timeout", str(exc)))
-            return None
-        # a NAT of unknown make: RFC 4787 only promises that outbound packets refresh it
-        return Middlebox("the --nat-timeout middlebox", seconds)
-    if behind is None:
-        return None
-    try:
-        from simlab.scenario import fielddata
-    except ImportError:  # pragma: no cover - the module ships with simlab
-        problems.append(
-            Problem("--behind", "the middlebox table (simlab.scenario.fielddata) is missing")
-        )
-        return None
-    try:
-        row = fielddata.middlebox(str(behind), "--behind")
-        seconds = fielddata.middlebox_timeout(str(behind), "--behind")
-    except ScenarioError as exc:
-        problems.extend(exc.problems)
-        return None
-    refresh = str(row.get("refresh", "unknown") or "unknown")
-    return Middlebox(
-        str(behind),
-        seconds,
-        refresh if refresh in REFRESH else "unknown",
-        str(row.get("timeout_kind", "idle")) == "lifetime",
-        str(row.get("expiry", "unknown") or "unknown"),
-    )
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """The question: bounds (None: no bound), the middlebox, what to minimize."""
-
-    max_detection_s: float | None
-    max_false_disconnects: Rate | None
-    middlebox: Middlebox | None = None
-    minimize: str = "bytes"
-    detection: str = "p95"
-
-    @property
-    def detection_key(self) -> str:
-        return f"detection_latency_{self.detection}_s"
-
-    @property
-    def cost_key(self) -> str:
-        return OBJECTIVES[self.minimize][0]
-
-    @property
-    def rate_unit(self) -> str:
-        return self.max_false_disconnects.unit if self.max_false_disconnects else "month"
-
-    def describe(self) -> list[str]:
-        """The question in words, one bound per line."""
-        out = []
-        if self.max_detection_s is not None:
-            out.append(
-                f"a vanished peer is detected within {seconds(self.max_detection_s)}"
-                f" (detection latency, {self.detection})"
-            )
-        if self.max_false_disconnects is not None:
-            out.append(
-                f"at most {self.max_false_disconnects.shown()} false disconnects"
-                " (false positives plus middlebox idle expiries)"
-            )
-        if self.middlebox is not None:
-            out.append(f"the heartbeats keep {self.middlebox.describe()} alive")
-        out.append(f"minimizing {OBJECTIVES[self.minimize][1]}")
-        return out
-
-    def to_dict(self) -> dict:
-        mb = self.middlebox
-        return {
-            "max_detection_s": self.max_detection_s,
-            "detection_metric": self.detection_key,
-            "max_false_disconnects_per_conn_hour": (
-                self.max_false_disconnects.per_hour if self.max_false_disconnects else None
-            ),
-            "max_false_disconnects": (
-                self.max_false_disconnects.shown() if self.max_false_disconnects else None
-            ),
-            "middlebox": None
-            if mb is None
-            else {
-                "name": mb.name,
-                "idle_timeout_s": mb.idle_timeout_s,
-                "refresh": mb.refresh,
-                "lifetime": mb.lifetime,
-            },
-            "minimize": self.minimize,
-            "cost_metric": self.cost_key,
-        }
-
-
-def constraints(
-    max_detection=None,
-    max_false_disconnects=None,
-    nat_timeout=None,
-    behind=None,
-    minimize: str = "bytes",
-    detection: str = "p95",
-) -> Constraints:
-    """Check the bounds; raise ChooseError listing every problem (option names as on the CLI)."""
-    problems: list[Problem] = []
-    detection_s = None
-    if max_detection is not None:
-        try:
-            detection_s = parse_duration(max_detection)
-            if detection_s <= 0:
-                raise ValueError(f"{max_detection!r}: must be a positive duration")
-        except ValueError as exc:
-            problems.append(Problem("--max-detection", str(exc)))
-    rate = None
-    if max_false_disconnects is not None:
-        try:
-            rate = parse_rate(max_false_disconnects)
-        except ValueError as exc:
-            problems.append(Problem("--max-false-disconnects", str(exc)))
-    middlebox = _middlebox(nat_timeout, behind, problems)
-    if minimize not in OBJECTIVES:
-        problems.append(
-            Problem("--minimize", f"{minimize!r}: must be one of {', '.join(OBJECTIVES)}")
-        )
-    if detection not in DETECTION:
-        problems.append(
-            Problem("--detection-metric", f"{detection!r}: must be one of {', '.join(DETECTION)}")
-        )
-    if problems:
-        raise ChooseError(problems, "simlab choose")
-    return Constraints(detection_s, rate, middlebox, minimize, detection)
 
 
 # -- the answer ------------------------------------------------------------------------------
@@ -394,22 +168,8 @@ def _clean(value):
     return value
 
 
-DURATION_SUFFIXES = ("interval", "timeout", "ack_timeout", "delta", "alpha", "first_estimate")
-
-
-def seconds(value: float | None) -> str:
-    """A duration for people: '200 ms', '45 s', '2.5 s' below two minutes, else '5m', '2h'."""
-    if value is None or math.isnan(value):
-        return "unknown"
-    if 0 < abs(value) < 1:
-        return f"{value * 1000:.3g} ms"
-    if abs(value) < 120:
-        return f"{value:.3g} s"
-    return format_duration(value)
-
-
 def _value(key: str, value) -> str:
-    if key.rsplit(".", 1)[-1] in DURATION_SUFFIXES and isinstance(value, int | float):
+    if key.rsplit(".", 1)[-1] in DURATION_KEYS and isinstance(value, int | float):
         return seconds(float(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -644,13 +404,6 @@ def _limit_text(name: str, o: Option, c: Constraints) -> str:
     return "a different middlebox"
 
 
-def amount(value: float) -> str:
-    """A count or cost: '20,270', '239.7', '0.0123'."""
-    if value is None or math.isnan(value):
-        return "unknown"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-
-
 def _cost_text(o: Option, c: Constraints) -> str:
     return f"{amount(o.cost)} {OBJECTIVES[c.minimize][1]}"
 
@@ -770,6 +523,31 @@ def choose(
 
     Raises ChooseError (a ScenarioError) listing every problem with the input.
     """
+    c, data = _read_question(
+        sweep, max_detection, max_false_disconnects, nat_timeout, behind, minimize, detection
+    )
+    notes = _first_notes(data)
+    table, options, scenarios = _judge_all(data, c, notes)
+    ranked = _rank([o for o in options if not o.violations and not math.isnan(o.cost)], c)
+    policies = adaptive_vs_fixed(options, ranked, c)
+    if policies is not None:
+        notes[2] = (
+            f"costs within {TIE:.0%} are a tie, which goes to a fixed setting over an adaptive"
+            " policy (every library has it built in), then to the larger margin"
+        )
+        if not ranked:
+            notes.append(policies["note"])
+    if ranked:
+        return _recommendation(
+            ranked, options, scenarios, c, notes, data, table, policies, alternatives
+        )
+    return _no_recommendation(options, c, notes, data, table, policies)
+
+
+def _read_question(
+    sweep, max_detection, max_false_disconnects, nat_timeout, behind, minimize, detection
+):
+    """Stage 1: the question and the sweep, read and checked together (every problem at once)."""
     problems: list[Problem] = []
     try:
         c = constraints(
@@ -794,7 +572,11 @@ def choose(
         problems += _cost_problems(data, c)
     if problems:
         raise ChooseError(problems, "simlab choose")
+    return c, data
 
+
+def _first_notes(data: sweepdata.SweepData) -> list[str]:
+    """Stage 2: the notes every answer carries (how bounds are checked, what is worst-cased)."""
     notes = [
         "bounds are checked against the upper 95 % confidence bounds of the figures, not the"
         " point estimates",
@@ -815,6 +597,12 @@ def choose(
             "the sweep's base scenario was not found: keys the sweep did not vary are"
             " taken at simlab's defaults for the library settings"
         )
+    return notes
+
+
+def _judge_all(data: sweepdata.SweepData, c: Constraints, notes: list[str]):
+    """Stage 3: every setting's worst case over the conditions, judged against the bounds:
+    (the table with cost, feasible and violations columns, the options, their scenarios)."""
     summary = _filter_middlebox(data, c, notes)
     nat_simulated = (
         c.middlebox is not None
@@ -841,54 +629,53 @@ def choose(
         feasible=[not o.violations and not math.isnan(o.cost) for o in options],
         violations=["; ".join(o.violations) for o in options],
     )
-    ranked = _rank([o for o in options if not o.violations and not math.isnan(o.cost)], c)
     _exposure_note(summary, c, notes)
-    policies = compare_policies(options, ranked, c)
-    if policies is not None:
-        notes[2] = (
-            f"costs within {TIE:.0%} are a tie, which goes to a fixed setting over an adaptive"
-            " policy (every library has it built in), then to the larger margin"
-        )
-        if not ranked:
-            notes.append(policies["note"])
-    if ranked:
-        best = ranked[0]
-        binding, binding_notes = _binding(best, options, c)
-        scenario = scenarios[options.index(best)]
-        if best.adaptive:
-            libraries = adaptive_recipe(scenario) if scenario is not None else ()
-            notes.append(
-                f"no library has heartbeat.policy.kind {best.policy} built in: the"
-                " recommendation is an application-level recipe"
-                + (
-                    f"; for a library setting alone, the best fixed one is {policies['best_fixed']}"
-                    if policies and policies.get("best_fixed")
-                    else ""
-                )
+    return table, options, scenarios
+
+
+def _recommendation(ranked, options, scenarios, c, notes, data, table, policies, alternatives):
+    """Stage 4a: the cheapest feasible setting, what binds it, and its library settings."""
+    best = ranked[0]
+    binding, binding_notes = _binding(best, options, c)
+    scenario = scenarios[options.index(best)]
+    if best.adaptive:
+        libraries = adaptive_recipe(scenario) if scenario is not None else ()
+        notes.append(
+            f"no library has heartbeat.policy.kind {best.policy} built in: the"
+            " recommendation is an application-level recipe"
+            + (
+                f"; for a library setting alone, the best fixed one is {policies['best_fixed']}"
+                if policies and policies.get("best_fixed")
+                else ""
             )
-        else:
-            libraries = translate(scenario) if scenario is not None else ()
-        if scenario is not None and not libraries:
-            notes.append(
-                f"detector.kind {scenario.detector.kind} moves its deadline with what it"
-                " observes: the libraries' fixed deadlines cannot express it"
-            )
-        return Choice(
-            True,
-            best,
-            tuple(ranked[1 : 1 + alternatives]),
-            binding,
-            binding_notes,
-            (),
-            None,
-            "",
-            c,
-            libraries,
-            tuple(notes),
-            data.source,
-            table,
-            policies,
         )
+    else:
+        libraries = translate(scenario) if scenario is not None else ()
+    if scenario is not None and not libraries:
+        notes.append(
+            f"detector.kind {scenario.detector.kind} moves its deadline with what it"
+            " observes: the libraries' fixed deadlines cannot express it"
+        )
+    return Choice(
+        True,
+        best,
+        tuple(ranked[1 : 1 + alternatives]),
+        binding,
+        binding_notes,
+        (),
+        None,
+        "",
+        c,
+        libraries,
+        tuple(notes),
+        data.source,
+        table,
+        policies,
+    )
+
+
+def _no_recommendation(options, c, notes, data, table, policies) -> Choice:
+    """Stage 4b: no setting meets the bounds: which bound cannot be met, and the closest setting."""
     unmet = tuple(
         name
         for name in CONSTRAINT_NAMES
@@ -925,7 +712,7 @@ def choose(
     )
 
 
-def compare_policies(options: list[Option], ranked: list[Option], c: Constraints) -> dict | None:
+def adaptive_vs_fixed(options: list[Option], ranked: list[Option], c: Constraints) -> dict | None:
     """The best adaptive policy against the best fixed setting, on the user's bounds.
 
     None when the sweep has no adaptive setting. ``verdict``: ``adaptive`` (it costs more
@@ -1033,101 +820,3 @@ def _exposure_note(summary: pd.DataFrame, c: Constraints, notes: list[str]) -> N
             f" below {c.max_false_disconnects.shown(floor)}; run more connections,"
             " a longer horizon or more replications"
         )
-
-
-# -- text ---------------------------------------------------------------------------------------
-
-
-def _figure_lines(o: Option, c: Constraints) -> list[str]:
-    unit = c.rate_unit
-    f = o.figures
-
-    def rate(key):
-        e = f[key]
-        return f"{format_rate(e.value, unit)} (95 % CI {format_rate(e.low, unit)} to {format_rate(e.high, unit)})"
-
-    def secs(key):
-        e = f[key]
-        if math.isnan(e.value):
-            return "unknown (no detections)"
-        return f"{seconds(e.value)} (95 % CI {seconds(e.low)} to {seconds(e.high)})"
-
-    def plain(key):
-        e = f[key]
-        return f"{amount(e.value)} (95 % CI {amount(e.low)} to {amount(e.high)})"
-
-    lines = [
-        f"  false disconnects    {rate(FALSE_DISCONNECTS)}",
-        f"    false positives    {rate('fp_per_conn_hour')}",
-        f"    middlebox expiries {rate('nat_breaks_per_conn_hour')}",
-        f"  detection {c.detection:<10} {secs(c.detection_key)}",
-        f"  detection mean       {secs('detection_latency_mean_s')}",
-        f"  bytes/conn-hour      {plain('overhead_bytes_per_conn_hour')}",
-        f"  messages/conn-hour   {plain('overhead_msgs_per_conn_hour')}",
-        f"  wake-ups/conn-hour   {plain('wakeups_per_conn_hour')}",
-    ]
-    if o.worst_condition:
-        lines.append(f"  worst condition      {o.worst_condition}")
-    return lines
-
-
-def format_choice(choice: Choice) -> str:
-    """The answer as text: question, recommendation or why none, alternatives, libraries."""
-    c = choice.constraints
-    lines = [f"sweep: {choice.source}", "question: the cheapest heartbeat setting such that"]
-    lines += [f"  - {text}" for text in c.describe()]
-    if choice.feasible:
-        o = choice.recommendation
-        lines += ["", f"recommended: {o.label()}"]
-        if o.adaptive:
-            lines.append(
-                f"  (an adaptive heartbeat policy, {o.policy}: no library has it built in;"
-                " the application-level recipe is below)"
-            )
-        elif o.interval_s is not None and o.deadline_s is not None:
-            lines.append(
-                f"  (ping every {seconds(o.interval_s)}; give up after"
-                f" {seconds(o.deadline_s)} without a pong)"
-            )
-        lines += _figure_lines(o, c)
-        lines += ["", "binding constraint:"] + [f"  - {n}" for n in choice.binding_notes]
-        if choice.alternatives:
-            lines += ["", "runner-up alternatives:"]
-            for i, alt in enumerate(choice.alternatives, 1):
-                extra = alt.cost / o.cost - 1 if o.cost else 0.0
-                fd = alt.figures[FALSE_DISCONNECTS].high
-                det = alt.figures[c.detection_key].high
-                lines.append(
-                    f"  {i}. {alt.label()}: {extra:+.0%} {c.minimize};"
-                    f" false disconnects up to {format_rate(fd, c.rate_unit)};"
-                    f" detection {c.detection} up to {seconds(det)}"
-                )
-        if choice.policies is not None:
-            lines += ["", "adaptive policies against fixed settings:"]
-            lines.append(f"  {choice.policies['note']}")
-        if choice.libraries:
-            lines += ["", "application-level recipe:" if o.adaptive else "library settings:"]
-            for lib in choice.libraries:
-                opts = ", ".join(f"{k}={_num(v)}" for k, v in lib.options.items())
-                lines.append(f"  {lib.library}: {opts}")
-                lines.append(f"      {lib.snippet}")
-                lines.append(f"      {lib.semantics}")
-                if lib.caveat:
-                    lines.append(f"      caveat: {lib.caveat}")
-    else:
-        lines += ["", "no setting in the sweep meets the bounds."]
-        for name in choice.unmet:
-            lines.append(f"  cannot be met: {name} (no setting in the sweep meets it)")
-        if choice.closest is not None:
-            lines += ["", f"closest: {choice.closest_note}"]
-            lines += _figure_lines(choice.closest, c)
-        else:
-            lines.append(f"  {choice.closest_note}")
-    lines += ["", "notes:"] + [f"  - {n}" for n in choice.notes]
-    return "\n".join(lines)
-
-
-def _num(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)

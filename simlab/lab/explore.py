@@ -22,8 +22,7 @@ import pandas as pd
 from simlab.engines import registry as engines
 from simlab.errors import ScenarioError
 from simlab.scenario.reader import load
-
-RATE_UNITS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0}
+from simlab.units import RATE_UNITS
 
 # (key, label, unit kind): "rate" (per connection-hour in the data), "s", "count", "bytes"...
 HEADLINE = [

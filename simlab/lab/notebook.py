@@ -30,8 +30,8 @@ from simlab.engines.network import backoff
 from simlab.scenario import fielddata
 from simlab.scenario.reader import load
 from simlab.sweeps import data as sweepdata
+from simlab.units import RATE_UNITS
 
-RATE_UNITS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0, "year": 8760.0}
 Z95 = 1.959963984540054
 
 

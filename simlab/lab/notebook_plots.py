@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from simlab.lab.notebook import RATE_UNITS
+from simlab.units import RATE_UNITS
 
 GOOD, BAD, LATE, BLUE = "#1b7837", "#b2182b", "#e08214", "#2166ac"
 

@@ -34,8 +34,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from simlab.engines.analytic import theory
+from simlab.scenario.schema import DURATION_KEYS as SCENARIO_DURATION_KEYS
+from simlab.units import RATE_UNITS
 
-RATE_UNITS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0, "year": 8760.0}
 RATE_NAMES = {
     "false_disconnects_per_conn_hour": "false disconnects",
     "fp_per_conn_hour": "false positives",
@@ -66,31 +67,7 @@ LABELS = {
 }
 DURATION_WORDS = ("interval", "timeout", "mtbf", "duration", "delay", "median", "mean", "delta")
 # the last part of a dotted key whose value is a duration in seconds
-DURATION_KEYS = frozenset(
-    {
-        "interval",
-        "timeout",
-        "ack_timeout",
-        "idle_timeout",
-        "mtbf",
-        "median",
-        "mean",
-        "value",
-        "low",
-        "high",
-        "scale",
-        "min_std",
-        "acceptable_pause",
-        "first_estimate",
-        "delta",
-        "alpha",
-        "min_rto",
-        "max_rto",
-        "initial_rto",
-        "delay",
-        "horizon",
-    }
-)
+DURATION_KEYS = SCENARIO_DURATION_KEYS  # simlab.scenario.schema: fields marked seconds()
 GOOD, WARN = "#1b7837", "#b2182b"
 
 

@@ -39,13 +39,12 @@ from simlab.fleet.spec import load as load_fleet
 from simlab.fleet.spec import to_dict as fleet_to_dict
 from simlab.io import write_atomic
 from simlab.lab import plots
-from simlab.lab.choose import (
+from simlab.lab.choose import Choice, choose
+from simlab.lab.question import (
     FALSE_DISCONNECTS,
     OBJECTIVES,
-    Choice,
     ChooseError,
     amount,
-    choose,
     format_rate,
     seconds,
 )
@@ -756,7 +755,7 @@ def build(
 
     Raises ChooseError/ReportError (ScenarioErrors) listing every problem with the input.
     """
-    from simlab.lab.choose import constraints as make_constraints
+    from simlab.lab.question import constraints as make_constraints
 
     problems: list[Problem] = []
     data = c = cc = None

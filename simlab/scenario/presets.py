@@ -5,8 +5,10 @@ library behaves; ``--network lte`` sets the link and middlebox keys a path impli
 Both are derived from the rows of ``data/keepalive_defaults.csv`` and
 ``data/networks.csv`` (the CSVs are the one source of truth) as dotted keys, and
 are applied in this order: built-in defaults < scenario file < ``--preset`` <
-each ``--network`` in turn < ``--set``. What the scenario format cannot express
-is said in each preset's ``approximation``, which ``simlab presets`` prints.
+each ``--network`` in turn < ``--set``, by :func:`load_layered`: the one loader that the
+CLI and the Python API (``simlab.load_scenario(path, overrides, preset=, networks=)``)
+share. What the scenario format cannot express is said in each preset's
+``approximation``, which ``simlab presets`` prints.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from simlab.errors import Problem, ScenarioError
 from simlab.scenario import fielddata
 from simlab.scenario.reader import load, set_dotted
-from simlab.scenario.schema import Scenario
+from simlab.scenario.schema import DURATION_KEYS, Scenario
 from simlab.units import format_duration, parse_duration
 
 
@@ -221,19 +223,27 @@ def network_preset(name: str, option: str = "--network") -> Preset:
     return _network(fielddata.network(name, option), fielddata.middleboxes())
 
 
+_OPTIONS = {"cli": ("--preset", "--network"), "python": ("preset", "networks")}
+
+
 def layered(
     preset: str | None = None,
     networks: Sequence[str] = (),
     overrides: dict[str, object] | None = None,
+    *,
+    spelling: str = "cli",
 ) -> dict[str, object]:
     """Dotted overrides of the preset, then each network, then ``overrides`` (``--set``).
 
     A key set again moves to the end, so applying the dict in order gives the same
     scenario as applying every layer in turn (a key replaces its whole subtree).
+    An unknown name is a ScenarioError naming the option as ``spelling`` spells it
+    (``--preset``/``--network`` or the keywords ``preset``/``networks``).
     """
+    preset_option, network_option = _OPTIONS[spelling]
     out: dict[str, object] = {}
-    layers = [heartbeat_preset(preset).settings] if preset else []
-    layers += [network_preset(name).settings for name in networks]
+    layers = [heartbeat_preset(preset, preset_option).settings] if preset else []
+    layers += [network_preset(name, network_option).settings for name in networks]
     layers.append(tuple((overrides or {}).items()))
     for layer in layers:
         for key, value in layer:
@@ -247,8 +257,19 @@ def describe(
     preset: str | None = None,
     networks: Sequence[str] = (),
     overrides: dict[str, object] | None = None,
+    *,
+    spelling: str = "cli",
 ) -> str:
-    """``demo.yaml with --preset X --network Y --set k=v``: where a scenario came from."""
+    """Where a scenario came from: ``demo.yaml with --preset X --network Y --set k=v``.
+
+    ``spelling="python"``: ``demo.yaml with preset=X, network=Y, k=v`` (overrides alone
+    read as :func:`simlab.scenario.reader.load` names them).
+    """
+    if spelling == "python":
+        where = "the built-in defaults" if source is None else str(source)
+        parts = ([f"preset={preset}"] if preset else []) + [f"network={n}" for n in networks]
+        parts += [f"{k}={v}" for k, v in (overrides or {}).items()]
+        return where + (" with " + ", ".join(parts) if parts else "")
     parts = [str(source) if source is not None else "the built-in defaults"]
     flags = ([f"--preset {preset}"] if preset else []) + [f"--network {n}" for n in networks]
     flags += [f"--set {k}={v}" for k, v in (overrides or {}).items()]
@@ -261,60 +282,68 @@ def load_layered(
     preset: str | None = None,
     networks: Sequence[str] = (),
     overrides: dict[str, object] | None = None,
+    spelling: str = "cli",
 ) -> tuple[Scenario, list[Problem]]:
-    """Load a scenario file (or the built-in defaults when ``source`` is None) with presets.
+    """The scenario loader: the one the CLI and the Python API both use.
+
+    The layers, lowest first; each replaces the keys it sets (a key its whole subtree):
+
+    1. the built-in defaults (those of :class:`~simlab.scenario.schema.Scenario`);
+    2. ``source``: a scenario file, a mapping, or None (the defaults alone, named after
+       the preset and networks unless a layer sets ``name``);
+    3. ``preset``: one library's heartbeat and detector defaults (``--preset``);
+    4. each of ``networks`` in turn: link and middlebox keys (``--network``, repeatable);
+    5. ``overrides``: dotted keys (``--set``, then the CLI's ``--seed``/``--connections``).
+
+    ``simlab run``/``check``/``crosscheck`` (``simlab.cli.main._load``) and
+    :func:`simlab.load_scenario` call it; a sweep's base gets layers 3-4 from
+    :func:`apply` (the same :func:`layered` keys) and its points are layer 5.
+
+    ``spelling`` is how problems name the layers: ``"cli"`` (``demo.yaml with --preset X
+    --set k=v``) or ``"python"`` (``demo.yaml with preset=X, k=v``; with neither a preset
+    nor a network, exactly what :func:`simlab.scenario.reader.load` says).
 
     Returns (scenario, warnings); raises ScenarioError listing every problem.
     """
+    python = spelling == "python"
     if source is None and not preset and not networks:
-        raise ScenarioError(
-            [
-                Problem(
-                    "scenario",
-                    "missing: give a scenario file, or --preset / --network to start from the "
-                    "built-in defaults",
-                )
-            ],
-            "simlab",
+        wanted = (
+            "a scenario file or mapping, or preset= / networks="
+            if python
+            else "a scenario file, or --preset / --network"
         )
-    keys = layered(preset, networks, overrides)
+        raise ScenarioError(
+            [Problem("scenario", f"missing: give {wanted} to start from the built-in defaults")],
+            "simlab.load_scenario" if python else "simlab",
+        )
+    keys = layered(preset, networks, overrides, spelling=spelling)
     if source is None and "name" not in keys:  # name the run after what it is made of
         keys = {"name": "+".join([*([preset] if preset else []), *networks])} | keys
+    if python and not preset and not networks:
+        return load(source, keys)  # reader.load names the file and the overrides itself
     try:
         return load({} if source is None else source, keys)
     except ScenarioError as exc:
-        shown = "a mapping" if isinstance(source, dict) else source
-        raise ScenarioError(exc.problems, describe(shown, preset, networks, overrides)) from None
+        shown = ("scenario" if python else "a mapping") if isinstance(source, dict) else source
+        where = describe(shown, preset, networks, overrides, spelling=spelling)
+        raise ScenarioError(exc.problems, where) from None
 
 
-def apply(raw: dict, preset: str | None = None, networks: Sequence[str] = ()) -> dict:
-    """A copy of a raw scenario mapping with the presets set (a sweep's base)."""
+def apply(
+    raw: dict, preset: str | None = None, networks: Sequence[str] = (), *, spelling: str = "cli"
+) -> dict:
+    """A copy of a raw scenario mapping with the presets set (a sweep's base): layers 3-4 of
+    :func:`load_layered`, whose points are then layer 5."""
     out = copy.deepcopy(raw)
-    for key, value in layered(preset, networks).items():
+    for key, value in layered(preset, networks, spelling=spelling).items():
         set_dotted(out, key, value)
     return out
 
 
 # -- simlab presets ------------------------------------------------------------------------
 
-_DURATION_KEYS = {
-    "interval",
-    "timeout",
-    "ack_timeout",
-    "idle_timeout",
-    "mtbf",
-    "value",
-    "median",
-    "mean",
-    "low",
-    "high",
-    "scale",
-    "min_std",
-    "acceptable_pause",
-    "first_estimate",
-    "delta",
-    "alpha",
-}
+# the last parts of dotted keys shown as durations: the schema's (simlab.scenario.schema)
+_DURATION_KEYS = DURATION_KEYS
 
 
 def _duration(seconds: float) -> str:

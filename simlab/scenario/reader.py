@@ -26,13 +26,33 @@ from simlab.scenario.distributions import (
     dist_params,
 )
 from simlab.units import ALLOWED as DURATION_ALLOWED
-from simlab.units import parse_duration
+from simlab.units import format_duration, parse_duration
 
 _MISSING = object()
 
 
-class _Reader:
-    """Walks the raw mapping, converting values and collecting problems."""
+class Reader:
+    """The one reader of user input: walks a raw mapping, converting values, collecting problems.
+
+    The contract, for scenario files, fleet files, sweep files and command-line options:
+
+    - Nothing raises. Every problem is collected as a :class:`~simlab.errors.Problem` in
+      ``errors`` (or ``warnings``, from :meth:`warn`) with its dotted key path (``path.key``;
+      the key alone at the top level, ``path=""``), so a caller reports them all at once by
+      raising ``ScenarioError(reader.errors, source)``.
+    - :meth:`mapping` checks a section: a mapping (or None, read as empty) whose keys are
+      all allowed; an unknown key gets a "did you mean" for a close allowed key.
+    - The typed getters ``getter(raw, key, path, default, ...)`` return ``default`` when
+      ``key`` is not in ``raw``, else the converted, checked value; on a problem they record
+      it (``'<value>' is not allowed: must be <rule>``, or the converter's own message) and
+      return ``default``: :meth:`duration` (units, :func:`simlab.units.parse_duration`,
+      positive or >= 0, or between two bounds), :meth:`number` (finite, in a range),
+      :meth:`probability` (a number in [0, 1], either end open), :meth:`integer`,
+      :meth:`choice` (one of the options), :meth:`boolean` and :meth:`distribution`;
+      :meth:`value` takes any converter and check.
+    - A command line's options are read the same way: ``raw`` maps the option names
+      (``--interval``) to their values and ``path`` is ``""``.
+    """
 
     def __init__(self):
         self.errors: list[Problem] = []
@@ -75,16 +95,24 @@ class _Reader:
             return default
         return value
 
-    def duration(self, raw, key, path, default, *, positive=True, nullable=False):
+    def duration(
+        self, raw, key, path, default, *, positive=True, nullable=False, low=None, high=None
+    ):
+        """A duration in seconds; with ``low`` and ``high``, between the two (inclusive)."""
+
         def convert(v):
             if v is None and nullable:
                 return None
             return parse_duration(v)
 
         def check(v):
+            if v is not None and low is not None:
+                return low <= v <= high
             return v is None or (v > 0 if positive else v >= 0)
 
         rule = "a positive duration" if positive else "a duration >= 0"
+        if low is not None:
+            rule = f"between {format_duration(low)} and {format_duration(high)}"
         return self.value(
             raw, key, path, convert, default, check, rule + (" or null" if nullable else "")
         )
@@ -109,6 +137,10 @@ class _Reader:
         return self.value(
             raw, key, path, convert, default, check, " and ".join(x for x in (lo, hi) if x)
         )
+
+    def probability(self, raw, key, path, default, *, low_open=False, high_open=False):
+        """A number from 0 to 1 (``low_open``/``high_open``: without that end)."""
+        return self.number(raw, key, path, default, 0, 1, low_open=low_open, high_open=high_open)
 
     def integer(self, raw, key, path, default, low=0):
         def convert(v):
@@ -210,7 +242,7 @@ def _keys(cls) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-def _heartbeat(r: _Reader, raw) -> sc.Heartbeat:
+def _heartbeat(r: Reader, raw) -> sc.Heartbeat:
     d, p = sc.Heartbeat(), "heartbeat"
     raw = r.mapping(raw, p, _keys(sc.Heartbeat))
     return sc.Heartbeat(
@@ -226,7 +258,7 @@ def _heartbeat(r: _Reader, raw) -> sc.Heartbeat:
 POLICY_KINDS = list(sc.POLICY_KEYS)
 
 
-def _policy(r: _Reader, raw) -> sc.Policy:
+def _policy(r: Reader, raw) -> sc.Policy:
     """``heartbeat.policy``: a kind, its own keys, and an optional throttle (``policy: nat-probe`` is short for ``{kind: nat-probe}``)."""
     d, p = sc.Policy(), "heartbeat.policy"
     if isinstance(raw, str):
@@ -307,7 +339,7 @@ def _policy(r: _Reader, raw) -> sc.Policy:
     return policy
 
 
-def _detector(r: _Reader, raw) -> sc.Detector:
+def _detector(r: Reader, raw) -> sc.Detector:
     d, p = sc.Detector(), "detector"
     raw = r.mapping(raw, p, _keys(sc.Detector))
     m = r.mapping(raw.get("missed"), f"{p}.missed", _keys(sc.Missed))
@@ -340,7 +372,7 @@ def _detector(r: _Reader, raw) -> sc.Detector:
     )
 
 
-def _loss(r: _Reader, raw, path, default: sc.Loss) -> sc.Loss:
+def _loss(r: Reader, raw, path, default: sc.Loss) -> sc.Loss:
     if raw is None:
         return default
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -371,7 +403,7 @@ def _loss(r: _Reader, raw, path, default: sc.Loss) -> sc.Loss:
     return loss
 
 
-def _direction(r: _Reader, raw, path, base: sc.Direction) -> sc.Direction:
+def _direction(r: Reader, raw, path, base: sc.Direction) -> sc.Direction:
     raw = r.mapping(raw, path, ["loss", "delay"])
     return sc.Direction(
         loss=_loss(r, raw.get("loss"), f"{path}.loss", base.loss),
@@ -379,7 +411,7 @@ def _direction(r: _Reader, raw, path, base: sc.Direction) -> sc.Direction:
     )
 
 
-def _link(r: _Reader, raw) -> sc.Link:
+def _link(r: Reader, raw) -> sc.Link:
     p = "link"
     raw = r.mapping(raw, p, ["transport", "loss", "delay", "uplink", "downlink", "outages", "tcp"])
     base = sc.Direction(
@@ -415,7 +447,7 @@ def _link(r: _Reader, raw) -> sc.Link:
     )
 
 
-def _nat(r: _Reader, raw) -> sc.Nat:
+def _nat(r: Reader, raw) -> sc.Nat:
     p, d = "nat", sc.Nat()
     raw = r.mapping(raw, p, _keys(sc.Nat))
     return sc.Nat(
@@ -425,7 +457,7 @@ def _nat(r: _Reader, raw) -> sc.Nat:
     )
 
 
-def _peer(r: _Reader, raw) -> sc.Peer:
+def _peer(r: Reader, raw) -> sc.Peer:
     p = "peer"
     raw = r.mapping(raw, p, _keys(sc.Peer))
     crash = stall = None
@@ -449,7 +481,7 @@ def _peer(r: _Reader, raw) -> sc.Peer:
     return sc.Peer(crash=crash, stall=stall)
 
 
-def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
+def _cross_checks(r: Reader, s: sc.Scenario) -> None:
     """Combinations that cannot work (errors) or probably do not mean what was meant (warnings).
 
     Sections that already have a problem are left out: their values are defaults
@@ -469,7 +501,7 @@ def _cross_checks(r: _Reader, s: sc.Scenario) -> None:
         )
 
 
-def _detector_checks(r: _Reader, s: sc.Scenario) -> None:
+def _detector_checks(r: Reader, s: sc.Scenario) -> None:
     hb, det = s.heartbeat, s.detector
     side = s.detector_side
     senders = {"client", "server"} if hb.initiator == "both" else {hb.initiator}
@@ -520,7 +552,7 @@ def _detector_checks(r: _Reader, s: sc.Scenario) -> None:
         )
 
 
-def _nat_checks(r: _Reader, s: sc.Scenario) -> None:
+def _nat_checks(r: Reader, s: sc.Scenario) -> None:
     interval, idle = s.heartbeat.interval, s.nat.idle_timeout
     if idle is not None and interval >= idle.mean and s.app.rate == 0:
         r.warn(
@@ -529,7 +561,7 @@ def _nat_checks(r: _Reader, s: sc.Scenario) -> None:
         )
 
 
-def _policy_checks(r: _Reader, s: sc.Scenario) -> None:
+def _policy_checks(r: Reader, s: sc.Scenario) -> None:
     """Policies that cannot work with the rest of the scenario, or would do nothing."""
     hb, det, pol, p = s.heartbeat, s.detector, s.heartbeat.policy, "heartbeat.policy"
     kind = pol.kind
@@ -597,7 +629,7 @@ TOP_KEYS = [f.name for f in fields(sc.Scenario)]
 
 def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[Problem]]:
     """Build a Scenario from a plain mapping; raise ScenarioError listing every problem."""
-    r = _Reader()
+    r = Reader()
     if not isinstance(raw, dict):
         raise ScenarioError(
             [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source

@@ -11,39 +11,55 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from simlab.scenario.distributions import Distribution, dist_name, dist_params
+from simlab.scenario.distributions import (
+    DIMENSIONLESS,
+    FAMILIES,
+    Distribution,
+    dist_name,
+    dist_params,
+)
+
+# Field metadata of a duration: seconds in the object, read with parse_duration (a
+# Distribution field: a plain duration is a constant; its mapping's parameters are
+# seconds but the dimensionless ones).
+SECONDS = {"unit": "s"}
+
+
+def seconds(default=dataclasses.MISSING):
+    """A duration field (seconds) with this default (none: required)."""
+    return field(default=default, metadata=SECONDS)
 
 
 @dataclass(frozen=True)
 class Throttle:
     """A hidden browser tab's timer throttling (Chrome's): see :class:`simlab.rules.policy.TimerThrottle`."""
 
-    hidden_at: float = 0.0  # the page is hidden from this time on
-    align: float = 1.0  # hidden: timers fire on multiples of this (0: not throttled)
-    intensive_after: float = 300.0  # hidden this long: intensive throttling
-    intensive_align: float = 60.0  # then timers fire on multiples of this
+    hidden_at: float = seconds(0.0)  # the page is hidden from this time on
+    align: float = seconds(1.0)  # hidden: timers fire on multiples of this (0: not throttled)
+    intensive_after: float = seconds(300.0)  # hidden this long: intensive throttling
+    intensive_align: float = seconds(60.0)  # then timers fire on multiples of this
 
 
 @dataclass(frozen=True)
 class NormalState:
-    interval: float | None = None  # None: heartbeat.interval
-    timeout: float | None = None  # None: detector.timeout
+    interval: float | None = seconds(None)  # None: heartbeat.interval
+    timeout: float | None = seconds(None)  # None: detector.timeout
 
 
 @dataclass(frozen=True)
 class WeakState:
-    interval: float = 15.0
-    timeout: float = 45.0
+    interval: float = seconds(15.0)
+    timeout: float = seconds(45.0)
     loss: float = 0.1  # enter at this loss fraction over the window
     exit_loss: float = 0.02  # leave at or below this one
 
 
 @dataclass(frozen=True)
 class HighLatencyState:
-    interval: float = 45.0
-    timeout: float = 90.0
-    rtt: float = 1.0  # enter at this median round-trip time over the window
-    exit_rtt: float = 0.6  # leave at or below this one
+    interval: float = seconds(45.0)
+    timeout: float = seconds(90.0)
+    rtt: float = seconds(1.0)  # enter at this median round-trip time over the window
+    exit_rtt: float = seconds(0.6)  # leave at or below this one
 
 
 @dataclass(frozen=True)
@@ -55,18 +71,19 @@ class Policy:
     # network-state
     window: int = 20  # pings over which loss and RTT are measured
     hold: int = 10  # pings a state is held at least
-    late: float = 0.15  # a pong this much later than the window's median RTT counts as a loss
+    # a pong this much later than the window's median RTT counts as a loss
+    late: float = seconds(0.15)
     normal: NormalState = field(default_factory=NormalState)
     weak: WeakState = field(default_factory=WeakState)
     high_latency: HighLatencyState = field(default_factory=HighLatencyState)
     # nat-probe
-    floor: float | None = None  # None: heartbeat.interval
-    ceiling: float = 1800.0
+    floor: float | None = seconds(None)  # None: heartbeat.interval
+    ceiling: float = seconds(1800.0)
     growth: float = 2.0  # next interval = largest surviving one * growth + step
-    step: float = 0.0
-    precision: float = 10.0  # stop bisecting when the timeout is known within this
+    step: float = seconds(0.0)
+    precision: float = seconds(10.0)  # stop bisecting when the timeout is known within this
     margin: float = 0.1  # settle this fraction below the largest surviving interval
-    reprobe: float | None = 21600.0  # settled this long: probe once above (None: never)
+    reprobe: float | None = seconds(21600.0)  # settled this long: probe once above (None: never)
 
 
 # The keys of heartbeat.policy that belong to each kind (besides kind and throttle).
@@ -83,7 +100,7 @@ POLICY_KEYS = {
 class Heartbeat:
     style: str = "pingpong"  # pingpong | oneway
     initiator: str = "server"  # client | server | both
-    interval: float = 30.0
+    interval: float = seconds(30.0)
     jitter: float = 0.0  # each interval drawn uniformly in interval * (1 +- jitter)
     frame_bytes: int = 6  # a WebSocket ping with no payload, masked: 2 + 4 bytes
     policy: Policy = field(default_factory=Policy)
@@ -92,7 +109,7 @@ class Heartbeat:
 @dataclass(frozen=True)
 class Missed:
     k: int = 2
-    ack_timeout: float | None = None  # None: the heartbeat interval
+    ack_timeout: float | None = seconds(None)  # None: the heartbeat interval
     overlap: bool = False  # allow ack_timeout > interval (ping windows overlap)
 
 
@@ -100,26 +117,26 @@ class Missed:
 class Phi:
     threshold: float = 8.0
     window: int = 1000
-    min_std: float = 0.1
-    acceptable_pause: float = 0.0
-    first_estimate: float | None = None  # None: the heartbeat interval
+    min_std: float = seconds(0.1)
+    acceptable_pause: float = seconds(0.0)
+    first_estimate: float | None = seconds(None)  # None: the heartbeat interval
 
 
 @dataclass(frozen=True)
 class Nfd:
-    delta: float | None = None  # None: detector.timeout - heartbeat.interval
+    delta: float | None = seconds(None)  # None: detector.timeout - heartbeat.interval
 
 
 @dataclass(frozen=True)
 class Adaptive:
-    alpha: float | None = None  # None: detector.timeout - heartbeat.interval
+    alpha: float | None = seconds(None)  # None: detector.timeout - heartbeat.interval
     window: int = 100
 
 
 @dataclass(frozen=True)
 class Detector:
     kind: str = "timeout"  # timeout | missed | phi | nfd | adaptive
-    timeout: float = 60.0
+    timeout: float = seconds(60.0)
     missed: Missed = field(default_factory=Missed)
     phi: Phi = field(default_factory=Phi)
     nfd: Nfd = field(default_factory=Nfd)
@@ -151,21 +168,21 @@ class Loss:
 @dataclass(frozen=True)
 class Direction:
     loss: Loss
-    delay: Distribution
+    delay: Distribution = seconds()
 
 
 @dataclass(frozen=True)
 class Outages:
-    mtbf: float
-    duration: Distribution
+    mtbf: float = seconds()
+    duration: Distribution = seconds()
 
 
 @dataclass(frozen=True)
 class Tcp:
-    min_rto: float = 0.2  # Linux TCP_RTO_MIN
-    max_rto: float = 120.0  # Linux TCP_RTO_MAX
+    min_rto: float = seconds(0.2)  # Linux TCP_RTO_MIN
+    max_rto: float = seconds(120.0)  # Linux TCP_RTO_MAX
     max_retries: int = 15  # Linux net.ipv4.tcp_retries2
-    initial_rto: float = 1.0  # RFC 6298 (2.1)
+    initial_rto: float = seconds(1.0)  # RFC 6298 (2.1)
 
 
 @dataclass(frozen=True)
@@ -179,20 +196,20 @@ class Link:
 
 @dataclass(frozen=True)
 class Nat:
-    idle_timeout: Distribution | None = None  # None: no NAT on the path
+    idle_timeout: Distribution | None = seconds(None)  # None: no NAT on the path
     refresh: str = "outbound"  # outbound | both
     on_expiry: str = "drop"  # drop | reset
 
 
 @dataclass(frozen=True)
 class Crash:
-    mtbf: float
+    mtbf: float = seconds()
 
 
 @dataclass(frozen=True)
 class Stall:
-    mtbf: float
-    duration: Distribution
+    mtbf: float = seconds()
+    duration: Distribution = seconds()
 
 
 @dataclass(frozen=True)
@@ -210,13 +227,13 @@ class App:
 
 @dataclass(frozen=True)
 class Reconnect:
-    delay: float = 1.0
+    delay: float = seconds(1.0)
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str = "scenario"
-    horizon: float = 3600.0
+    horizon: float = seconds(3600.0)
     connections: int = 100
     seed: int = 0
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
@@ -252,6 +269,19 @@ class Scenario:
     def adaptive_alpha(self) -> float:
         value = self.detector.adaptive.alpha
         return self.detector.timeout - self.heartbeat.interval if value is None else value
+
+
+def _duration_keys() -> frozenset[str]:
+    classes = [v for v in globals().values() if dataclasses.is_dataclass(v) and isinstance(v, type)]
+    names = {f.name for c in classes for f in dataclasses.fields(c) if f.metadata == SECONDS}
+    params = {p for _, family in FAMILIES.values() for p in family} - DIMENSIONLESS
+    return frozenset(names | params)
+
+
+# The last part of a dotted scenario key whose value is a duration in seconds: the fields
+# marked seconds() above and the distributions' duration parameters (what the reader parses
+# with parse_duration). For showing values with a unit.
+DURATION_KEYS = _duration_keys()
 
 
 def dist_to_dict(dist: Distribution) -> dict:

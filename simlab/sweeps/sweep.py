@@ -61,17 +61,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from simlab.engines import registry
 from simlab.engines.analytic.theory import poisson_interval
 from simlab.engines.metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
 from simlab.errors import Problem, ScenarioError
 from simlab.fleet.spec import is_fleet
 from simlab.fleet.spec import load as load_fleet
 from simlab.io import RowAppender, read_rows, write_atomic, write_rows
-from simlab.scenario.reader import load, read_yaml
+from simlab.scenario.reader import Reader, load, read_yaml
 from simlab.units import parse_duration
 from simlab.version import __version__
 
-ENGINES = ("simpy", "analytic", "fast", "auto")
 SWEEP_KEYS = ["base", "grid", "zip", "sample", "replications", "engine", "seed", "name", "rare"]
 RARE_KEYS = ["rel_error", "max_wall"]
 SAMPLE_KEYS = ["method", "count", "ranges"]
@@ -260,21 +260,18 @@ def _list(raw, where, problems) -> list | None:
 
 
 def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
-    """Check a sweep mapping and every scenario it implies; raise SweepError listing all problems."""
-    problems: list[Problem] = []
+    """Check a sweep mapping and every scenario it implies; raise SweepError listing all problems.
+
+    The problems are collected by :class:`simlab.scenario.reader.Reader` (its ``errors``),
+    which also checks the top-level keys; the sweep's own values keep their own messages.
+    """
+    reader = Reader()
+    problems: list[Problem] = reader.errors
     if not isinstance(raw, dict):
         raise SweepError(
             [Problem("", f"expected a mapping at the top level, got {type(raw).__name__}")], source
         )
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            import difflib
-
-            hint = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
-            tip = f"; did you mean '{hint[0]}'?" if hint else ""
-            problems.append(
-                Problem(str(key), f"unknown key{tip} (allowed: {', '.join(SWEEP_KEYS)})")
-            )
+    reader.mapping(raw, "", SWEEP_KEYS)
     base_raw = raw.get("base")
     base: dict = {}
     if isinstance(base_raw, str):
@@ -380,11 +377,11 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
         reps = 1
     rare = _rare(raw["rare"], problems) if "rare" in raw else None
     engine = raw.get("engine", "fast" if "rare" in raw else "simpy")
-    if engine not in ENGINES:
+    if engine not in registry.ENGINES:
         problems.append(
             Problem(
                 "engine",
-                f"{engine!r}: must be one of {', '.join(ENGINES)}",
+                f"{engine!r}: must be one of {', '.join(registry.ENGINES)}",
             )
         )
     elif "rare" in raw and engine != "fast":
@@ -404,7 +401,7 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
             for part in combo:
                 params.update(part)
             points.append(_point(params))
-        checked = "rare" if "rare" in raw else engine if engine in ENGINES else "simpy"
+        checked = "rare" if "rare" in raw else engine if engine in registry.ENGINES else "simpy"
         problems += _check_points(base, points, checked)
         ids = [p.id for p in points]
         repeated = [p.params for i, p in enumerate(points) if p.id in ids[:i]]
@@ -452,15 +449,22 @@ def _rare(raw, problems: list[Problem]) -> Rare | None:
 def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]:
     """Load every point's scenario now, so a bad value (or an engine that does not cover a
     point) stops the sweep before any run. ``engine`` "rare": the rare-event estimator."""
-    from simlab.engines import fast, rare
-    from simlab.engines.analytic import chain as analytic
+    from simlab.engines import rare
 
     fleet = is_fleet(base)  # a fleet file runs through the fleet model, whatever the engine
-    engines = {"analytic": analytic.unsupported, "fast": fast.unsupported, "rare": rare.unsupported}
-    covers = None if fleet else engines.get(engine)
+    # auto (not in the registry) takes whichever engine covers each point
+    covers = (
+        rare.unsupported
+        if engine == "rare"
+        else getattr(registry.REGISTRY.get(engine), "unsupported", None)
+    )
+    if fleet:
+        covers = None
     engine_key = "rare" if engine == "rare" else f"engine {engine}"
     seen: dict[str, Problem] = {}
-    if fleet and engine in ("analytic", "fast", "rare"):
+    if fleet and (
+        engine == "rare" or (engine in registry.REGISTRY and not registry.REGISTRY[engine].fleets)
+    ):
         use = "leave rare out" if engine == "rare" else "use engine simpy or auto"
         text = f"does not cover fleet files (kind: fleet): {use}"
         seen["engine"] = Problem(engine_key, text)
@@ -485,31 +489,55 @@ def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]
 
 
 def load_sweep(
-    path: str | Path, *, preset: str | None = None, networks: Sequence[str] = ()
+    path: str | Path,
+    *,
+    preset: str | None = None,
+    networks: Sequence[str] = (),
+    spelling: str = "cli",
 ) -> SweepSpec:
     """A sweep file, its base scenario layered with ``preset`` and ``networks`` if given
-    (defaults < base file < preset < networks < the sweep's own points)."""
+    (defaults < base file < preset < networks < the sweep's own points: the order of
+    :func:`simlab.scenario.presets.load_layered`)."""
     from simlab.scenario import presets
 
     path = Path(path)
+    if preset or networks:  # unknown names fail here, before any file is read
+        presets.layered(preset, networks, spelling=spelling)
+    return _parse_layered(read_yaml(path), str(path), path.parent, preset, networks, spelling)
+
+
+def _parse_layered(
+    raw: object,
+    source: str,
+    base_dir: Path | None,
+    preset: str | None,
+    networks: Sequence[str],
+    spelling: str,
+) -> SweepSpec:
+    """:func:`parse_sweep` of ``raw`` with its base layered by
+    :func:`simlab.scenario.presets.apply` (the mapping given is not changed)."""
+    from simlab.scenario import presets
+
     if not preset and not networks:
-        return parse_sweep(read_yaml(path), str(path), path.parent)
-    presets.layered(preset, networks)  # unknown names fail here, before any file is read
-    raw = read_yaml(path)
+        return parse_sweep(raw, source, base_dir)
     if isinstance(raw, dict):
+        raw = dict(raw)
         base = raw.get("base")
         if isinstance(base, str):
-            where = Path(base) if Path(base).is_absolute() else path.parent / base
+            path = Path(base)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
             try:
-                base = read_yaml(where)
+                base = read_yaml(path)
             except ScenarioError:
                 base = None  # left as the path: parse_sweep reports it with the sweep's problems
         if isinstance(base, dict):
-            raw["base"] = presets.apply(base, preset, networks)
+            raw["base"] = presets.apply(base, preset, networks, spelling=spelling)
     try:
-        return parse_sweep(raw, str(path), path.parent)
+        return parse_sweep(raw, source, base_dir)
     except ScenarioError as exc:  # say that the base got presets
-        raise type(exc)(exc.problems, presets.describe(path, preset, networks)) from None
+        where = presets.describe(source, preset, networks, spelling=spelling)
+        raise type(exc)(exc.problems, where) from None
 
 
 # -- running ------------------------------------------------------------------------------
@@ -903,15 +931,28 @@ def sweep(
     dask_local: bool = False,
     resume: bool = False,
     progress: bool = True,
+    preset: str | None = None,
+    networks: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run a sweep (file path or mapping) into ``out``; return the tidy rows as a DataFrame.
 
-    The summary is written beside it (``.summary.csv``) and in ``result.attrs['summary']``.
+    ``preset`` and ``networks`` layer the base scenario as ``simlab sweep --preset
+    --network`` do (:func:`load_sweep`); a mapping's base path is relative to the
+    working directory. The summary is written beside ``out`` (``.summary.csv``) and in
+    ``result.attrs['summary']``.
     """
+    from simlab.scenario import presets
+
     if isinstance(source, dict):
-        spec, text = parse_sweep(source), yaml.safe_dump(source)
+        if preset or networks:
+            presets.layered(preset, networks, spelling="python")
+        spec = _parse_layered(source, "sweep", None, preset, networks, "python")
+        text = yaml.safe_dump(source)
     else:
-        spec, text = load_sweep(source), Path(source).read_text()
+        spec = load_sweep(source, preset=preset, networks=networks, spelling="python")
+        text = Path(source).read_text()
+    if preset or networks:  # the meta file says what the base scenario got, as the CLI does
+        text += f"\n# {presets.describe('base scenario', preset, networks)}\n"
     outcome = run_sweep(
         spec,
         out,

@@ -149,3 +149,45 @@ def test_sweeps_run_on_any_engine_and_refuse_uncovered_points_before_running(tmp
         )
     assert "does not cover the point" in str(info.value) and "tcp" in str(info.value)
     assert not (tmp_path / "b.csv").exists()
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+def test_every_registered_engine_keeps_the_protocol():
+    """Each engine's module has unsupported() and run(); its run() names itself in its figures."""
+    s = simlab.load_scenario(CHEN, {"connections": 2, "horizon": "10m"})
+    assert set(engines.ENGINES) == {*engines.REGISTRY, engines.AUTO}
+    for name, engine in engines.REGISTRY.items():
+        assert engine.name == name
+        assert engine.unsupported(s) == []  # the Chen scenario is in every engine's subset
+        assert engine.run(s)["engine"] == name
+
+
+def test_options_reach_only_the_engines_that_take_them():
+    s = simlab.load_scenario(CHEN, {"connections": 2, "horizon": "10m"})
+    out = engines.run(s, "fast", progress=False)  # fast takes no progress option
+    assert out["engine"] == "fast"
+
+
+def test_an_unknown_engine_is_bad_input_naming_the_choices():
+    with pytest.raises(simlab.ScenarioError, match="must be one of simpy, analytic, fast, auto"):
+        engines.run(simlab.load_scenario(CHEN), "nope")
+    with pytest.raises(simlab.ScenarioError, match="must be one of analytic, fast, simpy"):
+        engines.get("auto")
+
+
+def test_the_cli_sweeps_and_panel_read_the_registry(monkeypatch):
+    """A new registry entry is an --engine choice, a sweep engine and a panel engine at once."""
+    from simlab.checks import panel
+    from simlab.cli.main import _parser
+    from simlab.sweeps.sweep import parse_sweep
+
+    extra = engines.Engine("twin", "simlab.engines.fast", "the fast engine under another name")
+    monkeypatch.setitem(engines.REGISTRY, "twin", extra)
+    monkeypatch.setattr(engines, "ENGINES", (*engines.ENGINES, "twin"))
+    assert "twin" in panel.available_engines()
+    assert _parser().parse_args(["run", CHEN, "--engine", "twin"]).engine == "twin"
+    spec = parse_sweep({"base": CHEN, "engine": "twin", "grid": {"heartbeat.interval": [1, 2]}})
+    assert spec.engine == "twin"
+    assert engines.run(simlab.load_scenario(CHEN, {"connections": 2}), "twin")["engine"] == "fast"

@@ -12,7 +12,9 @@ import pytest
 import simlab
 from simlab.cli.main import main
 from simlab.engines.analytic.theory import poisson_interval
-from simlab.lab.choose import Choice, ChooseError, choose, format_choice, parse_rate
+from simlab.lab.choice_text import format_choice
+from simlab.lab.choose import Choice, choose
+from simlab.lab.question import ChooseError, parse_rate
 
 from ..sweeps_by_hand import frame, point, write
 from ..sweeps_by_hand import meta as meta_for
