@@ -13,8 +13,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from simlab.errors import Problem, ScenarioError
-from simlab.units import RATE_UNITS, format_duration, parse_duration
+from simlab.errors import ScenarioError
+from simlab.scenario import fielddata
+from simlab.scenario.reader import Reader
+from simlab.units import RATE_UNITS, format_duration
 
 _UNIT_NAMES = {
     "h": "hour",
@@ -128,36 +130,24 @@ class Middlebox:
         return f"{self.name} ({what} {seconds(self.idle_timeout_s)}, refreshed by: {self.refresh})"
 
 
-def _middlebox(nat_timeout, behind, problems: list[Problem]) -> Middlebox | None:
+def _middlebox(nat_timeout, behind, r: Reader) -> Middlebox | None:
+    """``--nat-timeout`` or ``--behind``, read into ``r`` (problems go to ``r.errors``)."""
     if nat_timeout is not None and behind is not None:
-        problems.append(
-            Problem("--behind", "give either --nat-timeout or --behind (a middlebox), not both")
-        )
+        r.error("--behind", "give either --nat-timeout or --behind (a middlebox), not both")
         return None
     if nat_timeout is not None:
-        try:
-            seconds = parse_duration(nat_timeout)
-            if seconds <= 0:
-                raise ValueError(f"{nat_timeout!r}: must be a positive duration")
-        except ValueError as exc:
-            problems.append(Problem("--nat-timeout", str(exc)))
+        seconds = r.duration({"--nat-timeout": nat_timeout}, "--nat-timeout", "", None)
+        if seconds is None:
             return None
         # a NAT of unknown make: RFC 4787 only promises that outbound packets refresh it
         return Middlebox("the --nat-timeout middlebox", seconds)
     if behind is None:
         return None
     try:
-        from simlab.scenario import fielddata
-    except ImportError:  # pragma: no cover - the module ships with simlab
-        problems.append(
-            Problem("--behind", "the middlebox table (simlab.scenario.fielddata) is missing")
-        )
-        return None
-    try:
         row = fielddata.middlebox(str(behind), "--behind")
         seconds = fielddata.middlebox_timeout(str(behind), "--behind")
     except ScenarioError as exc:
-        problems.extend(exc.problems)
+        r.errors.extend(exc.problems)
         return None
     refresh = str(row.get("refresh", "unknown") or "unknown")
     return Middlebox(
@@ -242,30 +232,24 @@ def constraints(
     detection: str = "p95",
 ) -> Constraints:
     """Check the bounds; raise ChooseError listing every problem (option names as on the CLI)."""
-    problems: list[Problem] = []
-    detection_s = None
-    if max_detection is not None:
-        try:
-            detection_s = parse_duration(max_detection)
-            if detection_s <= 0:
-                raise ValueError(f"{max_detection!r}: must be a positive duration")
-        except ValueError as exc:
-            problems.append(Problem("--max-detection", str(exc)))
-    rate = None
-    if max_false_disconnects is not None:
-        try:
-            rate = parse_rate(max_false_disconnects)
-        except ValueError as exc:
-            problems.append(Problem("--max-false-disconnects", str(exc)))
-    middlebox = _middlebox(nat_timeout, behind, problems)
-    if minimize not in OBJECTIVES:
-        problems.append(
-            Problem("--minimize", f"{minimize!r}: must be one of {', '.join(OBJECTIVES)}")
+    # read like every other input (simlab.scenario.reader.Reader): each option by its
+    # command-line name, every problem collected before one ChooseError
+    r = Reader()
+    given = {
+        name: value
+        for name, value in (
+            ("--max-detection", max_detection),
+            ("--max-false-disconnects", max_false_disconnects),
+            ("--minimize", minimize),
+            ("--detection-metric", detection),
         )
-    if detection not in DETECTION:
-        problems.append(
-            Problem("--detection-metric", f"{detection!r}: must be one of {', '.join(DETECTION)}")
-        )
-    if problems:
-        raise ChooseError(problems, "simlab choose")
+        if value is not None
+    }
+    detection_s = r.duration(given, "--max-detection", "", None)
+    rate = r.value(given, "--max-false-disconnects", "", parse_rate, None)
+    middlebox = _middlebox(nat_timeout, behind, r)
+    minimize = r.choice(given, "--minimize", "", minimize, list(OBJECTIVES))
+    detection = r.choice(given, "--detection-metric", "", detection, list(DETECTION))
+    if r.errors:
+        raise ChooseError(r.errors, "simlab choose")
     return Constraints(detection_s, rate, middlebox, minimize, detection)
