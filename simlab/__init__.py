@@ -60,11 +60,21 @@ def load_scenario(
     return scenario
 
 
-def sweep(source, out, *, preset: str | None = None, networks: Sequence[str] = (), **kwargs):
+def sweep(
+    source,
+    out,
+    *,
+    preset: str | None = None,
+    networks: Sequence[str] = (),
+    strict: bool = False,
+    **kwargs,
+):
     """Run a parameter sweep (a sweep file or mapping) into the CSV ``out``; see simlab.sweeps.sweep.
 
     ``preset`` and ``networks`` layer the sweep's base as ``simlab sweep --preset --network`` do.
+    Points whose values cannot go together are left out (``result.attrs['left_out']``);
+    ``strict=True`` refuses them instead, as ``simlab sweep --strict`` does.
     """
     from simlab.sweeps.sweep import sweep as run
 
-    return run(source, out, preset=preset, networks=networks, **kwargs)
+    return run(source, out, preset=preset, networks=networks, strict=strict, **kwargs)

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 
 import pytest
 
-from simlab.io import RowAppender, csv_line, read_rows, write_atomic, write_rows
+from simlab.errors import OutputError, ScenarioError
+from simlab.io import (
+    INPUT_LIMIT,
+    OUTPUT_LIMIT,
+    RowAppender,
+    csv_line,
+    read_rows,
+    read_text,
+    size_text,
+    write_atomic,
+    write_rows,
+)
 
 HEADER = ["point_id", "replication", "text"]
 
@@ -44,7 +56,7 @@ def test_write_atomic_failure_leaves_the_old_file_intact(tmp_path, monkeypatch):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(OutputError, match="disk on fire"):
         write_atomic(path, "new contents that never land\n")
     monkeypatch.undo()
     assert path.read_text() == "old contents\n"
@@ -75,7 +87,7 @@ def test_write_atomic_failing_rename_leaves_the_old_file_intact(tmp_path, monkey
         raise PermissionError("read-only")
 
     monkeypatch.setattr(os, "replace", no_rename)
-    with pytest.raises(PermissionError):
+    with pytest.raises(OutputError, match="read-only"):
         write_atomic(path, "new\n")
     monkeypatch.undo()
     assert path.read_text() == "old\n"
@@ -123,7 +135,7 @@ def test_row_appender_short_write_raises(tmp_path, monkeypatch):
     path = tmp_path / "rows.csv"
     monkeypatch.setattr(os, "write", lambda fd, data: len(data) - 1)
     appender = RowAppender(path)
-    with pytest.raises(OSError, match="short write"):
+    with pytest.raises(OutputError, match="short write"):
         appender.append(["a", 0, "x"])
     monkeypatch.undo()
     appender.close()
@@ -228,3 +240,165 @@ def test_write_atomic_gives_an_ordinary_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# -- a disk that refuses: OutputError (a ScenarioError) naming the path and the OS's reason ---
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("call", ["write", "replace", "mkstemp"])
+def test_a_full_disk_is_an_output_error_and_the_old_file_stays(tmp_path, monkeypatch, call):
+    path = tmp_path / "out.csv"
+    write_atomic(path, "old\n")
+    target = {"write": (os, "fsync"), "replace": (os, "replace"), "mkstemp": None}[call]
+    if target is None:
+        import tempfile
+
+        target = (tempfile, "mkstemp")
+    monkeypatch.setattr(*target, _enospc)
+    with pytest.raises(OutputError) as caught:
+        write_atomic(path, "new\n")
+    monkeypatch.undo()
+    assert isinstance(caught.value, ScenarioError) and caught.value.errno == errno.ENOSPC
+    assert str(path) in str(caught.value) and "No space left on device" in str(caught.value)
+    assert path.read_text() == "old\n" and _leftovers(tmp_path, "out.csv") == []
+
+
+def test_a_path_through_a_file_is_an_output_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for path in (blocker / "x.csv", blocker / "deeper" / "x.csv"):
+        with pytest.raises(OutputError, match="is a file, not a directory"):
+            write_atomic(path, "text")
+        with pytest.raises(OutputError, match="x.csv"):
+            RowAppender(path)
+
+
+def test_a_read_only_place_is_an_output_error(tmp_path, monkeypatch):
+    """/proc refuses new files even to root; a PermissionError is what a chmod 0o500 gives."""
+    with pytest.raises(OutputError, match="cannot write"):
+        write_atomic("/proc/simlab-test/out.csv", "text")
+    with pytest.raises(OutputError, match="cannot write"):
+        RowAppender("/proc/simlab-test.csv")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(OutputError, match="Permission denied"):
+        RowAppender(tmp_path / "rows.csv")
+
+
+def test_a_full_disk_while_appending_keeps_the_rows_before(tmp_path, monkeypatch):
+    path = tmp_path / "rows.csv"
+    with RowAppender(path) as appender:
+        appender.append(HEADER)
+        appender.append(["p1", 0, "kept"])
+        monkeypatch.setattr(os, "write", _enospc)
+        with pytest.raises(OutputError, match="No space left"):
+            appender.append(["p1", 1, "lost"])
+        monkeypatch.setattr(os, "write", lambda fd, data: len(data) // 2)  # a short write
+        with pytest.raises(OutputError, match="short write"):
+            appender.append(["p1", 2, "torn"])
+        monkeypatch.undo()
+    assert read_rows(path) == (HEADER, [["p1", "0", "kept"]])
+
+
+# -- read_text: bounded reads of files a user hands in (issue 17) ---------------------------
+
+
+def test_read_text_reads_a_regular_file_exactly(tmp_path):
+    path = tmp_path / "in.yaml"
+    path.write_bytes("name: café\r\nx: 1\n".encode())
+    assert read_text(path) == "name: café\r\nx: 1\n"  # line ends kept
+
+
+def test_read_text_refuses_a_file_over_the_limit_before_reading(tmp_path):
+    path = tmp_path / "big.csv"
+    with open(path, "wb") as f:
+        f.truncate(3 << 20)  # sparse: nothing to read if the size is checked first
+    with pytest.raises(ScenarioError) as info:
+        read_text(path, limit=INPUT_LIMIT, what="scenario file")
+    message = str(info.value)
+    assert str(path) in message
+    assert "3 MiB is too big (a scenario file must be a regular file of at most 1 MiB)" in message
+    path.write_text("x" * 100)
+    assert read_text(path, limit=100) == "x" * 100
+    with pytest.raises(ScenarioError, match="100 bytes is too big"):
+        read_text(path, limit=99)
+
+
+def test_read_text_limits_the_read_itself():
+    """Files in /proc report a size of 0 but have contents: the read stops at the limit."""
+    if not os.path.isfile("/proc/self/status"):
+        pytest.skip("no procfs")
+    with pytest.raises(ScenarioError, match="more than 16 bytes is too big"):
+        read_text("/proc/self/status", limit=16)
+
+
+@pytest.mark.parametrize(
+    ("device", "kind"), [("/dev/zero", "a character device"), ("/dev/null", "a character device")]
+)
+def test_read_text_refuses_devices_without_reading(device, kind):
+    if not os.path.exists(device):
+        pytest.skip(f"no {device}")
+    with pytest.raises(ScenarioError) as info:
+        read_text(device)
+    assert f"cannot read {device}: {kind}, not a regular file" in str(info.value)
+
+
+def test_read_text_refuses_stdin_unless_it_is_a_regular_file(tmp_path):
+    """/dev/stdin on a terminal or a pipe would block or never end: refused; a file
+    redirected to stdin is a regular file, bounded like any other."""
+    r, w = os.pipe()
+    saved = os.dup(0)
+    try:
+        os.dup2(r, 0)
+        with pytest.raises(ScenarioError, match="a FIFO \\(named pipe\\), not a regular file"):
+            read_text("/dev/stdin")
+    finally:
+        os.dup2(saved, 0)
+        for fd in (r, w, saved):
+            os.close(fd)
+
+
+def test_read_text_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioError, match="a FIFO \\(named pipe\\), not a regular file"):
+        read_text(fifo)
+
+
+def test_read_text_refuses_a_directory_a_missing_file_and_non_utf8(tmp_path):
+    with pytest.raises(ScenarioError, match="cannot read .*: a directory, not a regular file"):
+        read_text(tmp_path)
+    with pytest.raises(ScenarioError, match="cannot read .*: No such file or directory"):
+        read_text(tmp_path / "absent.yaml")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(
+        ScenarioError, match="not a UTF-8 text file \\(invalid start byte at byte 0\\)"
+    ):
+        read_text(binary)
+
+
+def test_read_text_raises_the_callers_error_class_and_key(tmp_path):
+    class MyError(ScenarioError):
+        pass
+
+    with pytest.raises(MyError) as info:
+        read_text(tmp_path, error=MyError, where="--crosscheck", what="cross-check file")
+    (problem,) = info.value.problems
+    assert problem.path == "--crosscheck"
+    assert "a cross-check file must be a regular file of at most 1 MiB" in problem.message
+    assert info.value.source == str(tmp_path)
+
+
+def test_the_limits_and_their_sizes_in_words():
+    assert INPUT_LIMIT == 1 << 20 and OUTPUT_LIMIT == 256 << 20
+    assert size_text(0) == "0 bytes" and size_text(1023) == "1023 bytes"
+    assert size_text(1536) == "1.5 KiB" and size_text(256 << 20) == "256 MiB"
+    assert size_text(int(8.4 * (1 << 30))) == "8.4 GiB"

@@ -7,16 +7,19 @@ problem and exits with code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from simlab.engines import registry
 from simlab.engines.metrics import RUN_TABLE
-from simlab.errors import Problem, ScenarioError
-from simlab.io import write_atomic
+from simlab.errors import OutputError, Problem, ScenarioError
+from simlab.io import read_rows, read_text, write_atomic
 from simlab.scenario.reader import parse_sets
 from simlab.version import __version__
 
@@ -73,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time budget for --rel-error (default 60)",
     )
+    _budget_options(run, "a run")
 
     conf = sub.add_parser(
         "configure", help="NFD-S settings meeting QoS bounds (Chen, Toueg, Aguilera 2002)"
@@ -117,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--dask-local", action="store_true", help="start a Dask LocalCluster")
     sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep's CSV")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse impossible points (e.g. a timeout not longer than its interval) instead of leaving them out",
+    )
+    _budget_options(sw, "the sweep")
     _preset_options(sw, "the base scenario")
 
     panel = sub.add_parser(
@@ -151,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("scenario", nargs="?")
     _preset_options(val)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    val.add_argument(
+        "--engine",
+        default="simpy",
+        choices=registry.ENGINES,
+        help="the engine simlab run would use, for the estimate of its wall time (default simpy)",
+    )
+    _budget_options(val, "a run")
 
     pre = sub.add_parser(
         "presets", help="list the --preset and --network presets: settings, caveats, sources"
@@ -186,6 +203,63 @@ def _preset_options(parser: argparse.ArgumentParser, what: str = "the scenario")
         metavar="NAME",
         help=f"a network path's link and middlebox keys applied to {what} (repeatable, in order)",
     )
+
+
+def _budget_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--budget and --force: how much wall time a command may take before it refuses to start."""
+    limit = registry.format_wall(registry.BUDGET_S)
+    parser.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help=f"refuse {what} estimated to take longer than this (default {limit})",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help=f"run {what} however long it is estimated to take"
+    )
+
+
+def _check_budget(args, seconds: float, what: str, shrink: str) -> None:
+    """Print an estimate above a few seconds; refuse one over --budget (exit 2) unless --force."""
+    from simlab.units import parse_duration
+
+    budget = registry.BUDGET_S
+    if args.budget is not None:
+        try:
+            budget = parse_duration(args.budget)
+        except ValueError as exc:
+            raise ScenarioError([Problem("--budget", str(exc))], "--budget") from None
+        if not 0 < budget < math.inf:
+            problem = Problem("--budget", f"{args.budget!r}: must be a finite duration above 0")
+            raise ScenarioError([problem], "--budget")
+    if seconds > budget and not args.force:
+        problem = Problem(
+            "--budget",
+            f"{what}: over the {registry.format_wall(budget)} budget. To shrink it: {shrink}; "
+            "or run it anyway with --budget DURATION (a larger limit) or --force",
+        )
+        raise ScenarioError([problem], f"simlab {args.command}")
+    if seconds > registry.NOTICE_S or args.command == "check":
+        print(f"estimate: {what}", file=sys.stderr)
+
+
+def _run_estimate(args, scenario) -> tuple[float, str, str]:
+    """(seconds, what, how to shrink it) of one run of ``scenario`` on ``args.engine``."""
+    from simlab.units import format_duration
+
+    engine = registry.choose(scenario)[0] if args.engine == registry.AUTO else args.engine
+    seconds = registry.estimate(scenario, engine)
+    rounds = registry.heartbeat_rounds(scenario)
+    speed = registry.REGISTRY[engine].rounds_per_s
+    pace = "constant time" if math.isinf(speed) else f"~{speed:,.0f} rounds/s"
+    what = (
+        f"a run takes about {registry.format_wall(seconds)} on engine {engine} "
+        f"({scenario.connections:,} connections x {format_duration(scenario.horizon)} / "
+        f"{format_duration(scenario.heartbeat.interval)} = {rounds:.3g} heartbeat rounds, {pace})"
+    )
+    shrink = "fewer connections (--connections), a shorter horizon (--set horizon=...)" + (
+        ", or a faster engine (--engine auto picks one)" if engine == "simpy" else ""
+    )
+    return seconds, what, shrink
 
 
 def _load(args):
@@ -268,6 +342,8 @@ def cmd_run(args) -> int:
     from simlab.scenario.schema import flatten, to_dict
 
     scenario = _load(args)
+    if args.rel_error is None:  # rare-event estimation keeps to its own --max-wall
+        _check_budget(args, *_run_estimate(args, scenario))
     records = None
     if args.engine == "simpy" and args.rel_error is None:  # the model also gives per-event records
         result = simulate(scenario, progress=args.progress)
@@ -293,36 +369,54 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     from simlab.scenario.presets import describe
-    from simlab.sweeps.sweep import load_sweep, run_sweep
+    from simlab.sweeps.sweep import estimate_sweep, load_sweep, run_sweep, runs_done
 
     if args.workers is not None and args.workers < 1:
         raise ScenarioError(
             [Problem("--workers", f"{args.workers}: must be at least 1")], "simlab sweep"
         )
-    spec = load_sweep(args.sweep, preset=args.preset, networks=args.network)
-    text = Path(args.sweep).read_text()
+    spec = load_sweep(args.sweep, preset=args.preset, networks=args.network, strict=args.strict)
+    work = estimate_sweep(spec, args.workers, runs_done(args.out) if args.resume else 0)
+    _check_budget(
+        args,
+        work.seconds,
+        f"the sweep takes {work}",
+        "fewer points or replications, a shorter horizon, fewer connections, a faster "
+        "engine (engine: auto), or more --workers",
+    )
+    text = read_text(args.sweep, what="sweep file")
     if args.preset or args.network:  # the meta file says what the base scenario got
         text += f"\n# {describe('base scenario', args.preset, args.network)}\n"
-    outcome = run_sweep(
-        spec,
-        args.out,
-        workers=args.workers,
-        dask_scheduler=args.dask_scheduler,
-        dask_local=args.dask_local,
-        resume=args.resume,
-        progress=not args.quiet,
-        sweep_text=text,
-    )
     out = Path(args.out)
+    resume = f"simlab sweep {args.sweep} --out {args.out} --resume"
+    try:
+        with _sigterm_as_interrupt():  # kill PID ends a sweep as Ctrl-C does: rows kept, resumable
+            outcome = run_sweep(
+                spec,
+                args.out,
+                workers=args.workers,
+                dask_scheduler=args.dask_scheduler,
+                dask_local=args.dask_local,
+                resume=args.resume,
+                progress=not args.quiet,
+                sweep_text=text,
+            )
+    except OutputError as exc:  # a full disk mid-sweep: the rows written so far are kept
+        if not out.is_file() or out.stat().st_size == 0 or not read_rows(out)[1]:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        print(
+            f"the sweep stopped; the rows written are kept in {out}: "
+            f"once the file can be written, complete it with {resume}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"{len(outcome.rows)} rows in {out}; summary {out.with_suffix('.summary.csv')}; meta {out.with_suffix('.meta.json')}",
         file=sys.stderr,
     )
     if outcome.interrupted:
-        print(
-            f"interrupted: complete it with simlab sweep {args.sweep} --out {args.out} --resume",
-            file=sys.stderr,
-        )
+        print(f"interrupted: complete it with {resume}", file=sys.stderr)
         return 130
     if outcome.failed:
         print(
@@ -331,6 +425,29 @@ def cmd_sweep(args) -> int:
         )
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt in this process while the block runs (main thread
+    only); a forked worker that inherits the handler dies of SIGTERM as it would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_delay(text: str):
@@ -413,6 +530,7 @@ def cmd_check(args) -> int:
     scenario = _load(args)
     for key, value in flatten(to_dict(scenario)).items():
         print(f"{key} = {value}")
+    _check_budget(args, *_run_estimate(args, scenario))
     where = describe(args.scenario, args.preset, args.network)
     print(f"ok: {where} (detector side: {scenario.detector_side})", file=sys.stderr)
     return 0
@@ -478,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `simlab ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # a last resort: a file the OS refused, in one line, no traceback
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename is not None else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

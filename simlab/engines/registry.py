@@ -37,6 +37,14 @@ class Engine:
     exact: bool = False  # its figures are exact: no sampling error (the panel compares exactly)
     fleets: bool = False  # it also runs fleet files (reconnect storms)
     options: tuple[str, ...] = ()  # keyword options of run() it takes (others are not passed)
+    # its speed, for the work budget (estimate()): rough, from python -m simlab.bench
+    rounds_per_s: float = 60_000.0  # heartbeat rounds per wall second (inf: constant time)
+    run_s: float = 0.01  # the fixed cost of one run, seconds
+    attempts_per_s: float | None = None  # fleets: reconnection attempts per wall second
+
+    def estimate(self, scenario: Scenario) -> float:
+        """Rough wall seconds of one run of ``scenario`` (see :func:`estimate`)."""
+        return self.run_s + heartbeat_rounds(scenario) / self.rounds_per_s
 
     def code(self):
         return importlib.import_module(self.module)
@@ -57,11 +65,16 @@ REGISTRY: dict[str, Engine] = {
             "simlab.engines.analytic.chain",
             "exact answers for the round-chain subset (datagrams, constant delays)",
             exact=True,
+            rounds_per_s=math.inf,  # constant time: a few ms per run, whatever the horizon
+            run_s=0.05,
         ),
         Engine(
             "fast",
             "simlab.engines.fast",
             "a vectorized Monte Carlo of the model's round-by-round subset",
+            # 10 million rounds/s over TCP, 1-1.7 million over datagrams (a lost round is a
+            # reconnection there): the geometric middle, within 3x of both
+            rounds_per_s=3_000_000.0,
         ),
         Engine(
             "simpy",
@@ -69,12 +82,55 @@ REGISTRY: dict[str, Engine] = {
             "the discrete-event model: everything the scenario format has",
             fleets=True,
             options=("progress",),
+            rounds_per_s=60_000.0,  # 45,000-95,000 rounds/s: outages, NAT and TCP slow it
+            attempts_per_s=170_000.0,  # the fleet model: 3-6 us per attempt
         ),
     )
 }
 AUTO = "auto"
 ENGINES = ("simpy", "analytic", "fast", AUTO)  # the --engine choices, as the CLI lists them
 assert set(ENGINES) == {*REGISTRY, AUTO}
+
+
+# The work budget: what a run or a sweep would cost, told before it starts
+BUDGET_S = 3600.0  # the default limit (--budget): one hour of wall time
+NOTICE_S = 5.0  # an estimate above this is printed before the run
+FLEET_ATTEMPTS = 10  # attempts per client assumed for a fleet (2-18 in the example storms)
+
+
+def heartbeat_rounds(scenario: Scenario) -> float:
+    """connections x horizon / heartbeat.interval (application messages count as rounds too)."""
+    per_s = 1.0 / scenario.heartbeat.interval + scenario.app.rate
+    return scenario.connections * max(1.0, scenario.horizon * per_s)
+
+
+def estimate(scenario, engine: str = "simpy") -> float:
+    """Rough wall seconds of one run of ``scenario`` on ``engine``, from its calibrated speed.
+
+    ``auto``: the engine :func:`choose` picks. A fleet (``simlab.fleet.spec.Fleet``) runs
+    on the fleet model whatever the engine: clients x attempts (``FLEET_ATTEMPTS`` each,
+    fewer if its policy gives up sooner). Within a factor of about 3 on the development
+    machine (``python -m simlab.bench``); meant to tell minutes from years.
+    """
+    if hasattr(scenario, "clients"):  # a fleet
+        model = REGISTRY["simpy"]
+        attempts = min(FLEET_ATTEMPTS, scenario.policy.max_attempts or FLEET_ATTEMPTS)
+        return model.run_s + scenario.clients * attempts / model.attempts_per_s
+    if engine == AUTO:
+        engine, _ = choose(scenario)
+    return get(engine).estimate(scenario)
+
+
+def format_wall(seconds: float) -> str:
+    """A wall time as a person reads it: '45s', '3.2h', '12d', '1.5e+05 years'."""
+    if seconds >= 365.25 * 86400:
+        return f"{seconds / (365.25 * 86400):.3g} years"
+    unit, size = next(
+        ((u, z) for u, z in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)) if seconds >= z),
+        ("s", 1.0),
+    )
+    value = seconds / size
+    return f"{value:.2g}{unit}" if value < 10 else f"{value:.0f}{unit}"
 
 
 def get(name: str) -> Engine:

@@ -37,7 +37,7 @@ from simlab.fleet import plots as fleetplots
 from simlab.fleet.spec import is_fleet
 from simlab.fleet.spec import load as load_fleet
 from simlab.fleet.spec import to_dict as fleet_to_dict
-from simlab.io import write_atomic
+from simlab.io import OUTPUT_LIMIT, read_text, write_atomic
 from simlab.lab import plots
 from simlab.lab.choose import Choice, choose
 from simlab.lab.question import (
@@ -157,7 +157,9 @@ def read_crosscheck(path: str | Path) -> CrossCheckFile:
     path = Path(path)
     where = "--crosscheck"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(
+            path, limit=OUTPUT_LIMIT, what="cross-check file", error=ReportError, where=where
+        )
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportError([Problem(where, f"{path}: cannot read ({exc})")], str(path)) from None
     rows: list[dict] = []

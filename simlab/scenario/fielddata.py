@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import io
 import math
 import re
 import sys
@@ -23,7 +24,9 @@ import pandas as pd
 import yaml
 
 from simlab.errors import Problem, ScenarioError
+from simlab.io import read_text
 from simlab.scenario.distributions import DIMENSIONLESS, FAMILIES
+from simlab.scenario.reader import safe_yaml
 from simlab.units import parse_duration
 
 CONFIDENCE = ("H", "M", "L")
@@ -186,7 +189,7 @@ def parse_settings(text: str) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{item!r}: expected dotted.key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = safe_yaml(value)  # bounded nesting and aliases, as --set
     return out
 
 
@@ -236,9 +239,10 @@ def read(table: str, folder: str | Path | None = None) -> pd.DataFrame:
 def _read(table: str, folder: Path) -> pd.DataFrame:
     schema = SCHEMAS[table]
     path = folder / schema.file
+    text = read_text(path, what="field-data CSV", error=FieldDataError)  # 1 MiB, a regular file
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise FieldDataError([Problem("", f"cannot read: {exc}")], str(path)) from None
     df = df.apply(lambda col: col.str.strip())
     problems = _check(df, schema)

@@ -1,7 +1,10 @@
 """Read a scenario from YAML or a dict, checking everything, reporting all problems at once.
 
-Each problem names the key path, the bad value and what is allowed; an unknown
-key gets a "did you mean" suggestion. Impossible combinations are errors; doubtful
+Each problem names the key path, the bad value (a short prefix of a long one, by
+:func:`simlab.errors.shown`) and what is allowed; an unknown key gets a "did you
+mean" suggestion. Files are read within limits (:func:`read_yaml`: a regular file
+of at most 1 MiB, YAML nested at most 64 deep, aliases standing for at most
+100,000 values, not empty). Impossible combinations are errors; doubtful
 ones are warnings, returned beside the scenario so the CLI can print them.
 """
 
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from simlab.errors import Problem, ScenarioError
+from simlab.errors import SHOWN, Problem, ScenarioError, shown
+from simlab.io import read_text
 from simlab.scenario import schema as sc
 from simlab.scenario.distributions import (
     DIMENSIONLESS,
@@ -29,6 +33,33 @@ from simlab.units import ALLOWED as DURATION_ALLOWED
 from simlab.units import format_duration, parse_duration
 
 _MISSING = object()
+
+# The longest duration accepted anywhere: far beyond anything a connection lives through,
+# it keeps out values (2**63 s, a median of 1e12 days) that turn every figure into noise.
+MAX_DURATION = 100 * 365.25 * 86400.0
+MAX_DURATION_TEXT = "100 years (36525d)"
+# A lognormal's sigma: measured delays have 0.1 to 2; at 20 the mean is already e^200 times
+# the median, and past 37.7 it overflows a float.
+MAX_SIGMA = 20
+# Plausibility: past these a value is allowed but almost surely a slip (warnings).
+# a heartbeat frame: a few bytes (a WebSocket control frame holds at most 125)
+PLAUSIBLE_FRAME_BYTES = 64 * 1024
+PLAUSIBLE_DELAY = 3600.0  # a one-way link delay (mean or median): seconds at worst, not hours
+PLAUSIBLE_HORIZON = 365.25 * 86400.0  # simulated time per connection
+PLAUSIBLE_LOSS = 0.5  # a link's mean loss probability
+MAX_BYTES = 1 << 30  # a frame or message size: above 1 GiB, bytes per hour mean nothing
+
+
+def _parse_duration(value: object) -> float:
+    """:func:`parse_duration`, its message quoting at most a short prefix of a bad value."""
+    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= SHOWN):
+        return parse_duration(value)  # its message quotes the value whole: short here
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            pass  # quoted below by a prefix; a structure is never passed on (repr would expand it)
+    raise ValueError(f"expected a duration ({DURATION_ALLOWED}), got {shown(value)}")
 
 
 class Reader:
@@ -46,7 +77,7 @@ class Reader:
       ``key`` is not in ``raw``, else the converted, checked value; on a problem they record
       it (``'<value>' is not allowed: must be <rule>``, or the converter's own message) and
       return ``default``: :meth:`duration` (units, :func:`simlab.units.parse_duration`,
-      positive or >= 0, or between two bounds), :meth:`number` (finite, in a range),
+      positive or >= 0, or between two bounds; never above ``MAX_DURATION``, 100 years), :meth:`number` (finite, in a range),
       :meth:`probability` (a number in [0, 1], either end open), :meth:`integer`,
       :meth:`choice` (one of the options), :meth:`boolean` and :meth:`distribution`;
       :meth:`value` takes any converter and check.
@@ -69,7 +100,7 @@ class Reader:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.error(path, f"expected a mapping with keys {allowed}, got {raw!r}")
+            self.error(path, f"expected a mapping with keys {allowed}, got {shown(raw)}")
             return {}
         for key in raw:
             if key not in allowed:
@@ -91,7 +122,7 @@ class Reader:
             self.error(where, str(exc))
             return default
         if check is not None and not check(value):
-            self.error(where, f"{raw[key]!r} is not allowed: must be {allowed}")
+            self.error(where, f"{shown(raw[key])} is not allowed: must be {allowed}")
             return default
         return value
 
@@ -103,7 +134,7 @@ class Reader:
         def convert(v):
             if v is None and nullable:
                 return None
-            return parse_duration(v)
+            return _parse_duration(v)
 
         def check(v):
             if v is not None and low is not None:
@@ -113,8 +144,20 @@ class Reader:
         rule = "a positive duration" if positive else "a duration >= 0"
         if low is not None:
             rule = f"between {format_duration(low)} and {format_duration(high)}"
-        return self.value(
+        value = self.value(
             raw, key, path, convert, default, check, rule + (" or null" if nullable else "")
+        )
+        # past the cap every figure is noise (a default never is past it)
+        if value is not default and isinstance(value, float) and value > MAX_DURATION:
+            self._too_long(f"{path}.{key}" if path else key, raw[key], value)
+            return default
+        return value
+
+    def _too_long(self, where: str, raw: object, seconds: float) -> None:
+        self.error(
+            where,
+            f"{shown(raw)} ({format_duration(seconds)}) is not allowed: must be at most "
+            f"{MAX_DURATION_TEXT}",
         )
 
     def number(
@@ -122,9 +165,9 @@ class Reader:
     ):
         def convert(v):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"expected a number, got {v!r}")
+                raise ValueError(f"expected a number, got {shown(v)}")
             if not math.isfinite(v):
-                raise ValueError(f"expected a finite number, got {v!r}")
+                raise ValueError(f"expected a finite number, got {shown(v)}")
             return float(v)
 
         def check(v):
@@ -142,15 +185,17 @@ class Reader:
         """A number from 0 to 1 (``low_open``/``high_open``: without that end)."""
         return self.number(raw, key, path, default, 0, 1, low_open=low_open, high_open=high_open)
 
-    def integer(self, raw, key, path, default, low=0):
+    def integer(self, raw, key, path, default, low=0, high=None):
         def convert(v):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"expected a whole number, got {v!r}")
+                raise ValueError(f"expected a whole number, got {shown(v)}")
             return v
 
-        return self.value(
-            raw, key, path, convert, default, lambda v: v >= low, f"an integer >= {low}"
-        )
+        def check(v):
+            return v >= low and (high is None or v <= high)
+
+        rule = f"an integer >= {low}" + ("" if high is None else f" and <= {high}")
+        return self.value(raw, key, path, convert, default, check, rule)
 
     def choice(self, raw, key, path, default, options):
         def check(v):
@@ -163,7 +208,7 @@ class Reader:
     def boolean(self, raw, key, path, default):
         def convert(v):
             if not isinstance(v, bool):
-                raise ValueError(f"expected true or false, got {v!r}")
+                raise ValueError(f"expected true or false, got {shown(v)}")
             return v
 
         return self.value(raw, key, path, convert, default)
@@ -182,14 +227,17 @@ class Reader:
             return None
         if not isinstance(value, dict):
             try:
-                seconds = parse_duration(value)
+                seconds = _parse_duration(value)
             except ValueError:
                 wanted = f"a duration ({DURATION_ALLOWED}) or a mapping {{dist: ...}}"
-                self.error(where, f"expected {wanted}, got {value!r}")
+                self.error(where, f"expected {wanted}, got {shown(value)}")
                 return default
             if seconds < 0 or (positive and seconds == 0):
                 rule = "a positive duration" if positive else "a duration >= 0"
-                self.error(where, f"{value!r} is not allowed: must be {rule}")
+                self.error(where, f"{shown(value)} is not allowed: must be {rule}")
+                return default
+            if seconds > MAX_DURATION:
+                self._too_long(where, value, seconds)
                 return default
             return Constant(seconds)
         name = value.get("dist", _MISSING)
@@ -207,8 +255,8 @@ class Reader:
                 return default
             name = dist_name(default)
         if not isinstance(name, str) or name not in FAMILIES:
-            shown = "missing" if name is _MISSING else repr(name)
-            self.error(f"{where}.dist", f"{shown}: must be one of {', '.join(FAMILIES)}")
+            said = "missing" if name is _MISSING else shown(name)
+            self.error(f"{where}.dist", f"{said}: must be one of {', '.join(FAMILIES)}")
             return default
         cls, params = FAMILIES[name]
         self.mapping(value, where, ["dist", *params])
@@ -224,7 +272,8 @@ class Reader:
                 ok = False
                 continue
             if param in DIMENSIONLESS:
-                v = self.number(merged, param, where, None, 0, low_open=(param == "shape"))
+                high = MAX_SIGMA if param == "sigma" else None
+                v = self.number(merged, param, where, None, 0, high, low_open=(param == "shape"))
             else:
                 must_be_positive = positive or param in ("mean", "median", "scale")
                 v = self.duration(merged, param, where, None, positive=must_be_positive)
@@ -250,7 +299,7 @@ def _heartbeat(r: Reader, raw) -> sc.Heartbeat:
         initiator=r.choice(raw, "initiator", p, d.initiator, ["server", "client", "both"]),
         interval=r.duration(raw, "interval", p, d.interval),
         jitter=r.number(raw, "jitter", p, d.jitter, 0, 1, high_open=True),
-        frame_bytes=r.integer(raw, "frame_bytes", p, d.frame_bytes),
+        frame_bytes=r.integer(raw, "frame_bytes", p, d.frame_bytes, high=MAX_BYTES),
         policy=_policy(r, raw.get("policy")),
     )
 
@@ -499,6 +548,58 @@ def _cross_checks(r: Reader, s: sc.Scenario) -> None:
             "heartbeat.interval",
             f"{s.heartbeat.interval:g}s is longer than the horizon ({s.horizon:g}s): no heartbeat will be sent",
         )
+    _plausibility(r, s, bad)
+
+
+def _plausibility(r: Reader, s: sc.Scenario, bad: set[str]) -> None:
+    """Values allowed but far outside anything physical or observed: a slip, most likely."""
+    if "heartbeat" not in bad and s.heartbeat.frame_bytes > PLAUSIBLE_FRAME_BYTES:
+        r.warn(
+            "heartbeat.frame_bytes",
+            f"{s.heartbeat.frame_bytes} bytes is implausible for a heartbeat frame (above 64 KiB; "
+            "a ping is a few bytes): check the value",
+        )
+    if "horizon" not in bad and s.horizon > PLAUSIBLE_HORIZON:
+        r.warn(
+            "horizon",
+            f"{format_duration(s.horizon)} of simulated time per connection is over a year: "
+            "check the value (rates are per connection-hour; a day or a week is plenty)",
+        )
+    if "link" in bad:
+        return
+    up, down = s.link.up, s.link.down
+    for key in ("delay", "loss"):  # one warning for a value both directions share
+        same = getattr(up, key) == getattr(down, key)
+        for where, direction in (
+            [("link", up)] if same else [("link.uplink", up), ("link.downlink", down)]
+        ):
+            _plausible_direction(r, where, direction, key)
+
+
+def _plausible_direction(r: Reader, where: str, direction: sc.Direction, key: str) -> None:
+    if key == "delay":
+        delay = direction.delay
+        try:
+            mean = delay.mean
+        except OverflowError:
+            mean = math.inf
+        typical = [("median", getattr(delay, "median", None)), ("mean", mean)]
+        said = next(
+            ((what, v) for what, v in typical if v is not None and v > PLAUSIBLE_DELAY), None
+        )
+        if said is not None:
+            what, v = said
+            r.warn(
+                f"{where}.delay",
+                f"{describe(delay)} has a {what} of {format_duration(v)}, over an hour: "
+                "one-way delays are milliseconds to seconds; check the value and its unit",
+            )
+    elif direction.loss.mean > PLAUSIBLE_LOSS:
+        r.warn(
+            f"{where}.loss",
+            f"a mean loss of {direction.loss.mean:.3g} is over 50 %: heartbeats hardly get "
+            "through; check the value",
+        )
 
 
 def _detector_checks(r: Reader, s: sc.Scenario) -> None:
@@ -638,7 +739,7 @@ def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[
     d = sc.Scenario()
     name = raw.get("name", d.name)
     if not isinstance(name, str) or not name:
-        r.error("name", f"expected a non-empty string, got {name!r}")
+        r.error("name", f"expected a non-empty string, got {shown(name)}")
         name = d.name
     app = r.mapping(raw.get("app"), "app", _keys(sc.App))
     rec = r.mapping(raw.get("reconnect"), "reconnect", _keys(sc.Reconnect))
@@ -654,7 +755,7 @@ def from_dict(raw: object, source: str = "scenario") -> tuple[sc.Scenario, list[
         peer=_peer(r, raw.get("peer")),
         app=sc.App(
             rate=r.number(app, "rate", "app", 0.0, 0),
-            bytes=r.integer(app, "bytes", "app", 200),
+            bytes=r.integer(app, "bytes", "app", 200, high=MAX_BYTES),
             direction=r.choice(app, "direction", "app", "both", ["both", "up", "down"]),
         ),
         reconnect=sc.Reconnect(delay=r.duration(rec, "delay", "reconnect", 1.0, positive=False)),
@@ -678,7 +779,7 @@ def set_dotted(raw: dict, key: str, value: object) -> None:
         if not isinstance(nxt, dict):
             where = ".".join(parts[: i + 1])
             raise ScenarioError(
-                [Problem(key, f"cannot set: {where} is {nxt!r}, not a mapping")], "--set"
+                [Problem(key, f"cannot set: {where} is {shown(nxt)}, not a mapping")], "--set"
             )
         node = nxt
     node[parts[-1]] = value
@@ -696,6 +797,88 @@ def _expand_shorthand(key: str, value: object) -> dict | None:
         return None
 
 
+# YAML with limits. PyYAML (already a dependency) composes a document into a tree of nodes
+# before building Python objects; a subclass of its SafeLoader hooks that one step, so no
+# other library (ruamel.yaml, strictyaml) is needed: the tags, the YAML 1.1 booleans and
+# the floats it resolves stay exactly SafeLoader's, and what the reader refuses in them
+# (a Python tag, `no`/`off` for a duration, .nan) is refused as before.
+MAX_DEPTH = 64  # nesting: a scenario needs 5 levels; PyYAML's recursive composer fails near 1000
+MAX_ALIAS_NODES = 100_000  # nodes reached through aliases: a "billion laughs" stops here
+
+
+class YamlLimit(yaml.YAMLError):
+    """A document past a limit: its message says which, where, and the bound."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """SafeLoader that counts while composing: nesting depth, and the nodes each alias
+    stands for (a node's size counts the nodes its aliases stand for), so a bomb of
+    nested aliases is refused after a few thousand nodes, before anything is expanded.
+    An alias of its own enclosing node (a recursive structure) is refused too."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliased = 0
+        self._sizes: dict[yaml.Node, int] = {}
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:  # an undefined alias: SafeLoader's own error
+                if node not in self._sizes:
+                    raise YamlLimit(
+                        f"the alias *{event.anchor} is inside its own anchor (a recursive "
+                        f"structure, endless when expanded){_at(event.start_mark)}"
+                    )
+                self._aliased += self._sizes[node]
+                if self._aliased > MAX_ALIAS_NODES:
+                    raise YamlLimit(
+                        f"aliases expand to more than {MAX_ALIAS_NODES:,} values (at *"
+                        f"{event.anchor}{_at(event.start_mark, ', ')}): an alias bomb? "
+                        "Write the values out, or use fewer nested aliases"
+                    )
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise YamlLimit(f"nested deeper than {MAX_DEPTH} levels{_at(mark)}")
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        self._sizes[node] = 1 + sum(self._sizes[c] for c in children)
+        return node
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python refuses int() of over 4300 digits
+            raise YamlLimit(
+                f"a number of {len(node.value)} characters is too long{_at(node.start_mark)}"
+            ) from None
+
+
+_LimitedLoader.add_constructor("tag:yaml.org,2002:int", _LimitedLoader.construct_yaml_int)
+
+
+def _at(mark, sep: str = " ") -> str:
+    return "" if mark is None else f"{sep}at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def safe_yaml(text: str):
+    """``yaml.safe_load(text)`` within the limits above (a :class:`YamlLimit` past them)."""
+    try:
+        return yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader: no Python objects
+    except RecursionError:  # cannot happen within MAX_DEPTH; a message rather than a traceback
+        raise YamlLimit(f"nested too deeply (at most {MAX_DEPTH} levels)") from None
+
+
 def parse_sets(items: list[str]) -> dict[str, object]:
     """``['heartbeat.interval=10s']`` -> ``{'heartbeat.interval': '10s'}`` (values read as YAML)."""
     out, problems = {}, []
@@ -705,30 +888,33 @@ def parse_sets(items: list[str]) -> dict[str, object]:
             problems.append(Problem(item, "expected dotted.key=value"))
             continue
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            out[key.strip()] = safe_yaml(text)
+        except YamlLimit as exc:
+            problems.append(Problem(key, f"value {shown(text)}: {exc}"))
         except yaml.YAMLError as exc:
-            problems.append(Problem(key, f"value {text!r} is not valid YAML: {exc}"))
+            problems.append(Problem(key, f"value {shown(text)} is not valid YAML: {exc}"))
     if problems:
         raise ScenarioError(problems, "--set")
     return out
 
 
+EMPTY = "empty: give at least a name or one section (see examples/demo.yaml)"
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A YAML file (scenario, fleet or sweep): bounded by :func:`simlab.io.read_text`
+    and :func:`safe_yaml`; an empty one (nothing but blanks and comments) is an error."""
     path = Path(path)
+    text = read_text(path, what="YAML file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        problem = Problem("", f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
-        raise ScenarioError([problem], str(path)) from None
-    except OSError as exc:
-        raise ScenarioError(
-            [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml(text)
+    except YamlLimit as exc:
+        raise ScenarioError([Problem("", str(exc))], str(path)) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem("", f"not valid YAML: {exc}")], str(path)) from None
-    return {} if raw is None else raw
+    if raw is None:
+        raise ScenarioError([Problem("", f"{path} is {EMPTY}")], str(path))
+    return raw
 
 
 def load(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from simlab.engines.metrics import METRIC_KEYS
 from simlab.engines.rare import METRIC_KEYS as RARE_METRIC_KEYS
 from simlab.errors import Problem, ScenarioError
 from simlab.fleet.model import FLEET_METRIC_KEYS
+from simlab.io import OUTPUT_LIMIT, read_text
+from simlab.scenario.reader import safe_yaml
 
 SETTING_PREFIXES = ("heartbeat.", "detector.")
 LEAD = ("point_id", "replication", "seed")
@@ -166,10 +169,12 @@ def add_derived(summary: pd.DataFrame) -> pd.DataFrame:
             parts = [out.at[i, f"{c}_mean"] if f"{c}_mean" in out else math.nan for c in counts]
             if counts[0] == "false_positives" and len(parts) > 1 and pd.isna(parts[1]):
                 parts[1] = 0.0  # an engine without NAT figures: its false positives alone
-            if not exposure > 0 or any(pd.isna(p) for p in parts):
+            known = not any(pd.isna(p) for p in parts)
+            total = sum(float(p) for p in parts) * float(reps[i]) if known else math.nan
+            if not (0 < exposure < math.inf and 0 <= total < math.inf):  # NaN: no figure
                 mean.append(math.nan), low.append(math.nan), high.append(math.nan)
                 continue
-            count = int(round(sum(float(p) for p in parts) * float(reps[i])))
+            count = int(round(total))
             lo, hi = poisson_interval(count, exposure)
             mean.append(count / exposure), low.append(lo), high.append(hi)
         out[f"{name}_mean"], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean, low, high
@@ -213,7 +218,10 @@ def condition_label(row, conditions) -> str:
 
 def _read_csv(path: Path, where: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        text = read_text(
+            path, limit=OUTPUT_LIMIT, what="sweep CSV", error=SweepDataError, where=where
+        )
+        return pd.read_csv(StringIO(text))
     except FileNotFoundError:
         raise SweepDataError([Problem(where, f"{path}: no such file")], str(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -238,7 +246,7 @@ def _find_base(meta: dict | None, near: Path | None) -> tuple[dict | None, str |
     if not meta or not meta.get("sweep_text"):
         return None, None
     try:
-        raw = yaml.safe_load(meta["sweep_text"])
+        raw = safe_yaml(meta["sweep_text"])
     except yaml.YAMLError:
         return None, None
     base = raw.get("base") if isinstance(raw, dict) else None
@@ -253,8 +261,8 @@ def _find_base(meta: dict | None, near: Path | None) -> tuple[dict | None, str |
     for candidate in candidates:
         if candidate.is_file():
             try:
-                loaded = yaml.safe_load(candidate.read_text())
-            except (OSError, yaml.YAMLError):
+                loaded = safe_yaml(read_text(candidate, what="YAML file"))
+            except (OSError, ValueError, yaml.YAMLError):  # ValueError: read_text's ScenarioError
                 continue
             if isinstance(loaded, dict):
                 return loaded, str(candidate)
@@ -291,6 +299,39 @@ def _check_rare(frame: pd.DataFrame, source: str) -> None:
         raise SweepDataError([problem], source)
 
 
+def validate(frame: pd.DataFrame, source: str, meta=None, meta_source: str | None = None) -> None:
+    """Raise SweepDataError naming every problem of a sweep's output read back (its rows or
+    summary, and its parsed .meta.json if given): the check simlab choose, simlab report and
+    ``--resume`` share (:func:`simlab.sweeps.sweep.check_output`), and tidy rows must hold a row."""
+    from simlab.sweeps.sweep import check_output
+
+    problems = check_output(frame, source, meta, meta_source)
+    if frame.empty and len(frame.columns):
+        what = "rows" if "replication" in frame.columns else "points"
+        problems.append(
+            Problem(source, f"no {what}: no run of the sweep finished (complete it with --resume)")
+        )
+    if problems:
+        raise SweepDataError(problems, source)
+
+
+def _check_keys(summary: pd.DataFrame, keys: list[str], source: str) -> None:
+    """Two points with the same value in every varied key's column: a varied key's column was
+    lost (a sweep's points differ in at least one), so no point's setting can be told."""
+    if "point_id" not in summary or has_fleet(summary) or len(summary) < 2:
+        return  # a fleet's varied clients reads as a figure of its rows
+    same = summary.duplicated(subset=keys, keep=False) if keys else summary.index == summary.index
+    if same.any():
+        ids = ", ".join(map(str, summary.loc[same, "point_id"].head(3)))
+        shown = ", ".join(keys) if keys else "none"
+        problem = Problem(
+            source,
+            f"points {ids} have the same value in every varied key's column ({shown}): "
+            "a varied key's column is missing, so their settings are unknown",
+        )
+        raise SweepDataError([problem], source)
+
+
 def read(source, *, meta: dict | None = None) -> SweepData:
     """A sweep's results from a path (its tidy CSV or its ``.summary.csv``) or a DataFrame
     (tidy rows, such as :func:`simlab.sweep` returns, or a summary).
@@ -299,9 +340,11 @@ def read(source, *, meta: dict | None = None) -> SweepData:
     Raises SweepDataError (a ScenarioError) for anything that is not a sweep's output.
     """
     base_dir = None
+    meta_source = None if meta is None else "meta"
     if isinstance(source, pd.DataFrame):
         name = "sweep"
         frame = source.attrs.get("summary", source)
+        validate(frame, name, meta, meta_source)
         if not is_summary(frame):
             _check_rare(frame, name)
         summary = frame if is_summary(frame) else summarize(frame)
@@ -311,13 +354,18 @@ def read(source, *, meta: dict | None = None) -> SweepData:
         rows_path, summary_path, meta_path = _paths(path)
         if meta is None and meta_path.is_file():
             try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                meta = None
+                meta = json.loads(read_text(meta_path, limit=OUTPUT_LIMIT, what="sweep meta file"))
+            except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+                reason = " ".join(str(exc).split())
+                problem = Problem(str(meta_path), f"not a readable JSON file ({reason})")
+                raise SweepDataError([problem], str(meta_path)) from None
+            meta_source = str(meta_path)
         if path == summary_path or (summary_path.is_file() and _newer(summary_path, rows_path)):
             summary = _read_csv(summary_path, "sweep")
+            validate(summary, str(summary_path), meta, meta_source)
         else:
             rows = _read_csv(path, "sweep")
+            validate(rows, name, meta, meta_source)
             if is_summary(rows):
                 summary = rows
             else:
@@ -328,6 +376,7 @@ def read(source, *, meta: dict | None = None) -> SweepData:
         base_dir = path.parent
     _check(summary, name)
     keys = _summary_keys(summary)
+    _check_keys(summary, keys, name)
     settings = tuple(k for k in keys if is_setting(k))
     conditions = tuple(k for k in keys if not is_setting(k))
     base, base_source = _find_base(meta, base_dir)

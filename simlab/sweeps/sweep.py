@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -64,10 +65,10 @@ import yaml
 from simlab.engines import registry
 from simlab.engines.analytic.theory import poisson_interval
 from simlab.engines.metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
-from simlab.errors import Problem, ScenarioError
+from simlab.errors import Problem, ScenarioError, shown
 from simlab.fleet.spec import is_fleet
 from simlab.fleet.spec import load as load_fleet
-from simlab.io import RowAppender, read_rows, write_atomic, write_rows
+from simlab.io import OUTPUT_LIMIT, RowAppender, read_rows, read_text, write_atomic, write_rows
 from simlab.scenario.reader import Reader, load, read_yaml
 from simlab.units import parse_duration
 from simlab.version import __version__
@@ -78,6 +79,11 @@ SAMPLE_KEYS = ["method", "count", "ranges"]
 RANGE_KEYS = ["low", "high", "scale"]
 LEAD_COLUMNS = ["point_id", "replication", "seed"]
 TAIL_COLUMNS = ["error", "wall_s"]
+# the most a sweep file may ask for, refused from its lists' lengths before any point is made
+MAX_POINTS = 100_000  # each point's scenario is checked before any run (~0.2 ms each)
+MAX_RUNS = 1_000_000  # points x replications
+ESTIMATE_SAMPLE = 32  # points whose runs are estimated for the work budget (evenly spread)
+RARE_RUN_S = 2.0  # a rare-event run's usual wall time (0.1-0.2 s in the bench), below max_wall
 
 
 class SweepError(ScenarioError):
@@ -127,6 +133,11 @@ class SweepSpec:
     seed: int
     source: str = ""
     rare: Rare | None = None
+    # impossible points (a combination of values no scenario allows), not run:
+    # {"point_id", "params", "reasons"} each, in point order
+    left_out: tuple[dict, ...] = ()
+    # the points' scenario warnings (simlab.scenario.reader), each once, in point order
+    warnings: tuple[str, ...] = ()
 
     def tasks(self) -> list[Task]:
         out = []
@@ -259,11 +270,20 @@ def _list(raw, where, problems) -> list | None:
     return raw
 
 
-def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
+def parse_sweep(
+    raw: dict, source: str = "sweep", base_dir: Path | None = None, *, strict: bool = False
+) -> SweepSpec:
     """Check a sweep mapping and every scenario it implies; raise SweepError listing all problems.
 
     The problems are collected by :class:`simlab.scenario.reader.Reader` (its ``errors``),
     which also checks the top-level keys; the sweep's own values keep their own messages.
+
+    A point whose values cannot go together (``detector.timeout`` not longer than its
+    ``heartbeat.interval``) is left out (``SweepSpec.left_out``, with its reasons) while
+    every value of every key still has a point that runs; a value none of whose points
+    can run (a typo, a negative duration) is an error, as is a sweep with no possible
+    point. ``strict``: every impossible point is an error. A sweep larger than
+    ``MAX_POINTS`` points or ``MAX_RUNS`` runs is refused from its lists' lengths alone.
     """
     reader = Reader()
     problems: list[Problem] = reader.errors
@@ -297,6 +317,8 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
 
     axes: list[list[dict]] = []  # each axis: a list of partial parameter settings
     keys: list[str] = []
+    sizes: list[tuple[str, int]] = []  # (where, length) of each axis, for the size check
+    sampled: list[str] = []
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict):
         problems.append(Problem("grid", f"expected a mapping of dotted key -> list, got {grid!r}"))
@@ -306,6 +328,7 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
         if values is not None:
             axes.append([{key: _normalize(v)} for v in values])
             keys.append(key)
+            sizes.append((f"grid.{key}", len(values)))
     zips = raw.get("zip") or []
     if not isinstance(zips, list):
         problems.append(
@@ -331,6 +354,7 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
         n = next(iter(lengths.values()))
         axes.append([{k: _normalize(v[j]) for k, v in lists.items()} for j in range(n)])
         keys += list(lists)
+        sizes.append((where, n))
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         problems.append(Problem("seed", f"{seed!r}: must be an integer >= 0"))
@@ -365,9 +389,16 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
                     )
                 )
                 ok = False
+            elif count > MAX_POINTS:  # refused before any point is drawn
+                problems.append(
+                    Problem("sample.count", f"{count:,}: must be at most {MAX_POINTS:,}")
+                )
+                ok = False
             if ok and ranges:
                 axes.append(_design(method, count, ranges, seed))
                 keys += list(ranges)
+                sampled += list(ranges)
+                sizes.append(("sample.count", count))
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         problems.append(Problem("", f"keys varied twice: {', '.join(duplicates)}"))
@@ -375,6 +406,19 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
         problems.append(Problem("replications", f"{reps!r}: must be an integer >= 1"))
         reps = 1
+    n_points = math.prod(n for _, n in sizes)
+    too_big = n_points > MAX_POINTS or n_points * reps > MAX_RUNS
+    if too_big:  # from the lengths alone: the points are never made
+        product = " x ".join(f"{n:,} ({where})" for where, n in sizes) or "1 point"
+        problems.append(
+            Problem(
+                "",
+                f"{product} = {n_points:,} points x {reps:,} replication(s) = "
+                f"{n_points * reps:,} runs: more than a sweep may hold ({MAX_POINTS:,} points, "
+                f"{MAX_RUNS:,} runs); use fewer values or replications, or split it into "
+                "several sweeps",
+            )
+        )
     rare = _rare(raw["rare"], problems) if "rare" in raw else None
     engine = raw.get("engine", "fast" if "rare" in raw else "simpy")
     if engine not in registry.ENGINES:
@@ -395,14 +439,20 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
     name = raw.get("name", Path(source).stem if source != "sweep" else "sweep")
 
     points: list[Point] = []
-    if not duplicates:  # the scenarios are checked even when the sweep's own keys have problems
+    left_out: list[dict] = []
+    warnings: dict[str, None] = {}  # each warning once, in the order the points gave them
+    # the scenarios are checked even when the sweep's own keys have problems
+    if not duplicates and not too_big:
         for combo in itertools.product(*axes) if axes else [()]:
             params: dict = {}
             for part in combo:
                 params.update(part)
             points.append(_point(params))
         checked = "rare" if "rare" in raw else engine if engine in registry.ENGINES else "simpy"
-        problems += _check_points(base, points, checked)
+        point_problems, left_out = _check_points(
+            base, points, checked, sampled, strict=strict, warnings=warnings
+        )
+        problems += point_problems
         ids = [p.id for p in points]
         repeated = [p.params for i, p in enumerate(points) if p.id in ids[:i]]
         if repeated:
@@ -415,7 +465,10 @@ def parse_sweep(raw: dict, source: str = "sweep", base_dir: Path | None = None) 
             )
     if problems:
         raise SweepError(problems, source)
-    return SweepSpec(str(name), base, tuple(keys), tuple(points), reps, engine, seed, source, rare)
+    gone = {entry["point_id"] for entry in left_out}
+    kept = tuple(p for p in points if p.id not in gone)
+    spec = SweepSpec(str(name), base, tuple(keys), kept, reps, engine, seed, source, rare)
+    return dataclasses.replace(spec, left_out=tuple(left_out), warnings=tuple(warnings))
 
 
 def _rare(raw, problems: list[Problem]) -> Rare | None:
@@ -446,9 +499,23 @@ def _rare(raw, problems: list[Problem]) -> Rare | None:
     return Rare(float(rel), float(wall)) if len(problems) == n else None
 
 
-def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]:
+def _check_points(
+    base: dict,
+    points: list[Point],
+    engine: str,
+    sampled: Sequence[str] = (),
+    *,
+    strict: bool = False,
+    warnings: dict[str, None] | None = None,
+) -> tuple[list[Problem], list[dict]]:
     """Load every point's scenario now, so a bad value (or an engine that does not cover a
-    point) stops the sweep before any run. ``engine`` "rare": the rare-event estimator."""
+    point) stops the sweep before any run. ``engine`` "rare": the rare-event estimator.
+
+    Returns (problems that stop the sweep, the points left out). A point whose scenario is
+    invalid only for the combination of its values is left out (:func:`_bad_alone` says
+    which problems are not), unless ``strict``; ``sampled``: the keys of the sample design.
+    The points' scenario warnings are added to ``warnings`` (a dict used as an ordered set).
+    """
     from simlab.engines import rare
 
     fleet = is_fleet(base)  # a fleet file runs through the fleet model, whatever the engine
@@ -468,14 +535,19 @@ def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]
         use = "leave rare out" if engine == "rare" else "use engine simpy or auto"
         text = f"does not cover fleet files (kind: fleet): {use}"
         seen["engine"] = Problem(engine_key, text)
-    for point in points:
+    loader = load_fleet if fleet else load
+    impossible: dict[int, tuple[list[Problem], list[Problem]]] = {}  # index: (as found, as told)
+    for i, point in enumerate(points):
         try:
-            scenario, _ = (load_fleet if fleet else load)(base, point.params)
+            scenario, found = loader(base, point.params)
+            if warnings is not None:
+                warnings.update(dict.fromkeys(str(w) for w in found))
             missing = covers(scenario) if covers else []
             if missing:
                 text = f"does not cover the point {point.params}: {'; '.join(missing)}"
                 seen.setdefault(f"{engine_key} {text}", Problem(engine_key, text))
         except ScenarioError as exc:
+            told = []
             for p in exc.problems:
                 where = p.path or "base"
                 value = {
@@ -483,9 +555,96 @@ def _check_points(base: dict, points: list[Point], engine: str) -> list[Problem]
                     for k, v in point.params.items()
                     if where.startswith(k) or k.startswith(where)
                 }
-                shown = f" (at {value})" if value else ""
-                seen.setdefault(f"{where}: {p.message}", Problem(where, p.message + shown))
-    return list(seen.values())
+                at = f" (at {value})" if value else ""
+                told.append(Problem(where, p.message + at))
+            impossible[i] = (list(exc.problems), told)
+    fatal = (
+        set(impossible)
+        if strict or len(impossible) == len(points)
+        else _bad_alone(base, points, impossible, sampled, loader)
+    )
+    for i in sorted(fatal):
+        for p in impossible[i][1]:
+            seen.setdefault(f"{p.path}: {p.message}", p)
+    left_out = [
+        {
+            "point_id": points[i].id,
+            "params": points[i].params,
+            "reasons": [str(p) for p in impossible[i][0]],
+        }
+        for i in sorted(set(impossible) - fatal)
+    ]
+    return list(seen.values()), left_out
+
+
+def _value_key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _bad_alone(
+    base: dict,
+    points: list[Point],
+    impossible: dict[int, tuple[list[Problem], list[Problem]]],
+    sampled: Sequence[str],
+    loader,
+) -> set[int]:
+    """The impossible points whose problem is not the combination of their values.
+
+    A listed value (grid, zip) none of whose points can run is bad on its own (a typo, a
+    negative duration, a key that belongs to another kind): every point with it is. A
+    sampled value is bad on its own when the base with that value alone has the same
+    problem (a sampled value never repeats, so its points cannot tell).
+    """
+    fatal: set[int] = set()
+    keys = {k for point in points for k in point.params}
+    for key in sorted(keys - set(sampled)):
+        slices: dict[str, list[int]] = {}
+        for i, point in enumerate(points):
+            if key in point.params:
+                slices.setdefault(_value_key(point.params[key]), []).append(i)
+        for members in slices.values():
+            if all(i in impossible for i in members):
+                fatal.update(members)
+    alone: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for i, (found, _) in impossible.items():
+        if i in fatal:
+            continue
+        for key in sampled:
+            if key not in points[i].params:
+                continue
+            value = points[i].params[key]
+            cached = (key, _value_key(value))
+            if cached not in alone:
+                try:
+                    loader(base, {key: value})
+                    alone[cached] = set()
+                except ScenarioError as exc:
+                    alone[cached] = {(p.path, p.message) for p in exc.problems}
+            if alone[cached] & {(p.path, p.message) for p in found}:
+                fatal.add(i)
+                break
+    return fatal
+
+
+def left_out_text(spec: SweepSpec, meta: str = "the meta file") -> str | None:
+    """'N of M points left out: ...', their reasons grouped (the values taken out), or None."""
+    if not spec.left_out:
+        return None
+    groups: dict[str, list[dict]] = {}
+    for entry in spec.left_out:
+        shape = "; ".join(re.sub(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", r) for r in entry["reasons"])
+        groups.setdefault(shape, []).append(entry)
+    total = len(spec.left_out) + len(spec.points)
+    lines = [
+        f"{len(spec.left_out)} of {total} points left out (impossible combinations, not run; "
+        f"listed under left_out in {meta}):"
+    ]
+    for entries in sorted(groups.values(), key=len, reverse=True):
+        first = entries[0]
+        params = ", ".join(f"{k}={v}" for k, v in first["params"].items())
+        count = f"{len(entries)} points, e.g." if len(entries) > 1 else "1 point:"
+        lines.append(f"  {count} {params}: {'; '.join(first['reasons'])}")
+    return "\n".join(lines)
 
 
 def load_sweep(
@@ -494,16 +653,18 @@ def load_sweep(
     preset: str | None = None,
     networks: Sequence[str] = (),
     spelling: str = "cli",
+    strict: bool = False,
 ) -> SweepSpec:
     """A sweep file, its base scenario layered with ``preset`` and ``networks`` if given
     (defaults < base file < preset < networks < the sweep's own points: the order of
-    :func:`simlab.scenario.presets.load_layered`)."""
+    :func:`simlab.scenario.presets.load_layered`). ``strict``: see :func:`parse_sweep`."""
     from simlab.scenario import presets
 
     path = Path(path)
     if preset or networks:  # unknown names fail here, before any file is read
         presets.layered(preset, networks, spelling=spelling)
-    return _parse_layered(read_yaml(path), str(path), path.parent, preset, networks, spelling)
+    raw = read_yaml(path)
+    return _parse_layered(raw, str(path), path.parent, preset, networks, spelling, strict)
 
 
 def _parse_layered(
@@ -513,13 +674,14 @@ def _parse_layered(
     preset: str | None,
     networks: Sequence[str],
     spelling: str,
+    strict: bool = False,
 ) -> SweepSpec:
     """:func:`parse_sweep` of ``raw`` with its base layered by
     :func:`simlab.scenario.presets.apply` (the mapping given is not changed)."""
     from simlab.scenario import presets
 
     if not preset and not networks:
-        return parse_sweep(raw, source, base_dir)
+        return parse_sweep(raw, source, base_dir, strict=strict)
     if isinstance(raw, dict):
         raw = dict(raw)
         base = raw.get("base")
@@ -534,10 +696,68 @@ def _parse_layered(
         if isinstance(base, dict):
             raw["base"] = presets.apply(base, preset, networks, spelling=spelling)
     try:
-        return parse_sweep(raw, source, base_dir)
+        return parse_sweep(raw, source, base_dir, strict=strict)
     except ScenarioError as exc:  # say that the base got presets
         where = presets.describe(source, preset, networks, spelling=spelling)
         raise type(exc)(exc.problems, where) from None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long a sweep would take: ``runs`` of about ``per_run`` seconds on ``workers``."""
+
+    seconds: float  # wall time
+    runs: int  # runs still to do
+    per_run: float  # mean wall seconds of one run
+    workers: int
+    engines: tuple[str, ...]  # the engines that would run them (auto: the ones it picks)
+
+    def __str__(self) -> str:
+        on = "1 worker" if self.workers == 1 else f"{self.workers} workers"
+        return (
+            f"about {registry.format_wall(self.seconds)}: {self.runs:,} runs of "
+            f"~{registry.format_wall(self.per_run)} ({', '.join(self.engines)}) on {on}"
+        )
+
+
+def runs_done(out: str | Path) -> int:
+    """The runs an interrupted sweep's CSV already holds (rows without an error)."""
+    out = Path(out)
+    if not out.is_file():
+        return 0
+    try:
+        _, rows = read_rows(out)
+    except (OSError, ValueError):
+        return 0
+    return sum(1 for r in rows if len(r) > 1 and not r[-2])
+
+
+def estimate_sweep(spec: SweepSpec, workers: int | None = None, done: int = 0) -> Estimate:
+    """The work of ``spec``'s runs (less ``done`` already in its CSV) from the engines'
+    calibrated speeds (:func:`simlab.engines.registry.estimate`), on ``workers`` processes
+    (default: the number of cores). Up to ``ESTIMATE_SAMPLE`` points, evenly spread, are
+    estimated; a rare-event run counts as ``RARE_RUN_S`` (at most its ``max_wall``)."""
+    points = spec.points
+    runs = max(0, len(points) * spec.replications - done)
+    workers = max(1, min(workers or os.cpu_count() or 1, runs or 1))
+    m = min(len(points), ESTIMATE_SAMPLE)
+    picked = sorted({round(j * (len(points) - 1) / max(1, m - 1)) for j in range(m)})
+    fleet = is_fleet(spec.base)
+    seconds, engines = [], set()
+    for j in picked:
+        params = points[j].params
+        if fleet:
+            scenario, _ = load_fleet(spec.base, params)
+            seconds.append(registry.estimate(scenario)), engines.add("fleet model")
+            continue
+        scenario, _ = load(spec.base, params)
+        if spec.rare is not None:
+            seconds.append(min(spec.rare.max_wall, RARE_RUN_S)), engines.add("rare events")
+            continue
+        engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
+        seconds.append(registry.estimate(scenario, engine)), engines.add(engine)
+    per_run = sum(seconds) / len(seconds) if seconds else 0.0
+    return Estimate(per_run * runs / workers, runs, per_run, workers, tuple(sorted(engines)))
 
 
 # -- running ------------------------------------------------------------------------------
@@ -611,6 +831,42 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when its coordinator ``parent`` dies, also of ``kill -9`` (which
+    leaves it no chance to stop its pool): on Linux the kernel sends SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread checks the parent every
+    second. A worker re-parented before the prctl took hold ends at once."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to ask: the thread below still watches
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="simlab-watch-parent", daemon=True).start()
+
+
+def _start_worker(parent: int) -> None:
+    """A pool worker: Ctrl-C is the parent's (:func:`_ignore_sigint`); it dies with the parent."""
+    _ignore_sigint()
+    _die_with(parent)
+
+
 def _map(fn, tasks: list) -> list:
     return [fn(t) for t in tasks]
 
@@ -628,7 +884,9 @@ class _Pool:
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),)
+        )
 
     def run(self, fn, tasks):
         from concurrent.futures import as_completed
@@ -716,12 +974,22 @@ def _making(spec: SweepSpec) -> dict:
 
 def _check_same_making(spec: SweepSpec, out: Path) -> None:
     """Refuse to resume a file whose rows were made otherwise (another engine, another rare)."""
-    try:
-        old = json.loads(out.with_suffix(".meta.json").read_text())
-    except (OSError, ValueError):
+    meta = out.with_suffix(".meta.json")
+    hint = "fix it, or remove it to resume without this check"
+    if not meta.exists() and not meta.is_symlink():
         return  # no provenance to compare (a file from before it was written)
-    if not isinstance(old, dict):
-        return
+    try:
+        old = json.loads(read_text(meta, limit=OUTPUT_LIMIT, what="sweep meta file"))
+    except ValueError as exc:  # unreadable (a ScenarioError is one), not UTF-8, not JSON
+        reason = " ".join(str(exc).split())
+        problem = Problem(str(meta), f"not readable JSON ({reason}): {hint}")
+        raise SweepError([problem], str(out)) from None
+    problems = [
+        Problem(p.path, f"{p.message}: {hint}")
+        for p in check_output(pd.DataFrame(columns=spec.columns), str(out), old, str(meta))
+    ]
+    if problems:
+        raise SweepError(problems, str(out))
     problems = [
         Problem(
             key,
@@ -733,6 +1001,158 @@ def _check_same_making(spec: SweepSpec, out: Path) -> None:
     ]
     if problems:
         raise SweepError(problems, str(out))
+
+
+# -- reading outputs back ----------------------------------------------------------------
+# A sweep's CSV, .summary.csv and .meta.json are read back by simlab choose and simlab report
+# (simlab.sweeps.data.read) and by --resume: files anyone may have edited or a disk may have
+# damaged, so they are checked before any figure is computed from them. check_output is the
+# one check all three use (here, below data.py, which imports this module).
+
+# the .meta.json's keys that simlab reads or shows, and what each must be when present
+_META_TEXT = ("sweep", "sweep_text", "name", "simlab", "git_revision", "engine", "executor")
+_META_TEXT += ("started", "ended", "host", "python")
+_META_COUNTS = ("seed", "points", "replications", "runs", "runs_this_time", "workers")
+_META_FLAGS = ("complete", "interrupted")
+# what pandas reads as a blank cell, so rows read back as text (--resume) agree with it
+_BLANK = frozenset({"", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None", "<NA>"})
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_meta(meta, where: str) -> list[Problem]:
+    """The parsed .meta.json: an object whose known keys have their types (unknown keys pass)."""
+    if not isinstance(meta, dict):
+        kind = "null" if meta is None else type(meta).__name__
+        return [Problem(where, f"expected a JSON object (the one simlab sweep writes), got {kind}")]
+    problems = []
+    for key, value in meta.items():
+        if key in _META_TEXT and value is not None and not isinstance(value, str):
+            problem = f"expected a string or null, got {shown(value)}"
+        elif key in _META_COUNTS and not _is_count(value):
+            problem = f"expected an integer >= 0, got {shown(value)}"
+        elif key in _META_FLAGS and not isinstance(value, bool):
+            problem = f"expected true or false, got {shown(value)}"
+        elif key == "wall_s" and not (_is_number(value) and math.isfinite(value) and value >= 0):
+            problem = f"expected a finite number of seconds >= 0, got {shown(value)}"
+        elif key == "rare" and value is not None and not isinstance(value, dict):
+            problem = f"expected an object or null, got {shown(value)}"
+        elif key == "failed_points" and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problem = f"expected a list of point ids, got {shown(value)}"
+        else:
+            continue
+        problems.append(Problem(where, f"key {key}: {problem}"))
+    text = meta.get("sweep_text")
+    if isinstance(text, str) and varied_keys(meta) is None:
+        problems.append(Problem(where, "key sweep_text: not the text of a sweep file (YAML)"))
+    return problems
+
+
+def varied_keys(meta: dict | None) -> list[str] | None:
+    """The keys the sweep that wrote ``meta`` varied (its grid, zip groups and sample ranges,
+    read from its sweep_text); None if the meta holds no readable sweep file."""
+    text = (meta or {}).get("sweep_text")
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    keys: list[str] = []
+    grid, zips, sample = raw.get("grid"), raw.get("zip"), raw.get("sample")
+    if isinstance(grid, dict):
+        keys += list(grid)
+    for group in zips if isinstance(zips, list) else []:
+        keys += list(group) if isinstance(group, dict) else []
+    ranges = sample.get("ranges") if isinstance(sample, dict) else None
+    keys += list(ranges) if isinstance(ranges, dict) else []
+    return [str(k) for k in dict.fromkeys(keys)]
+
+
+def _numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A column as floats (NaN where blank), and where it holds something that is not a number."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return column.astype(float), pd.Series(False, index=column.index)
+    text = column.astype(str).str.strip()
+    blank = column.isna() | text.isin(_BLANK)
+    text = text.replace({"True": "1", "False": "0"})  # a flag (rare_event_budget_exhausted)
+    values = pd.to_numeric(text.where(~blank), errors="coerce").astype(float)
+    return values, values.isna() & ~blank
+
+
+def _column_problem(frame: pd.DataFrame, column: str, bad: pd.Series, what: str) -> str:
+    rows = [i for i, b in enumerate(bad.tolist()) if b]
+    value = frame[column].iloc[rows[0]]
+    value = value.item() if isinstance(value, np.generic) else value  # inf, not np.float64(inf)
+    more = f" (and {len(rows) - 1} more row(s))" if len(rows) > 1 else ""
+    return f"column {column}: {shown(value)} in row {rows[0] + 1}{more} is not {what}"
+
+
+def check_output(
+    frame: pd.DataFrame, source: str, meta=None, meta_source: str | None = None
+) -> list[Problem]:
+    """Every problem of a sweep's output read back: its tidy rows or its summary (``frame``,
+    read from ``source``) and, if given, its parsed .meta.json (``meta``, from ``meta_source``).
+
+    The meta must be a JSON object with its known keys' types; every key the sweep varied
+    (its sweep_text says which) must be a column, or its points' settings are unknown; figures
+    must be finite numbers or blank; counts (and replication, replications, errors, seed)
+    whole numbers >= 0; exposures (connected hours) >= 0. Rows are numbered from 1 after the
+    header.
+    """
+    from simlab.engines import rare
+    from simlab.fleet.model import FLEET_METRIC_KEYS
+
+    problems: list[Problem] = []
+    if meta is not None or meta_source is not None:
+        problems += _check_meta(meta, meta_source or "meta")
+    columns = [str(c) for c in frame.columns]
+    varied = (varied_keys(meta) if isinstance(meta, dict) else None) or []
+    for key in varied:
+        if key not in columns:
+            problems.append(
+                Problem(
+                    source,
+                    f"column {key} is missing: the sweep varied it (its .meta.json says so), so"
+                    " without it the points' settings are unknown",
+                )
+            )
+    figures = {*METRIC_KEYS, *FLEET_METRIC_KEYS, *rare.METRIC_KEYS}
+    exposures = {exposure for _, exposure in RATE_KEYS.values()}
+    summary = "replication" not in columns
+    if summary:
+        counts = {c for c in ("replications", "errors") if c in columns}
+        numbers = {c for c in columns if c.endswith(("_mean", "_ci_low", "_ci_high"))}
+        positive = {f"{k}_mean" for k in (*COUNT_KEYS, *exposures)} & numbers
+    else:
+        counts = {c for c in ("replication", "seed", *COUNT_KEYS) if c in columns}
+        numbers = {c for c in (*figures, "wall_s") if c in columns}
+        positive = exposures & numbers
+    for column in columns:
+        if column in varied or (column not in counts and column not in numbers):
+            continue
+        values, text = _numbers(frame[column])
+        if text.any():
+            problems.append(Problem(source, _column_problem(frame, column, text, "a number")))
+            continue
+        if column in counts:
+            bad = values.notna() & ~(np.isfinite(values) & (values >= 0) & (values % 1 == 0))
+            what = "a whole number >= 0"
+        else:
+            bad = values.notna() & ~np.isfinite(values)
+            what = "a finite number"
+            if column in positive:
+                bad |= values < 0
+                what = "a finite number >= 0"
+        if bad.any():
+            problems.append(Problem(source, _column_problem(frame, column, bad, what)))
+    return problems
 
 
 def run_sweep(
@@ -763,6 +1183,10 @@ def run_sweep(
     if out.exists():
         _check_same_making(spec, out)
     done = {(r[0], r[1]): r for r in rows if not r[-2]}  # rows with an error are run again
+    problems = check_output(pd.DataFrame(list(done.values()), columns=header), str(out))
+    if problems:  # rows edited or damaged: no figure is computed from them
+        fix = "fix or delete those rows: --resume runs the deleted ones again"
+        raise SweepError([*problems, Problem("--resume", fix)], str(out))
     todo = [t for t in tasks if (t.point.id, str(t.replication)) not in done]
     workers = workers or os.cpu_count() or 1
     # the executor first: if it cannot start, no file has been touched
@@ -773,6 +1197,11 @@ def run_sweep(
     else:
         executor = _Serial()
     write_rows(out, columns, list(done.values()))  # drops torn or superseded rows
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    notice = left_out_text(spec, str(out.with_suffix(".meta.json")))
+    if notice:
+        print(notice, file=sys.stderr)
     started_at = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
     meta = {
@@ -784,6 +1213,8 @@ def run_sweep(
         **_making(spec),
         "seed": spec.seed,
         "points": len(spec.points),
+        "points_left_out": len(spec.left_out),
+        "left_out": list(spec.left_out),
         "replications": spec.replications,
         "runs": len(tasks),
         "runs_this_time": len(todo),
@@ -875,6 +1306,13 @@ def _pooled_estimate(runs: pd.DataFrame, key: str) -> tuple[float, float]:
     return max(0.0, mean - half), mean + half
 
 
+def _whole(count) -> int | None:
+    """A pooled count as an int; None if it is not a finite whole number >= 0 (a summary then
+    says NaN rather than fail: check_output refuses such files before they get here)."""
+    count = float(count)
+    return int(count) if math.isfinite(count) and count >= 0 and count % 1 == 0 else None
+
+
 def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     """One row per point: means over replications with 95 % intervals.
 
@@ -909,12 +1347,16 @@ def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
             elif key in RATE_KEYS:
                 count_key, exposure_key = RATE_KEYS[key]
                 count, exposure = runs[count_key].sum(), runs[exposure_key].sum()
-                mean = count / exposure if exposure > 0 else math.nan
+                whole = _whole(count) is not None and 0 < exposure < math.inf
+                mean = count / exposure if whole else math.nan
                 low, high = (
-                    poisson_interval(int(count), exposure) if exposure > 0 else (math.nan, math.nan)
+                    poisson_interval(_whole(count), exposure) if whole else (math.nan, math.nan)
                 )
             elif key in COUNT_KEYS:
-                low, high = poisson_interval(int(values.sum()), len(values))
+                total = _whole(values.sum())
+                low, high = (
+                    (math.nan, math.nan) if total is None else poisson_interval(total, len(values))
+                )
             else:
                 low, high = _bootstrap_ci(values, rng)
             row |= {f"{key}_mean": mean, f"{key}_ci_low": low, f"{key}_ci_high": high}
@@ -933,24 +1375,28 @@ def sweep(
     progress: bool = True,
     preset: str | None = None,
     networks: Sequence[str] = (),
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Run a sweep (file path or mapping) into ``out``; return the tidy rows as a DataFrame.
 
     ``preset`` and ``networks`` layer the base scenario as ``simlab sweep --preset
     --network`` do (:func:`load_sweep`); a mapping's base path is relative to the
     working directory. The summary is written beside ``out`` (``.summary.csv``) and in
-    ``result.attrs['summary']``.
+    ``result.attrs['summary']``; the points left out as impossible combinations in
+    ``result.attrs['left_out']`` (``strict``: refuse them instead, see :func:`parse_sweep`).
     """
     from simlab.scenario import presets
 
     if isinstance(source, dict):
         if preset or networks:
             presets.layered(preset, networks, spelling="python")
-        spec = _parse_layered(source, "sweep", None, preset, networks, "python")
+        spec = _parse_layered(source, "sweep", None, preset, networks, "python", strict)
         text = yaml.safe_dump(source)
     else:
-        spec = load_sweep(source, preset=preset, networks=networks, spelling="python")
-        text = Path(source).read_text()
+        spec = load_sweep(
+            source, preset=preset, networks=networks, spelling="python", strict=strict
+        )
+        text = read_text(source, what="sweep file")
     if preset or networks:  # the meta file says what the base scenario got, as the CLI does
         text += f"\n# {presets.describe('base scenario', preset, networks)}\n"
     outcome = run_sweep(
@@ -966,4 +1412,5 @@ def sweep(
     frame = outcome.rows
     frame.attrs["summary"] = outcome.summary
     frame.attrs["failed_points"] = outcome.failed
+    frame.attrs["left_out"] = list(spec.left_out)
     return frame

@@ -250,3 +250,136 @@ def test_a_fleet_file_given_to_run_points_to_storm(capsys):
     assert main(["run", "examples/fleet-restart.yaml"]) == 2
     err = capsys.readouterr().err
     assert "simlab storm examples/fleet-restart.yaml" in err and "Traceback" not in err
+
+
+# -- files the OS refuses: one line and exit 2, or exit 1 with the rows kept ---------------------
+
+TINY_SWEEP = {
+    "base": {"name": "tiny", "horizon": "5m", "connections": 1, "link": {"loss": 0.01}},
+    "grid": {"heartbeat.interval": ["5s", "10s", "20s"]},
+    "replications": 1,
+    "engine": "fast",
+}
+
+
+def _through_a_file(tmp_path: Path, name: str) -> Path:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    return blocker / name
+
+
+def test_run_out_through_a_file_exits_2_in_one_message(tmp_path, capsys):
+    out = _through_a_file(tmp_path, "x.json")
+    code = main(["run", DEMO, "--engine", "auto", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "x.json" in err and "not a directory" in err
+
+
+def test_sweep_out_through_a_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(TINY_SWEEP))
+    out = _through_a_file(tmp_path, "x.csv")
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "x.csv" in err and "not a directory" in err and "Traceback" not in err
+
+
+def test_a_full_disk_mid_sweep_keeps_the_rows_and_names_resume(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from simlab.errors import OutputError
+    from simlab.io import RowAppender, read_rows
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(TINY_SWEEP))
+    reference = tmp_path / "reference.csv"
+    assert main(["sweep", str(path), "--out", str(reference), "--quiet", "--workers", "1"]) == 0
+    real, calls = RowAppender.append, []
+
+    def fill_up(self, values):
+        calls.append(values)
+        if len(calls) > 1:
+            raise OutputError(self.path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        real(self, values)
+
+    monkeypatch.setattr(RowAppender, "append", fill_up)
+    out = tmp_path / "s.csv"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert len(read_rows(out)[1]) == 1
+    monkeypatch.undo()
+    code = main(["sweep", str(path), "--out", str(out), "--quiet", "--workers", "1", "--resume"])
+    assert code == 0
+
+    def rows(p):
+        header, body = read_rows(p)
+        return [r[: header.index("wall_s")] for r in body]
+
+    assert rows(out) == rows(reference)
+
+
+def test_any_other_os_error_is_one_line_and_exit_2(capsys, monkeypatch):
+    import errno
+    import os
+
+    cli = sys.modules["simlab.cli.main"]  # simlab.cli.main the name is the function
+
+    def refuse(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/some/file")
+
+    monkeypatch.setattr(cli, "cmd_presets", refuse)
+    assert main(["presets"]) == 2
+    assert capsys.readouterr().err == "error: /some/file: No space left on device\n"
+
+
+# -- the work budget ------------------------------------------------------------------------
+
+CENTURY = ["--set", "horizon=36500d"]  # 100 connections for a century: days of wall time
+
+
+def test_run_over_the_budget_exits_2_saying_how_long_and_how_to_shrink(capsys):
+    assert main(["run", DEMO, *CENTURY]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.count("error:") == 1 and "--budget:" in err
+    assert "a run takes about 2d on engine simpy" in err and "over the 1h budget" in err
+    assert "100 connections x 3.65e+04d / 30s" in err
+    assert "fewer connections" in err and "shorter horizon" in err and "faster engine" in err
+    assert "--force" in err and "--budget DURATION" in err
+
+
+def test_budget_and_force_decide_what_runs(capsys):
+    assert main(["run", DEMO, *TINY, "--json", "--budget", "1ms"]) == 2
+    assert "over the 0.001s budget" in capsys.readouterr().err
+    assert main(["run", DEMO, *TINY, "--json", "--budget", "1ms", "--force"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["engine"] == "simpy"
+    assert "estimate:" not in err  # a run of a few seconds or less is not announced
+    assert main(["run", DEMO, *TINY, "--budget", "soon"]) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert main(["run", DEMO, *TINY, "--budget", "0s"]) == 2
+    assert "must be a finite duration above 0" in capsys.readouterr().err
+
+
+def test_a_long_run_within_the_budget_is_announced(capsys, monkeypatch):
+    monkeypatch.setattr(simlab.engines.registry, "NOTICE_S", 0.0)  # every run is long here
+    assert main(["run", DEMO, *TINY, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "estimate: a run takes about" in err and json.loads(out)["engine"] == "simpy"
+
+
+def test_check_prints_the_estimate_and_refuses_what_run_would(capsys):
+    assert main(["check", DEMO]) == 0
+    err = capsys.readouterr().err
+    assert "estimate: a run takes about 1.2s on engine simpy" in err and "ok:" in err
+    assert main(["check", DEMO, *CENTURY]) == 2
+    err = capsys.readouterr().err
+    assert "over the 1h budget" in err and "ok:" not in err
+    assert main(["check", DEMO, *CENTURY, "--force"]) == 0
+    assert "about 2d on engine simpy" in capsys.readouterr().err
+    chen = str(ROOT / "examples" / "chen-nfd.yaml")
+    assert main(["check", chen, *CENTURY, "--engine", "auto"]) == 0  # analytic: constant time
+    assert "on engine analytic" in capsys.readouterr().err

@@ -191,3 +191,70 @@ def test_the_cli_sweeps_and_panel_read_the_registry(monkeypatch):
     spec = parse_sweep({"base": CHEN, "engine": "twin", "grid": {"heartbeat.interval": [1, 2]}})
     assert spec.engine == "twin"
     assert engines.run(simlab.load_scenario(CHEN, {"connections": 2}), "twin")["engine"] == "fast"
+
+
+# -- the work budget's estimate ----------------------------------------------------------------
+
+
+def test_the_estimate_is_connections_x_horizon_over_interval_at_each_engines_speed():
+    s = simlab.load_scenario(DEMO, {"connections": 10, "horizon": "6h", "app.rate": 0})
+    assert engines.heartbeat_rounds(s) == 10 * 6 * 3600 / 30
+    for name, engine in engines.REGISTRY.items():
+        rounds = engines.heartbeat_rounds(s)
+        assert engines.estimate(s, name) == pytest.approx(
+            engine.run_s + rounds / engine.rounds_per_s
+        )
+    model, fast = engines.estimate(s, "simpy"), engines.estimate(s, "fast")
+    assert fast < model / 10  # the fast engine is 10-100 times the model's speed
+    more = simlab.load_scenario(DEMO, {"connections": 40, "horizon": "12h", "app.rate": 0})
+    run_s = engines.REGISTRY["simpy"].run_s
+    assert engines.estimate(more, "simpy") - run_s == pytest.approx(8 * (model - run_s))
+    often = simlab.load_scenario(
+        DEMO, {"connections": 10, "horizon": "6h", "heartbeat.interval": 10}
+    )
+    assert engines.estimate(often, "simpy") - run_s == pytest.approx(3 * (model - run_s))
+    # the analytic engine is constant time: a century costs what an hour does
+    short = simlab.load_scenario(CHEN, {"horizon": "1h"})
+    long = simlab.load_scenario(CHEN, {"horizon": "36500d"})
+    assert engines.estimate(short, "analytic") == engines.estimate(long, "analytic") < 1
+    # auto: the engine choose() picks (analytic for Chen's scenario, the model for the demo)
+    assert engines.estimate(long, "auto") == engines.estimate(long, "analytic")
+    assert engines.estimate(s, "auto") == engines.estimate(s, engines.choose(s)[0])
+    assert engines.estimate(long, "simpy") > 10 * engines.BUDGET_S
+
+
+def test_the_estimate_of_a_fleet_is_clients_x_attempts():
+    from simlab.fleet.spec import load
+
+    fleet, _ = load("examples/fleet-restart.yaml")
+    model = engines.REGISTRY["simpy"]
+    expected = model.run_s + fleet.clients * engines.FLEET_ATTEMPTS / model.attempts_per_s
+    assert engines.estimate(fleet) == engines.estimate(fleet, "auto") == pytest.approx(expected)
+    bigger, _ = load("examples/fleet-restart.yaml", {"clients": 10 * fleet.clients})
+    assert engines.estimate(bigger) > 9 * engines.estimate(fleet)
+    gives_up, _ = load(
+        "examples/fleet-restart.yaml", {"policy": {"name": "exponential", "max_attempts": 2}}
+    )
+    assert engines.estimate(gives_up) < engines.estimate(fleet) / 4
+
+
+@pytest.mark.parametrize("engine", ["simpy", "fast"])
+def test_the_estimate_is_within_a_factor_of_ten_of_a_real_run(engine):
+    """Rough, but it tells seconds from hours: a real run, timed, against its estimate."""
+    import time
+
+    covered = {"nat": None, "peer.stall": None, "link.outages": None}
+    s = simlab.load_scenario(DEMO, {"connections": 20, "horizon": "6h", **covered})
+    started = time.perf_counter()
+    engines.run(s, engine)
+    wall = time.perf_counter() - started
+    assert 0.1 < engines.estimate(s, engine) / wall < 10
+
+
+def test_format_wall_reads_from_milliseconds_to_years():
+    assert engines.format_wall(0.037) == "0.037s"
+    assert engines.format_wall(45) == "45s"
+    assert engines.format_wall(90) == "1.5m"
+    assert engines.format_wall(5400) == "1.5h"
+    assert engines.format_wall(3 * 86400) == "3d"
+    assert engines.format_wall(3e12) == "9.51e+04 years"

@@ -16,6 +16,7 @@ from simlab.lab.choice_text import format_choice
 from simlab.lab.choose import Choice, choose
 from simlab.lab.question import ChooseError, parse_rate
 
+from ..sweeps.test_data import CORRUPTIONS, damaged, good_sweep
 from ..sweeps_by_hand import frame, point, write
 from ..sweeps_by_hand import meta as meta_for
 
@@ -502,3 +503,22 @@ def test_network_state_is_judged_by_its_longest_interval_behind_a_middlebox(tmp_
     row = c.table[c.table["heartbeat.policy.kind"] == "network-state"].iloc[0]
     assert "middlebox" in row.violations  # its high-latency state pings every 45 s
     assert c.recommendation.settings["heartbeat.interval"] == 30.0  # fixed 30 s: 31 s < 40 s
+
+
+# -- damaged sweep outputs: bad input naming file, column and problem, never an answer ------------
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_cli_on_a_damaged_sweep_exits_2_without_an_answer(tmp_path, capsys, case):
+    path, fragments = damaged(tmp_path, case)
+    code = main(["choose", str(path), "--max-detection", "60s"])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_the_undamaged_sweep_gets_an_answer(tmp_path, capsys):
+    assert main(["choose", str(good_sweep(tmp_path)), "--max-detection", "60s"]) == 0
+    assert "heartbeat" in capsys.readouterr().out

@@ -23,6 +23,7 @@ import pytest
 from simlab.cli.main import main
 from simlab.lab import report as rep
 
+from ..sweeps.test_data import CORRUPTIONS, damaged, good_sweep
 from ..sweeps_by_hand import meta, point, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -513,3 +514,28 @@ def test_the_report_recommends_an_adaptive_policy_and_says_by_how_much(tmp_path)
     assert "In your application (no library has it built in)" in text
     assert "No library has the nat-probe policy built in" in text
     assert_self_contained(text, images=4)
+
+
+# -- damaged sweep outputs: bad input naming file, column and problem, and no report --------------
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_report_on_a_damaged_sweep_exits_2_and_writes_nothing(tmp_path, capsys, case):
+    path, fragments = damaged(tmp_path / "sweep", case)
+    out = tmp_path / "report.html"
+    code = main(["report", str(path), "--out", str(out), "--max-detection", "60s"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert not out.exists() and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_report_to_a_path_through_a_file_exits_2(tmp_path, capsys):
+    path = good_sweep(tmp_path / "sweep")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = main(["report", str(path), "--out", str(blocker / "report.html")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "report.html" in err and "a-file: a part of the path is a file" in err

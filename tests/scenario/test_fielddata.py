@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from simlab.errors import ScenarioError
 from simlab.scenario import fielddata
@@ -257,3 +258,27 @@ def test_network_problems_unknown_middlebox_overclaimed_confidence_bad_values(co
 def test_an_unreadable_file_is_a_clear_error(tmp_path):
     with pytest.raises(FieldDataError, match="cannot read"):
         fielddata.read("middleboxes", tmp_path)
+
+
+def test_a_data_file_that_is_a_directory_or_too_big_is_refused(tmp_path):
+    """Read through simlab.io.read_text: a regular file of at most 1 MiB (issue 17)."""
+    (tmp_path / SCHEMAS["middleboxes"].file).mkdir()
+    with pytest.raises(FieldDataError, match="a directory, not a regular file"):
+        fielddata.read("middleboxes", tmp_path)
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / SCHEMAS["middleboxes"].file, "wb") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(FieldDataError, match="2 MiB is too big"):
+        fielddata.read("middleboxes", big)
+
+
+def test_an_empty_data_file_is_a_clear_error(tmp_path):
+    (tmp_path / SCHEMAS["middleboxes"].file).write_text("")
+    with pytest.raises(FieldDataError, match="cannot read"):
+        fielddata.read("middleboxes", tmp_path)
+
+
+def test_extra_settings_are_read_with_the_yaml_limits():
+    with pytest.raises(yaml.YAMLError, match="nested deeper than 64"):
+        parse_settings("a.b=" + "[" * 1000)

@@ -306,9 +306,9 @@ def test_loss_mean_of_gilbert():
 # --- defaults ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["", "{}\n", "# only a comment\n"], ids=["empty", "{}", "comment"])
-def test_empty_file_loads_with_defaults(tmp_path, text):
-    s, warnings = load_text(tmp_path, text)
+def test_empty_mapping_file_loads_with_defaults(tmp_path):
+    """``{}`` says "all defaults" on purpose; an empty file is an error (issue 17, below)."""
+    s, warnings = load_text(tmp_path, "{}\n")
     assert warnings == []
     d = sc.Scenario()
     assert (s.name, s.horizon, s.connections, s.seed) == (d.name, d.horizon, d.connections, d.seed)
@@ -1071,5 +1071,342 @@ def test_no_nat_warning_with_app_traffic_or_short_interval():
     assert warnings == []
 
 
-def test_read_yaml_of_empty_file_is_empty_mapping(tmp_path):
-    assert read_yaml(write(tmp_path, "")) == {}
+def test_read_yaml_of_empty_file_is_an_error(tmp_path):
+    with pytest.raises(ScenarioError, match="empty: give at least a name or one section"):
+        read_yaml(write(tmp_path, ""))
+    assert read_yaml(write(tmp_path, "{}\n")) == {}
+
+
+# --- hardening (issue 17): no input crashes, hangs or misleads the reader -----------------
+
+
+def _bomb(levels: int = 9, key: str = "app: {bytes: *x%d}") -> str:
+    """A "billion laughs": each anchor is nine aliases of the one before (9**levels values)."""
+    lines = ["x0: &x0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n" + (key % levels) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n  \n", "# only a comment\n", "# a\n\n# b\n"],
+    ids=["empty", "blank", "comment", "comments"],
+)
+def test_empty_file_is_an_error_naming_the_file(tmp_path, capsys, text):
+    file = write(tmp_path, text, "nothing.yaml")
+    with pytest.raises(ScenarioError) as info:
+        load(file)
+    assert "nothing.yaml" in str(info.value)
+    assert "empty: give at least a name or one section (see examples/demo.yaml)" in str(info.value)
+    assert main(["run", str(file)]) == 2
+    _, stderr = capsys.readouterr()
+    assert "nothing.yaml" in stderr and "empty" in stderr and "Traceback" not in stderr
+
+
+def test_an_empty_mapping_from_python_and_a_preset_without_a_file_still_mean_defaults(capsys):
+    from simlab.scenario.presets import load_layered
+
+    assert load({})[0].connections == sc.Scenario().connections
+    s, _ = load_layered(None, preset="websockets-default")
+    assert s.name == "websockets-default"
+    assert main(["check", "--preset", "websockets-default"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: " + "[" * 1000 + "\n",
+        "a: " + "{b: " * 1000 + "\n",
+        "".join("  " * i + f"k{i}:\n" for i in range(200)),
+    ],
+    ids=["flow-sequences", "flow-mappings", "block-mappings"],
+)
+def test_deep_nesting_is_a_problem_not_a_recursion_error(tmp_path, capsys, text):
+    file = write(tmp_path, text)
+    with pytest.raises(ScenarioError, match="nested deeper than 64 levels at line"):
+        read_yaml(file)
+    assert main(["check", str(file)]) == 2
+    _, stderr = capsys.readouterr()
+    assert "nested deeper than 64 levels" in stderr and "Traceback" not in stderr
+
+
+def test_nesting_within_the_bound_reads(tmp_path):
+    raw = read_yaml(write(tmp_path, "name: " + "[" * 60 + "]" * 60 + "\n"))
+    depth, node = 0, raw["name"]
+    while isinstance(node, list):
+        depth, node = depth + 1, node[0] if node else None
+    assert depth == 60
+
+
+def test_alias_bomb_is_refused_at_once_without_expanding_it(tmp_path, capsys):
+    import time
+    import tracemalloc
+
+    file = write(tmp_path, _bomb())
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ScenarioError) as info:
+            load(file)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5
+    assert peak < 5_000_000  # bytes: the document is a few hundred
+    message = str(info.value)
+    assert "aliases expand to more than 100,000 values" in message and "line" in message
+    assert len(message) < 400
+    started = time.perf_counter()
+    assert main(["check", str(file)]) == 2
+    assert time.perf_counter() - started < 1.0
+    _, stderr = capsys.readouterr()
+    assert "alias bomb" in stderr and "Traceback" not in stderr
+
+
+def test_alias_bomb_in_a_sweep_grid_is_refused(tmp_path, capsys):
+    import time
+
+    sweep = write(
+        tmp_path, _bomb(key="base: {horizon: 10m}\ngrid: {heartbeat.interval: *x%d}"), "sweep.yaml"
+    )
+    started = time.perf_counter()
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out.csv"), "--quiet"]) == 2
+    assert time.perf_counter() - started < 1.0
+    _, stderr = capsys.readouterr()
+    assert "alias bomb" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_small_aliased_value_under_a_number_key_is_quoted_short(tmp_path):
+    """Below the alias bound (7381 values): refused, and the message quotes a prefix only."""
+    with pytest.raises(ScenarioError) as info:
+        load(write(tmp_path, _bomb(levels=3)))
+    (problem,) = [p for p in info.value.problems if p.path == "app.bytes"]  # x0..x3: unknown
+    assert "expected a whole number" in problem.message and "(9 items)" in problem.message
+    assert len(problem.message) < 160
+
+
+def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
+    s, _ = load_text(
+        tmp_path,
+        "link:\n"
+        "  uplink: {delay: &d {dist: lognormal, median: 20ms, sigma: 0.5}}\n"
+        "  downlink: {delay: *d}\n"
+        "detector: &det {kind: timeout, timeout: 50s}\n"
+        "heartbeat: {interval: 20s}\n",
+    )
+    assert s.link.up.delay == s.link.down.delay == Lognormal(0.02, 0.5)
+    raw = read_yaml(write(tmp_path, "a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n"))
+    assert raw["b"] == {"x": 1, "y": 3}
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    with pytest.raises(ScenarioError, match="inside its own anchor"):
+        read_yaml(write(tmp_path, "app: &a {bytes: *a}\n"))
+
+
+def test_a_number_too_long_for_python_is_a_problem(tmp_path, capsys):
+    file = write(tmp_path, "horizon: " + "9" * 5000 + "\n")
+    assert main(["check", str(file)]) == 2
+    _, stderr = capsys.readouterr()
+    assert "a number of 5000 characters is too long at line 1" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("item", "phrase"),
+    [
+        ("name=" + "[" * 1000, "nested deeper than 64"),
+        ("name=&a [*a]", "own anchor"),
+        ("name={" + ", ".join(_bomb().splitlines()[:-1]) + "}", "alias bomb"),
+    ],
+    ids=["deep", "recursive", "bomb"],
+)
+def test_set_values_have_the_same_limits(item, phrase):
+    with pytest.raises(ScenarioError, match=phrase):
+        parse_sets([item])
+
+
+def test_yaml_pitfalls_are_still_refused(tmp_path):
+    text = (
+        "name: no\n"
+        "heartbeat: {interval: off, jitter: .nan}\n"
+        "detector: {timeout: .inf}\n"
+        "app: {rate: !!float .NaN}\n"
+        "link: {delay: !!python/name:os.system x}\n"
+    )
+    with pytest.raises(ScenarioError, match="could not determine a constructor for the tag"):
+        load_text(tmp_path, text)
+    with pytest.raises(ScenarioError) as info:
+        load_text(tmp_path, text.replace("!!python/name:os.system x", "20ms"))
+    by_path = {p.path: p.message for p in info.value.problems}
+    assert by_path["name"] == "expected a non-empty string, got False"
+    assert "got False" in by_path["heartbeat.interval"]
+    assert by_path["heartbeat.jitter"] == "expected a finite number, got nan"
+    assert "expected a finite duration" in by_path["detector.timeout"]
+    assert by_path["app.rate"] == "expected a finite number, got nan"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["horizon: '" + "9s" * 3000 + "'\n", "name: [" + ", ".join(["abc"] * 3000) + "]\n"],
+    ids=["long-string", "long-list"],
+)
+def test_bad_values_are_quoted_by_a_short_prefix(tmp_path, text):
+    with pytest.raises(ScenarioError) as info:
+        load_text(tmp_path, text)
+    (problem,) = info.value.problems
+    assert len(problem.message) < 250
+    assert "..." in problem.message
+    assert "(6000 characters)" in problem.message or "(3000 items)" in problem.message
+
+
+def test_shown_quotes_short_values_exactly_and_long_ones_by_a_prefix():
+    from simlab.errors import shown
+
+    assert shown("-1s") == "'-1s'" and shown(None) == "None" and shown([1, "a"]) == "[1, 'a']"
+    assert shown("x" * 100) == repr("x" * 60) + "... (100 characters)"
+    assert shown(10**500) == "a number of about 501 digits"
+    nested = [1] * 9
+    for _ in range(9):
+        nested = [nested] * 9  # 9**10 values if expanded: shown must not expand them
+    assert len(shown(nested)) < 100 and shown(nested).endswith("(9 items)")
+
+
+# Values no physical network produces: past a hard cap an error giving the range,
+# merely implausible ones a warning (the CLI prints both).
+CAPPED = [
+    (
+        "delay-2^63s",
+        "link: {delay: 9223372036854775808}\n",
+        "link.delay",
+        "at most 100 years (36525d)",
+    ),
+    (
+        "median-1e12d",
+        "link: {delay: {dist: lognormal, median: 1e12d, sigma: 1}}\n",
+        "link.delay.median",
+        "at most 100 years (36525d)",
+    ),
+    ("horizon-101y", "horizon: 36900d\n", "horizon", "at most 100 years (36525d)"),
+    ("mtbf-huge", "peer: {crash: {mtbf: 1e300}}\n", "peer.crash.mtbf", "at most 100 years"),
+    (
+        "frame-1e30",
+        "heartbeat: {frame_bytes: " + "1" + "0" * 30 + "}\n",
+        "heartbeat.frame_bytes",
+        "<= 1073741824",
+    ),
+    (
+        "sigma-100",
+        "link: {delay: {dist: lognormal, median: 1ms, sigma: 100}}\n",
+        "link.delay.sigma",
+        "<= 20",
+    ),
+    (
+        "sigma-nat",
+        "nat: {idle_timeout: {dist: lognormal, median: 1s, sigma: 100}}\n",
+        "nat.idle_timeout.sigma",
+        "<= 20",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "phrase"), [c[1:] for c in CAPPED], ids=[c[0] for c in CAPPED]
+)
+def test_values_past_the_hard_caps_are_errors(tmp_path, capsys, text, path, phrase):
+    with pytest.raises(ScenarioError) as info:
+        load_text(tmp_path, text)
+    by_path = {p.path: p.message for p in info.value.problems}
+    assert phrase in by_path[path]
+    assert main(["check", str(write(tmp_path, text))]) == 2
+    _, stderr = capsys.readouterr()
+    assert path in stderr and "Traceback" not in stderr
+
+
+def test_values_at_the_caps_are_accepted():
+    s, _ = load({"horizon": "36525d", "heartbeat": {"frame_bytes": 2**30}})
+    assert s.horizon == 36525 * 86400.0
+
+
+IMPLAUSIBLE = [
+    ("frame-100k", "heartbeat: {frame_bytes: 100000}\n", ["heartbeat.frame_bytes"], "above 64 KiB"),
+    ("delay-2h", "link: {delay: 2h}\n", ["link.delay"], "over an hour"),
+    (
+        "median-2h",
+        "link: {delay: {dist: lognormal, median: 2h, sigma: 1}}\n",
+        ["link.delay"],
+        "median of 2h",
+    ),
+    (
+        "mean-only",
+        "link: {delay: {dist: lognormal, median: 1s, sigma: 5}}\n",
+        ["link.delay"],
+        "has a mean of",
+    ),
+    ("uplink-only", "link: {uplink: {delay: 90m}}\n", ["link.uplink.delay"], "over an hour"),
+    ("horizon-2y", "horizon: 730d\n", ["horizon"], "over a year"),
+    ("loss-0.9", "link: {loss: 0.9}\n", ["link.loss"], "over 50 %"),
+    (
+        "gilbert-mostly-bad",
+        "link: {loss: {model: gilbert, p_gb: 0.5, p_bg: 0.1, loss_good: 0, loss_bad: 1}}\n",
+        ["link.loss"],
+        "over 50 %",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "paths", "phrase"), [c[1:] for c in IMPLAUSIBLE], ids=[c[0] for c in IMPLAUSIBLE]
+)
+def test_implausible_values_are_warnings(tmp_path, capsys, text, paths, phrase):
+    s, warnings = load_text(tmp_path, text)
+    assert [w.path for w in warnings] == paths
+    assert phrase in warnings[0].message
+    assert main(["check", str(write(tmp_path, text))]) == 0
+    _, stderr = capsys.readouterr()
+    assert f"warning: {paths[0]}: " in stderr
+
+
+def test_plausible_extremes_are_not_warned():
+    _, warnings = load(
+        {
+            "horizon": "365d",
+            "heartbeat": {"frame_bytes": 65536},
+            "link": {"loss": 0.5, "delay": "1h"},
+            "nat": {"idle_timeout": "5d"},  # conntrack's established timeout: long, and real
+        }
+    )
+    assert warnings == []
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/stdin"])
+def test_a_device_is_refused_without_reading_it(capsys, device):
+    import os
+    import stat
+
+    if not os.path.exists(device) or stat.S_ISREG(os.stat(device).st_mode):
+        pytest.skip(f"{device} is a regular file here")
+    with pytest.raises(ScenarioError, match="not a regular file"):
+        read_yaml(device)
+    assert main(["check", device]) == 2
+    _, stderr = capsys.readouterr()
+    assert f"cannot read {device}" in stderr and "at most 1 MiB" in stderr
+
+
+def test_a_fifo_and_a_huge_file_are_refused(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    assert main(["run", str(fifo)]) == 2
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(2 << 20)  # 2 MiB, sparse
+    assert main(["check", str(big)]) == 2
+    _, stderr = capsys.readouterr()
+    assert "a FIFO (named pipe), not a regular file" in stderr
+    assert "2 MiB is too big (a YAML file must be a regular file of at most 1 MiB)" in stderr
+    assert "Traceback" not in stderr

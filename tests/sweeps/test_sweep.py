@@ -31,7 +31,7 @@ from simlab.cli.main import main
 from simlab.engines.analytic.theory import poisson_interval
 from simlab.engines.metrics import COUNT_KEYS, METRIC_KEYS, PER_RUN_ONLY, RATE_KEYS
 from simlab.io import read_rows
-from simlab.sweeps.sweep import SweepError, parse_sweep, run_sweep
+from simlab.sweeps.sweep import SweepError, parse_sweep, run_sweep, summarize_sweep
 from simlab.sweeps.sweep import sweep as sweep_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1198,3 +1198,333 @@ def test_a_rare_sweeps_rows_read_as_a_frame_get_the_rare_message(tmp_path):
     frame = sweep_api(rare_sweep(replications=1), tmp_path / "r.csv", workers=1, progress=False)
     with pytest.raises(sweepdata.SweepDataError, match="rare-event sweep"):
         sweepdata.read(pd.DataFrame(frame))  # the rows alone, without attrs["summary"]
+
+
+# -- a damaged output given to --resume, SIGTERM ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        (b"[1, 2]", "expected a JSON object"),
+        (b'\xff{"engine": "simpy"}', "not readable JSON"),
+        (b'{"engine": ["simpy"], "seed": 1e400}', "key engine"),
+    ],
+)
+def test_resume_with_a_damaged_meta_exits_2_and_keeps_the_rows(tmp_path, capsys, meta, expected):
+    path = write_sweep(tmp_path, tiny(replications=1))
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    out.with_suffix(".meta.json").write_bytes(meta)
+    before = out.read_bytes()
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "r.meta.json" in err and expected in err and "Traceback" not in err
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e400", "whole number"), ("plenty", "not a number"), ("-2", "whole number >= 0")],
+)
+def test_resume_with_a_damaged_row_exits_2_naming_the_column(tmp_path, capsys, value, expected):
+    path = write_sweep(tmp_path, tiny(replications=1))
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    header, rows = read_rows(out)
+    rows[1][header.index("false_positives")] = value
+    out.write_text("".join(",".join(r) + "\n" for r in [header, *rows]))
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "column false_positives" in err and expected in err and "row 2" in err
+    assert "Traceback" not in err and "--resume" in err
+
+
+def test_the_summary_of_an_overflowing_count_is_nan_not_a_crash():
+    spec = parse_sweep(tiny(replications=2))
+    rows = pd.DataFrame(
+        [
+            {"point_id": p.id, "replication": r, "error": math.nan, "false_positives": 1e308}
+            | {"connected_hours": 1.0, "breaks": 1e308 if r else math.inf}
+            for p in spec.points
+            for r in range(2)
+        ]
+    )
+    summary = summarize_sweep(rows, spec)
+    assert summary["breaks_ci_high"].isna().all()
+    assert summary["fp_per_conn_hour_mean"].isna().all()
+
+
+def test_sigterm_ends_a_sweep_as_ctrl_c_does(slow_sweep, tmp_path):
+    path, reference = slow_sweep
+    out = tmp_path / "terminated.csv"
+    proc = start_sweep(path, out)
+    try:
+        wait_for_rows(proc, out, 2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    keys = assert_valid_partial(out, parse_sweep(SLOW).columns)
+    assert 2 <= len(keys) < SLOW_RUNS
+    assert json.loads(out.with_suffix(".meta.json").read_text())["interrupted"]
+    code = main(["sweep", str(path), "--out", str(out), "--workers", "1", "--quiet", "--resume"])
+    assert code == 0
+    assert without_timing(out) == without_timing(reference)
+
+
+# -- impossible points, the size cap, the work budget, workers that die with the sweep ------
+
+# intervals crossed with timeouts: (50 s, 30 s), (70 s, 30 s) and (70 s, 60 s) cannot work
+CROSSED = tiny(
+    grid={"heartbeat.interval": ["10s", "25s", "50s", "70s"], "detector.timeout": [30, 60, 120]},
+    replications=1,
+)
+IMPOSSIBLE = {(50.0, 30), (70.0, 30), (70.0, 60)}
+
+
+def pairs(points) -> set[tuple]:
+    return {(p["heartbeat.interval"], p["detector.timeout"]) for p in points}
+
+
+def test_impossible_combinations_are_left_out_listed_and_the_rest_run(tmp_path, capsys):
+    spec = parse_sweep(CROSSED)
+    assert (
+        pairs(p.params for p in spec.points)
+        == {(i, t) for i in (10.0, 25.0, 50.0, 70.0) for t in (30, 60, 120)} - IMPOSSIBLE
+    )
+    assert pairs(e["params"] for e in spec.left_out) == IMPOSSIBLE
+    assert all("not longer than heartbeat.interval" in e["reasons"][0] for e in spec.left_out)
+
+    path = write_sweep(tmp_path, CROSSED)
+    out = tmp_path / "crossed.csv"
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "3 of 12 points left out" in err and "3 points, e.g." in err
+    assert str(out.with_suffix(".meta.json")) in err
+    frame = pd.read_csv(out)
+    assert len(frame) == 9 and frame.error.isna().all()
+    ran = set(zip(frame["heartbeat.interval"], frame["detector.timeout"], strict=True))
+    assert not ran & IMPOSSIBLE
+    assert len(pd.read_csv(out.with_suffix(".summary.csv"))) == 9
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["points"] == 9 and meta["points_left_out"] == 3 and meta["runs"] == 9
+    assert pairs(e["params"] for e in meta["left_out"]) == IMPOSSIBLE
+    assert {e["point_id"] for e in meta["left_out"]} == {e["point_id"] for e in spec.left_out}
+
+    # --resume leaves out the same points and completes the file to the same bytes
+    reference = without_timing(out)
+    header, rows = read_rows(out)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows([header, *rows[:4]])
+    code = main(["sweep", str(path), "--out", str(out), "--workers", "2", "--quiet", "--resume"])
+    assert code == 0
+    assert without_timing(out) == reference
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["runs_this_time"] == 5 and meta["points_left_out"] == 3
+    assert "3 of 12 points left out" in capsys.readouterr().err
+
+    # --strict: today's refusal, before any file is written
+    strict = tmp_path / "strict.csv"
+    assert main(["sweep", str(path), "--out", str(strict), "--quiet", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not longer than heartbeat.interval") == 3
+    assert not strict.exists()
+
+
+def test_the_python_sweep_leaves_out_or_refuses_with_strict(tmp_path):
+    frame = sweep_api(CROSSED, tmp_path / "a.csv", workers=1, progress=False)
+    assert len(frame) == 9
+    assert pairs(e["params"] for e in frame.attrs["left_out"]) == IMPOSSIBLE
+    with pytest.raises(SweepError, match="not longer than heartbeat.interval"):
+        sweep_api(CROSSED, tmp_path / "b.csv", workers=1, progress=False, strict=True)
+    assert not (tmp_path / "b.csv").exists()
+    nothing = sweep_api(tiny(replications=1), tmp_path / "c.csv", workers=1, progress=False)
+    assert nothing.attrs["left_out"] == []
+    meta = json.loads((tmp_path / "c.meta.json").read_text())
+    assert meta["points_left_out"] == 0 and meta["left_out"] == []
+
+
+@pytest.mark.parametrize(
+    "grid, named",
+    [
+        # 200 s is longer than every timeout: no point with it could run
+        ({"heartbeat.interval": ["10s", "200s"], "detector.timeout": [30, 60]}, "(200s)"),
+        # every point impossible
+        ({"heartbeat.interval": ["50s", "70s"], "detector.timeout": [30, 40]}, "(50s)"),
+        # a value bad on its own, and one that only some partners allow
+        (
+            {"heartbeat.interval": ["10s", "-5s", "50s"], "detector.timeout": [30, 60]},
+            "-5.0 is not allowed: must be a positive duration",
+        ),
+    ],
+    ids=["a value with no possible partner", "every point", "a bad value"],
+)
+def test_what_is_not_a_combination_stays_an_error(grid, named):
+    with pytest.raises(SweepError) as info:
+        parse_sweep(tiny(grid=grid))
+    assert named in str(info.value)
+    if "-5.0" in named:  # the error is the bad value: (50 s, 30 s) alone would be left out
+        assert len(info.value.problems) == 1
+
+
+def test_sampled_values_are_left_out_in_combination_and_refused_alone():
+    both = {"heartbeat.interval": [5, 40], "detector.timeout": [20, 60]}
+    spec = parse_sweep(tiny(grid={}, sample={"method": "lhs", "count": 16, "ranges": both}))
+    assert spec.left_out and spec.points
+    assert all(
+        p["heartbeat.interval"] < p["detector.timeout"] for p in (q.params for q in spec.points)
+    )
+    assert all(
+        e["params"]["heartbeat.interval"] >= e["params"]["detector.timeout"] for e in spec.left_out
+    )
+    assert len(spec.points) + len(spec.left_out) == 16
+    # a loss probability above 1 is bad whatever it is paired with
+    loss = {"link.loss.p": [0.5, 1.5]}
+    with pytest.raises(SweepError, match="link.loss.p"):
+        parse_sweep(tiny(grid={}, sample={"method": "lhs", "count": 8, "ranges": loss}))
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (
+            {"grid": {"heartbeat.interval": list(range(1, 2501)), "link.loss.p": [0.001] * 2500}},
+            "6,250,000 points",
+        ),
+        ({"replications": 10**9}, "3,000,000,000 runs"),
+        ({"sample": {**SAMPLE_OK, "count": 10**7}}, "sample.count"),
+    ],
+    ids=["a 6.25 M-point grid", "1e9 replications", "1e7 samples"],
+)
+def test_huge_sweeps_are_refused_from_the_lengths_alone(tmp_path, capsys, changes, expected):
+    raw = {**tiny(), **changes}
+    started = time.perf_counter()
+    with pytest.raises(SweepError) as info:
+        parse_sweep(raw)
+    assert time.perf_counter() - started < 10  # the points were never made
+    assert expected in str(info.value)
+    path = write_sweep(tmp_path, raw)
+    out = tmp_path / "huge.csv"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    assert expected in capsys.readouterr().err and not out.exists()
+
+
+def test_the_sweep_budget_refuses_before_any_run_and_force_overrides(tmp_path, capsys):
+    from simlab.sweeps.sweep import estimate_sweep
+
+    spec = parse_sweep(SLOW)
+    one, two = estimate_sweep(spec, 1), estimate_sweep(spec, 2)
+    assert one.runs == two.runs == SLOW_RUNS and one.engines == ("simpy",)
+    assert two.seconds == pytest.approx(one.seconds / 2)
+    assert estimate_sweep(spec, 1, done=SLOW_RUNS - 4).seconds == pytest.approx(one.seconds / 8)
+    assert estimate_sweep(spec, 64).workers == SLOW_RUNS  # no more workers than runs
+
+    path = write_sweep(tmp_path, tiny())
+    out = tmp_path / "b.csv"
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--budget", "1ms"]) == 2
+    err = capsys.readouterr().err
+    assert "the sweep takes about" in err and "6 runs" in err and "over the 0.001s budget" in err
+    assert "fewer points or replications" in err and "--force" in err
+    assert not out.exists()
+    args = ["sweep", str(path), "--out", str(out), "--quiet", "--budget", "1ms", "--force"]
+    assert main([*args, "--workers", "1"]) == 0 and len(pd.read_csv(out)) == 6
+
+
+def test_the_demo_sweep_is_within_the_budget_on_two_cores():
+    from simlab.engines import registry
+    from simlab.sweeps.sweep import estimate_sweep, load_sweep
+
+    spec = load_sweep(ROOT / "examples" / "sweeps" / "default-question.yaml")
+    work = estimate_sweep(spec, 2)
+    # it takes 1-2 minutes on 2 cores: told (over a few seconds), never refused
+    assert registry.NOTICE_S < work.seconds < registry.BUDGET_S / 10
+    assert work.runs == 192 and work.engines == ("simpy",)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead and waiting to be reaped, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_pool_workers_die_with_a_coordinator_killed_by_sigkill(tmp_path):
+    raw = {**SLOW, "base": {**SLOW["base"], "horizon": "2d"}, "replications": 16}
+    path = write_sweep(tmp_path, raw)
+    out = tmp_path / "orphans.csv"
+    proc = subprocess.Popen(
+        [str(SIMLAB), "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < 2:
+            assert proc.poll() is None, f"the sweep ended (code {proc.returncode})"
+            assert time.monotonic() < deadline, "no 2 workers after 30 s"
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], "workers outlived their coordinator"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for w in workers:  # only the workers of the sweep started here, by PID
+            if _alive(w):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w, signal.SIGKILL)
+
+
+def test_a_worker_whose_coordinator_is_already_gone_ends_at_once():
+    import multiprocessing
+
+    from simlab.sweeps.sweep import _die_with
+
+    worker = multiprocessing.get_context("fork").Process(target=_die_with, args=(-1,))
+    worker.start()
+    worker.join(timeout=10)
+    assert worker.exitcode == 1
+
+
+def test_the_points_scenario_warnings_are_printed_once_each(tmp_path, capsys):
+    """A sweep says what `simlab check` would warn about its points, each warning once."""
+    base = tmp_path / "base.yaml"
+    base.write_text("connections: 1\nhorizon: 2m\nlink: {loss: {p: 0.6}}\n")
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(f"base: {base}\ngrid:\n  heartbeat.interval: [10s, 20s]\nengine: fast\n")
+    assert main(["sweep", str(sweep_file), "--out", str(tmp_path / "s.csv"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: link.loss: a mean loss of 0.6 is over 50 %") == 1
