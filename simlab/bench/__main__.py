@@ -3,4 +3,4 @@
 from simlab.bench.engines import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
