@@ -59,6 +59,12 @@ def add_parsers(sub) -> None:
     ch.add_argument("sweep", metavar="SWEEP.csv", help="a sweep's CSV (or its .summary.csv)")
     question_options(ch)
     ch.add_argument("--json", action="store_true", help="print one JSON object")
+    ch.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also every figure's interval, what rules out cheaper settings, each library's code"
+        " and caveats, and the notes (the default fits one screen)",
+    )
     ch.set_defaults(handler=cmd_choose)
     rp = sub.add_parser(
         "report",
@@ -112,7 +118,7 @@ def cmd_choose(args) -> int:
     if args.json:
         print(json.dumps(choice.to_dict(), indent=2, default=str))
     else:
-        print(format_choice(choice))
+        print(format_choice(choice, verbose=args.verbose))
     if not choice.feasible:
         print("no setting in the sweep meets the bounds (exit 1)", file=sys.stderr)
     return 0 if choice.feasible else 1

@@ -186,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     from simlab.cli.choose import add_parsers as add_choose_parsers
 
     add_choose_parsers(sub)  # simlab choose, simlab report
+    from simlab.cli.ask import add_parser as add_ask_parser
+
+    add_ask_parser(sub)  # simlab ask
     return p
 
 
@@ -585,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             "crosscheck": cmd_crosscheck,
             "choose": lambda a: a.handler(a),
             "report": lambda a: a.handler(a),
+            "ask": lambda a: a.handler(a),
         }
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -67,7 +67,10 @@ def headline(summary: Mapping, rate_unit: str = "day") -> pd.DataFrame:
         elif f"{key}_se" in summary and summary[f"{key}_se"] is not None:
             se = summary[f"{key}_se"]
             interval = f"{value - 1.96 * se:.3g} to {value + 1.96 * se:.3g}"
-        rows.append((name, round(float(value), 4), interval, unit))
+        shown = round(float(value), 4)
+        if unit == "count" and shown.is_integer():
+            shown = int(shown)  # a count reads 3, not 3.0
+        rows.append((name, shown, interval, unit))
         if key == "breaks_nat" and hours:
             rows.append(
                 (
@@ -77,7 +80,8 @@ def headline(summary: Mapping, rate_unit: str = "day") -> pd.DataFrame:
                     f"per connection-{rate_unit}",
                 )
             )
-    frame = pd.DataFrame(rows, columns=["figure", "value", "95 % interval", "unit"])
+    # object values: a float column would show every count as 3.0
+    frame = pd.DataFrame(rows, columns=["figure", "value", "95 % interval", "unit"], dtype=object)
     return frame.set_index("figure")
 
 

@@ -177,16 +177,18 @@ def tradeoff(
     max_rate: float | None = None,
     highlight: Mapping | None = None,
     title: str | None = None,
+    narrow: bool = False,
 ) -> Figure:
     """Detection latency (x) against false disconnects (y, log), each setting coloured by
     its cost, with 95 % intervals as error bars. A setting with no events is drawn as a
     downward triangle at its upper bound. ``max_detection`` (s) and ``max_rate`` (per
     connection-hour) draw the bounds and shade where both hold; ``highlight`` (a mapping of
-    setting keys to values, e.g. the recommendation's) rings that setting."""
+    setting keys to values, e.g. the recommendation's) rings that setting. ``narrow``: for a
+    phone's width (4.2 x 4.8 in): the colour bar and the legend under the axes."""
     x, x_low, x_high = column(frame, latency)
     y, y_low, y_high = column(frame, rate, rate_unit)
     c, _, _ = column(frame, cost)
-    fig = _figure()
+    fig = _figure(4.2, 4.8) if narrow else _figure()
     ax = fig.add_subplot()
     ok = ~np.isnan(x) & ~np.isnan(y)
     zero = ok & (y <= 0)
@@ -258,7 +260,7 @@ def tradeoff(
             [x[i]], [shown], s=260, facecolors="none", edgecolors="k", linewidths=1.8, zorder=3
         )
         ax.annotate(
-            "chosen: " + _short(highlight),
+            "chosen" if narrow else "chosen: " + _short(highlight),
             (x[i], shown),
             xytext=(10, 12),
             textcoords="offset points",
@@ -266,13 +268,22 @@ def tradeoff(
             arrowprops={"arrowstyle": "-", "color": "0.3"},
         )
     if len(finite_c):
-        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax)
+        where = {"location": "bottom", "shrink": 0.9, "aspect": 30} if narrow else {}
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, **where)
         bar.set_label(label(cost))
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        along = bar.ax.xaxis if narrow else bar.ax.yaxis
+        along.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        along.set_minor_formatter(FuncFormatter(lambda v, _: "" if narrow else f"{v:,.0f}"))
+        if narrow:  # a few round costs along the bar
+            ticks = [float(f"{v:.1g}") for v in np.geomspace(norm.vmin, norm.vmax, 4)]
+            bar.set_ticks([t for t in ticks if norm.vmin <= t <= norm.vmax])
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(handles=handles, loc="best", fontsize=8)
-    ax.set_title(title or "Detection latency against false disconnects, coloured by cost")
+    if narrow:
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
+        ax.set_title(title or "Latency against false disconnects", fontsize=10)
+    else:
+        ax.legend(handles=handles, loc="best", fontsize=8)
+        ax.set_title(title or "Detection latency against false disconnects, coloured by cost")
     return fig
 
 
@@ -513,14 +524,18 @@ def metric_vs_param(
     rate_unit: str = "month",
     logy: bool | None = None,
     title: str | None = None,
+    columns: int | None = None,
+    size: tuple[float, float] | None = None,
 ) -> Figure:
-    """``metric`` against ``param``, one line per combination of the ``by`` keys (colours by
-    the first), with 95 % bands. Rows that share ``param`` and ``by`` but differ in other
-    varied keys make separate lines of the same colour. ``logy`` defaults to a log scale
-    for rates spanning more than a factor of 30."""
+    """``metric`` against ``param`` as small multiples: one panel per combination of the
+    ``by`` keys (a network, a condition; shared axes), and in each panel one labelled line per
+    combination of the other varied settings (``heartbeat.*``, ``detector.*``, ``name``; a
+    key that moves with ``param`` adds none), the same colour in every panel. Dots are
+    estimates, bars their 95 % intervals; on a log scale a point with no event at all is a
+    downward triangle at its 95 % upper bound. One legend, under the panels, names every line
+    and mark. ``logy`` defaults to a log scale for rates spanning more than a factor of 30.
+    ``columns``: panels per row (default: up to 3 side by side); ``size``: inches."""
     by = [by] if isinstance(by, str) else list(by or [])
-    fig = _figure()
-    ax = fig.add_subplot()
     x = _values(frame, param)
     mean, low, high = column(frame, metric, rate_unit)
     others = [
@@ -537,41 +552,104 @@ def metric_vs_param(
         logy = bool(
             metric.endswith("_per_conn_hour") and len(finite) and finite.max() > 30 * finite.min()
         )
-    colour_of: dict = {}
-    lines = frame.groupby(by + others, sort=False, dropna=False) if by + others else [((), frame)]
-    for key, group in lines:
-        key = key if isinstance(key, tuple) else (key,)
-        head = key[: len(by)]
-        if head not in colour_of:
-            colour_of[head] = colormaps["tab10"](len(colour_of) % 10)
-            name = _short(dict(zip(by, head, strict=True))) if by else None
-        else:
-            name = None
-        color = colour_of[head]
-        idx = frame.index.get_indexer(group.index)
-        idx = idx[np.argsort(x[idx], kind="stable")]
-        y = mean[idx]
-        if logy:  # no events: the upper bound, marked v, instead of a fall to zero
-            zero = y <= 0
-            ax.plot(x[idx][zero], high[idx][zero], "v", color=color, ms=5)
-            y = np.where(zero, np.nan, y)
-            ax.fill_between(
+    panels = list(frame.groupby(by, sort=False, dropna=False)) if by else [((), frame)]
+    columns = max(1, min(columns or 3, len(panels)))
+    rows = math.ceil(len(panels) / columns)
+    width, height = size or (7.5, 4.6 if rows == 1 else 1.8 + 2.6 * rows)
+    fig = _figure(width, height)
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
+    # one colour per line, the same in every panel: ordered by the other settings' values
+    keys = (
+        sorted(
+            set(frame[others].dropna().itertuples(index=False, name=None)),
+            key=lambda k: tuple(_order(v) for v in k),
+        )
+        if others
+        else [()]
+    )
+    cmap = colormaps["viridis" if len(keys) > 10 or _numeric(frame, others) else "tab10"]
+    spread = len(keys) > 10 or _numeric(frame, others)
+    colour = {
+        k: cmap(0.9 * i / max(1, len(keys) - 1)) if spread else cmap(i % 10)
+        for i, k in enumerate(keys)
+    }
+    handles: dict = {}
+    zeros = False
+    for ax, (head, panel) in zip(axes, panels, strict=False):
+        head = head if isinstance(head, tuple) else (head,)
+        lines = panel.groupby(others, sort=False, dropna=False) if others else [((), panel)]
+        for key, group in lines:
+            key = key if isinstance(key, tuple) else (key,)
+            color = colour.get(key, "0.4")
+            idx = frame.index.get_indexer(group.index)
+            idx = idx[np.argsort(x[idx], kind="stable")]
+            y = mean[idx]
+            if logy:  # no events: the upper bound, marked v, instead of a fall to zero
+                zero = y <= 0
+                if zero.any():
+                    zeros = True
+                    ax.plot(x[idx][zero], high[idx][zero], "v", color=color, ms=6, mec="0.2")
+                y = np.where(zero, np.nan, y)
+            ax.errorbar(
                 x[idx],
-                np.where(low[idx] > 0, low[idx], np.nan),
-                high[idx],
+                y,
+                yerr=_errors(y, low[idx], high[idx]),
+                fmt="-o",
                 color=color,
-                alpha=0.12,
-                lw=0,
+                ms=4,
+                lw=1.4,
+                elinewidth=0.8,
+                capsize=2,
             )
-        else:
-            ax.fill_between(x[idx], low[idx], high[idx], color=color, alpha=0.12, lw=0)
-        ax.plot(x[idx], y, "-o", color=color, ms=3.5, lw=1.3, label=name)
-    if logy:
-        _log_y(ax)
-    ax.set_xlabel(label(param))
-    ax.set_ylabel(label(metric, rate_unit))
-    ax.grid(True, which="both", alpha=0.25)
-    if by:
-        ax.legend(fontsize=8, title=", ".join(by), title_fontsize=8)
-    ax.set_title(title or f"{label(metric, rate_unit)}, by {param}", fontsize=10)
+            name = _short(dict(zip(others, key, strict=True))) if others else metric
+            handles.setdefault(
+                key, Line2D([], [], color=color, marker="o", ms=4, lw=1.4, label=name)
+            )
+        if by:
+            ax.set_title(_short(dict(zip(by, head, strict=True))), fontsize=10)
+        if logy:
+            _log_y(ax)
+        ax.set_xlabel(label(param))
+        ax.set_ylabel(label(metric, rate_unit))
+        ax.grid(True, which="both", alpha=0.25)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    marks = [
+        Line2D(
+            [], [], color="0.35", marker="o", ms=4, lw=0, label="dot: estimate; bar: 95 % interval"
+        )
+    ]
+    if zeros:
+        marks.append(
+            Line2D(
+                [], [], color="0.35", marker="v", ms=6, lw=0, label="no events: 95 % upper bound"
+            )
+        )
+    entries = (list(handles.values()) if others else []) + marks
+    fig.legend(
+        handles=entries,
+        loc="outside lower center",
+        ncols=min(2 if width < 5.5 else 4, len(entries)),
+        fontsize=8,
+        title=", ".join(k.rsplit(".", 1)[-1] for k in others) or None,
+        title_fontsize=8,
+    )
+    per = ", ".join("network" if k == "name" else k for k in by)
+    text = title or f"{label(metric, rate_unit)}, by {param}" + (
+        f", one panel per {per}" if by and len(panels) > 1 else ""
+    )
+    fig.suptitle(textwrap.fill(text, int(width * 11)), fontsize=10)
     return fig
+
+
+def _order(value):
+    """A sort key that puts numbers in numeric order, before text."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def _numeric(frame: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether the first key's values are all numbers (a sequential colour map fits them)."""
+    return bool(keys) and pd.to_numeric(frame[keys[0]], errors="coerce").notna().all()

@@ -27,6 +27,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,45 +55,74 @@ from simlab.sweeps import data as sweepdata
 from simlab.version import __version__
 
 DPI = 110
+# figures for screens up to PHONE_MEDIA wide: redrawn at PHONE_SIZE inches (text keeps its
+# point size), at PHONE_DPI for high-density screens
+PHONE_MEDIA = "(max-width: 40rem)"
+PHONE_SIZE = (4.2, 3.9)
+PHONE_DPI = 160
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 CSS = """
 :root { --fg: #1a1a1a; --muted: #555; --ok: #1b7837; --bad: #b2182b; --line: #d9d9d9; }
 * { box-sizing: border-box; }
+html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
 body { margin: 0; color: var(--fg); background: #fff;
   font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 62rem; margin: 0 auto; padding: 1rem 1.2rem 3rem; }
-h1 { font-size: 1.7rem; line-height: 1.2; margin: .5rem 0; }
+main { max-width: 76rem; margin: 0 auto; padding: .6rem 1.2rem 3rem; }
+h1 { font-size: 1.5rem; line-height: 1.2; margin: .3rem 0; overflow-wrap: anywhere; }
 h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; padding-bottom: .2rem; border-bottom: 1px solid var(--line); }
 h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
-p, li { max-width: 48rem; }
+p, li { max-width: 48rem; overflow-wrap: anywhere; }
+header p { margin: .2rem 0; }
 .meta, figcaption, .note { color: var(--muted); font-size: .9rem; }
-.answer { border-left: 5px solid var(--ok); background: #f2f8f3; padding: .6rem 1rem; margin: 1rem 0; }
+.answer { border-left: 5px solid var(--ok); background: #f2f8f3; padding: .5rem .9rem; margin: .6rem 0; }
+.answer p { margin: .3rem 0; }
 .answer.infeasible { border-left-color: var(--bad); background: #fbf0f0; }
-.answer .big { font-size: 1.25rem; font-weight: 600; }
-figure { margin: 1.2rem 0; }
+.answer.none { border-left-color: var(--muted); background: #f6f6f6; }
+.answer .big { font-size: 1.2rem; font-weight: 600; }
+.lead { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.35fr);
+  grid-template-rows: auto auto 1fr;
+  grid-template-areas: "answer fig" "bounds fig" "libs fig"; column-gap: 1.6rem; align-items: start; }
+.lead > .lead-answer { grid-area: answer; } .lead > figure { grid-area: fig; margin: .6rem 0; }
+.lead > .lead-bounds { grid-area: bounds; } .lead > .lead-libs { grid-area: libs; }
+.lead h3 { margin: .5rem 0 .2rem; font-size: 1rem; }
+figure { margin: 1.2rem 0; max-width: 100%; }
+picture { display: block; max-width: 100%; }
 img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
-.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
-table { border-collapse: collapse; font-size: .9rem; margin: .4rem 0; }
-th, td { text-align: left; vertical-align: top; padding: .3rem .55rem; border-bottom: 1px solid var(--line); }
+.tbl { max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; font-size: .9rem; margin: .4rem 0; max-width: 100%; }
+th, td { text-align: left; vertical-align: top; padding: .3rem .55rem; border-bottom: 1px solid var(--line);
+  overflow-wrap: break-word; }
 th { background: #f5f5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85em; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: .5rem .7rem; }
 td code { overflow-wrap: anywhere; } td code.opt { white-space: nowrap; overflow-wrap: normal; }
 .kv { columns: 19rem auto; column-gap: 2rem; font-size: .9rem; }
-.kv div { break-inside: avoid; padding: .15rem 0; border-bottom: 1px solid #eee; }
+.kv div { break-inside: avoid; padding: .15rem 0; border-bottom: 1px solid #eee; overflow-wrap: anywhere; }
 .kv code { color: var(--muted); margin-right: .4rem; }
 .ok { color: var(--ok); font-weight: 600; } .bad { color: var(--bad); font-weight: 600; }
 ol.refs li { margin-bottom: .4rem; }
+@media (max-width: 56rem) {
+  .lead { grid-template-columns: minmax(0, 1fr); grid-template-rows: none;
+    grid-template-areas: "answer" "fig" "bounds" "libs"; }
+}
 @media (max-width: 40rem) {
-  body { font-size: 15px; } main { padding: .6rem .7rem 2rem; } h1 { font-size: 1.35rem; }
-  th, td { padding: .25rem .35rem; } table { font-size: .82rem; }
+  body { font-size: 15px; } main { padding: .5rem .7rem 2rem; } h1 { font-size: 1.25rem; }
+  th, td { padding: .25rem .35rem; } table { font-size: .85rem; }
+  td code.opt { white-space: normal; overflow-wrap: anywhere; }
+  /* tables of three or more columns stack: one block per row, each cell named by its column */
+  table.stack, table.stack tbody, table.stack tr, table.stack td { display: block; width: 100%; }
+  table.stack thead { display: none; }
+  table.stack tr { border-bottom: 1px solid var(--line); padding: .3rem 0; }
+  table.stack td { border: 0; padding: .1rem .2rem; text-align: left; white-space: normal; }
+  table.stack td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); }
+  table.stack td:first-child { font-weight: 600; }
 }
 @media print {
   body { font-size: 10.5pt; } main { max-width: none; padding: 0; }
   h2 { break-after: avoid; } figure, table, .answer, pre { break-inside: avoid; }
-  .scroll { overflow: visible; } img { border: 0; max-height: 15cm; width: auto; }
+  .tbl { overflow: visible; } img { border: 0; max-height: 15cm; width: auto; }
   @page { margin: 14mm; }
 }
 """
@@ -106,33 +136,82 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def figure_html(fig, alt: str, caption: str) -> str:
-    """A Figure as an embedded PNG (data: URI) with its caption."""
+def _png(fig, dpi: int) -> str:
     buf = io.BytesIO()
     FigureCanvasAgg(fig)
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _for_phone(fig, size: tuple[float, float]) -> None:
+    """The same Figure redrawn narrow: its text keeps its size in points, so shown at a
+    phone's width it reads as well as the wide one does on a desktop (matplotlib's locators
+    give the narrower axes fewer ticks); titles wrap and legends stack in one column."""
+    fig.set_size_inches(*size)
+    texts = [getattr(fig, "_suptitle", None)]
+    for ax in fig.axes:
+        texts += [ax.title, getattr(ax, "_left_title", None)]
+    for text in texts:
+        if text is not None and text.get_text():
+            text.set_fontsize(min(text.get_fontsize(), 9))
+            text.set_text(textwrap.fill(" ".join(text.get_text().split()), 52))
+    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
+        if legend is not None and hasattr(legend, "set_ncols"):
+            legend.set_ncols(1 if len(legend.get_texts()) > 4 else 2)
+
+
+def figure_html(fig, alt: str, caption: str, phone=PHONE_SIZE, id: str = "") -> str:
+    """A Figure as an embedded PNG (data: URI) with its caption. ``phone``: what screens up
+    to PHONE_MEDIA wide show instead: the same Figure redrawn at that size (inches), or
+    another Figure drawn for a phone; None: the one image everywhere."""
     width, height = (round(v * DPI) for v in fig.get_size_inches())
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    data = _png(fig, DPI)
+    source = ""
+    if phone is not None:
+        if isinstance(phone, tuple):
+            _for_phone(fig, phone)
+            phone = fig
+        source = f'<source media="{PHONE_MEDIA}" srcset="data:image/png;base64,{_png(phone, PHONE_DPI)}">'
+    ident = f" id={id}" if id else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" width="{width}" height="{height}"'
-        f' alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
+        f'<figure{ident}><picture>{source}<img src="data:image/png;base64,{data}"'
+        f' width="{width}" height="{height}" alt="{_e(alt)}"></picture>'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
 
 
+EMPTY_CELLS = frozenset({"", "-", "nan", "NaN", "None"})
+
+
 def _table(header: list[str] | None, rows: list[list], numeric: set[int] = frozenset()) -> str:
-    """A table (cells are HTML already, except numeric ones) in a sideways-scrolling box."""
+    """A table (cells are HTML already, except numeric ones). A column empty in every row is
+    left out. On a phone a table of three or more columns stacks: one block per row, each
+    cell named by its column; none scrolls sideways."""
+    width = max([len(header or [])] + [len(r) for r in rows])
+    keep = [
+        i
+        for i in range(width)
+        if any(i < len(r) and str(r[i]).strip() not in EMPTY_CELLS for r in rows) or not rows
+    ]
+    header = [header[i] for i in keep] if header else None
+    numeric = {keep.index(i) for i in numeric if i in keep}
+    rows = [[r[i] if i < len(r) else "" for i in keep] for r in rows]
+    labels = [f' data-label="{_e(h)}"' for h in header] if header else [""] * len(keep)
     head = "".join(f"<th>{_e(h)}</th>" for h in header or [])
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{c}</td>"
+            f'<td class="num"{labels[i]}>{_e(c)}</td>'
+            if i in numeric
+            else f"<td{labels[i]}>{c}</td>"
             for i, c in enumerate(row)
         )
         + "</tr>"
         for row in rows
     )
     thead = f"<thead><tr>{head}</tr></thead>" if header else ""
-    return f'<div class="scroll"><table>{thead}<tbody>{body}</tbody></table></div>'
+    stack = ' class="stack"' if header and len(header) >= 3 else ""
+    return f'<div class="tbl"><table{stack}>{thead}<tbody>{body}</tbody></table></div>'
 
 
 # -- cross-check -----------------------------------------------------------------------------
@@ -279,11 +358,15 @@ def _figures_rows(o, c) -> list[list]:
     return rows
 
 
-def _answer_html(choice: Choice | None) -> str:
+def _answer_box(choice: Choice | None) -> str:
+    """The answer, first: the recommendation (or why there is none) in a box."""
     if choice is None:
-        return "<p>No recommendation: no bounds were given.</p>"
-    c = choice.constraints
-    out = []
+        return (
+            '<div class="answer none"><p class="big">No recommendation: no bounds were'
+            " given.</p><p>Give <code>--max-detection</code> and"
+            " <code>--max-false-disconnects</code> for one; the trade-off shows every"
+            " setting.</p></div>"
+        )
     if choice.feasible:
         o = choice.recommendation
         sub = ""
@@ -298,21 +381,107 @@ def _answer_html(choice: Choice | None) -> str:
                 " it built in; the application-level recipe is below.</p>"
             )
         worst = f" Worst condition: {_e(o.worst_condition)}." if o.worst_condition else ""
-        out.append(
+        return (
             f'<div class="answer"><p class="big">Recommended: {_e(o.label())}</p>{sub}'
+            f'<p class="note">Each figure is the worst over the conditions the sweep'
+            f" covers.{worst}</p></div>"
+        )
+    unmet = ", ".join(choice.unmet) or "no single bound, but not all at once"
+    return (
+        '<div class="answer infeasible"><p class="big">No setting in the sweep meets the'
+        f" bounds.</p><p>Cannot be met: {_e(unmet)}.</p>"
+        f"<p>Closest: {_e(choice.closest_note)}</p></div>"
+    )
+
+
+def _bounds_html(choice: Choice | None, c) -> str:
+    """The bounds the answer meets: each bound, the setting's upper 95 % bound, met or not."""
+    if choice is None:
+        return ""
+    o = choice.recommendation if choice.feasible else choice.closest
+    rows = []
+    if c.max_detection_s is not None:
+        high = o.figures[c.detection_key].high if o is not None else math.nan
+        met = not math.isnan(high) and high <= c.max_detection_s
+        rows.append(
+            [
+                f"detection latency ({_e(c.detection)})",
+                f"&le; {_e(seconds(c.max_detection_s))}",
+                _e(seconds(high)) if not math.isnan(high) else "-",
+                _met(met),
+            ]
+        )
+    if c.max_false_disconnects is not None:
+        high = o.figures[FALSE_DISCONNECTS].high if o is not None else math.nan
+        met = not math.isnan(high) and high <= c.max_false_disconnects.per_hour
+        rows.append(
+            [
+                "false disconnects",
+                f"&le; {_e(c.max_false_disconnects.shown())}",
+                _e(format_rate(high, c.rate_unit)) if not math.isnan(high) else "-",
+                _met(met),
+            ]
+        )
+    if c.middlebox is not None:
+        mb = c.middlebox
+        ping = o.interval_s if o is not None else None
+        rows.append(
+            [
+                f"keeps {_e(mb.name)} open",
+                f"longest gap + 1 s &lt; {_e(seconds(mb.idle_timeout_s))}",
+                f"pings every {_e(seconds(ping))}" if ping is not None else "-",
+                _met(choice.feasible or "middlebox" not in " ".join(choice.unmet)),
+            ]
+        )
+    if not rows:
+        return ""
+    what = "it meets" if choice.feasible else "asked for"
+    return (
+        f"<h3>The bounds {what}</h3>"
+        + _table(["bound", "asked", "this setting (upper 95 %)", ""], rows)
+        + f'<p class="note">Cost minimized: {_e(OBJECTIVES[c.minimize][1])}.</p>'
+    )
+
+
+def _met(ok: bool) -> str:
+    return '<span class="ok">met</span>' if ok else '<span class="bad">not met</span>'
+
+
+def _option_text(k, v) -> str:
+    return f'<code class="opt">{_e(k)} = {_e(f"{v:g}" if isinstance(v, float) else v)}</code>'
+
+
+def _libraries_short(choice: Choice | None) -> str:
+    """Each library's settings, in two columns, for the first screen."""
+    if choice is None or not choice.libraries:
+        return ""
+    adaptive = choice.feasible and choice.recommendation.adaptive
+    rows = [
+        [_e(lib.library), "<br>".join(_option_text(k, v) for k, v in lib.options.items())]
+        for lib in choice.libraries
+    ]
+    head = "In your application" if adaptive else "In your library"
+    return (
+        f"<h3>{head}</h3>"
+        + _table(["library", "settings"], rows)
+        + '<p class="note"><a href="#libraries">What each option means there</a>.</p>'
+    )
+
+
+def _answer_html(choice: Choice | None) -> str:
+    """The rest of the answer: why this one, its figures, the runners-up, the libraries'
+    configuration and the chooser's notes."""
+    if choice is None:
+        return "<p>No recommendation: no bounds were given.</p>"
+    c = choice.constraints
+    out = []
+    o = choice.recommendation if choice.feasible else choice.closest
+    if choice.feasible and choice.binding_notes:
+        out.append(
             "<p>Binding constraint:</p><ul>"
             + "".join(f"<li>{_e(n)}</li>" for n in choice.binding_notes)
             + "</ul>"
-            f'<p class="note">Each figure is the worst over the conditions the sweep covers.{worst}</p></div>'
         )
-    else:
-        unmet = ", ".join(choice.unmet) or "no single bound, but not all at once"
-        out.append(
-            '<div class="answer infeasible"><p class="big">No setting in the sweep meets the'
-            f" bounds.</p><p>Cannot be met: {_e(unmet)}.</p>"
-            f"<p>Closest: {_e(choice.closest_note)}</p></div>"
-        )
-        o = choice.closest
     if choice.policies is not None:
         out.append("<h3>Adaptive policies against fixed settings</h3>")
         out.append(
@@ -349,16 +518,13 @@ def _answer_html(choice: Choice | None) -> str:
     if choice.libraries:
         adaptive = choice.feasible and choice.recommendation.adaptive
         out.append(
-            "<h3>In your application (no library has it built in)</h3>"
+            "<h3 id=libraries>In your application (no library has it built in)</h3>"
             if adaptive
-            else "<h3>In your library</h3>"
+            else "<h3 id=libraries>In your library</h3>"
         )
         rows = []
         for lib in choice.libraries:
-            opts = "<br>".join(
-                f'<code class="opt">{_e(k)} = {_e(f"{v:g}" if isinstance(v, float) else v)}</code>'
-                for k, v in lib.options.items()
-            )
+            opts = "<br>".join(_option_text(k, v) for k, v in lib.options.items())
             what = _e(lib.semantics) + (
                 f'<br><span class="bad">Caveat:</span> {_e(lib.caveat)}' if lib.caveat else ""
             )
@@ -378,6 +544,55 @@ def _shown(key: str, value) -> str:
     return str(value)
 
 
+DETECTOR_BLOCKS = ("missed", "phi", "nfd", "adaptive")  # detector.<kind>.*: that kind's keys
+
+
+def engine_line(data: sweepdata.SweepData) -> str:
+    """Which engine ran the points: "auto: fast for 48 points, analytic for 0, simpy for 0"."""
+    asked = str((data.meta or {}).get("engine") or "unknown")
+    column = data.summary.get("engine")
+    if column is None or not column.map(lambda v: isinstance(v, str) and bool(v.strip())).any():
+        return f"{asked} (which engine ran each point was not recorded)"
+    ran: dict[str, int] = {}
+    for value in data.summary["engine"].tolist():
+        name = str(value).strip() if isinstance(value, str) and str(value).strip() else "unknown"
+        name = "several (replications differ)" if "(" in name else name
+        ran[name] = ran.get(name, 0) + 1
+    if asked == "auto":
+        from simlab.engines import registry
+
+        for name in registry.REGISTRY:
+            ran.setdefault(name, 0)
+    first, *rest = sorted(ran.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = f"{first[0]} for {first[1]} point{'s' if first[1] != 1 else ''}"
+    text += "".join(f", {name} for {n}" for name, n in rest)
+    return f"{asked}: {text}" if asked not in ran or len(ran) > 1 else text
+
+
+def _used(flat: dict, data: sweepdata.SweepData, key: str) -> set[str]:
+    """The values of ``key`` the sweep's points use: the base's, or the varied column's."""
+    if key in data.summary:
+        return {str(v) for v in data.summary[key].dropna().tolist()}
+    return {str(flat.get(key))}
+
+
+def matters(flat: dict, data: sweepdata.SweepData) -> list[str]:
+    """The base's resolved keys that matter for the sweep's points: a detector's block
+    (detector.phi.*, ...) only when a point uses that detector kind; link.tcp.* only over TCP."""
+    kinds = _used(flat, data, "detector.kind")
+    transports = _used(flat, data, "link.transport")
+    out = []
+    for key in flat:
+        parts = key.split(".")
+        block = parts[1] if parts[0] == "detector" and len(parts) > 2 else None
+        if block in DETECTOR_BLOCKS and block not in kinds:
+            continue
+        if key.startswith("link.tcp.") and "tcp" not in transports:
+            continue
+        out.append(key)
+    return out
+
+
 def _scenario_html(data: sweepdata.SweepData) -> str:
     meta = data.meta or {}
     out = []
@@ -385,7 +600,7 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
         ["sweep", _e(meta.get("sweep") or data.source)],
         ["points", _e(len(data.summary))],
         ["replications per point", _e(data.replications)],
-        ["engine", _e(meta.get("engine", "unknown"))],
+        ["engine", _e(engine_line(data))],
         ["seed", _e(meta.get("seed", "unknown"))],
         [
             "simlab, git revision",
@@ -428,16 +643,25 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
                 flat = flatten(to_dict(scenario))
         except ScenarioError:
             flat = flatten(data.base)
+        shown = matters(flat, data) if data.has_heartbeat else list(flat)
+        left = len(flat) - len(shown)
         out.append(
-            f"<h3>The base scenario</h3><p class=note>From {_e(data.base_source)}; every key a point does not vary has this value.</p>"
+            f"<h3>The base scenario</h3><p class=note>From {_e(data.base_source)}; every key a"
+            " point does not vary has this value"
+            + (
+                f" ({left} key(s) of detector kinds or transports no point uses left out)"
+                if left
+                else ""
+            )
+            + ".</p>"
         )
         items = "".join(
-            f"<div><code>{_e(k)}</code> {_e(_shown(k, v))}</div>"
-            for k, v in flat.items()
-            if k not in data.keys and v is not None
+            f"<div><code>{_e(k)}</code> {_e(_shown(k, flat[k]))}</div>"
+            for k in shown
+            if k not in data.keys and flat[k] is not None
         )
         out.append(f'<div class="kv">{items}</div>')
-        unset = [k for k, v in flat.items() if k not in data.keys and v is None]
+        unset = [k for k in shown if k not in data.keys and flat[k] is None]
         if unset:
             out.append(
                 '<p class="note">Off or at their automatic value: '
@@ -454,19 +678,20 @@ def _scenario_html(data: sweepdata.SweepData) -> str:
     return "".join(out)
 
 
-def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints) -> str:
+def _best(choice: Choice | None):
+    if choice is None:
+        return None
+    return choice.recommendation if choice.feasible else choice.closest
+
+
+def _tradeoff_html(data: sweepdata.SweepData, choice: Choice | None, constraints) -> str:
+    """The trade-off figure, for the first screen beside the answer."""
     c = constraints
     unit = c.rate_unit if c else "month"
     table = choice.table if choice is not None else data.worst_case()
-    best = (
-        choice.recommendation
-        if choice and choice.feasible
-        else (choice.closest if choice else None)
-    )
+    best = _best(choice)
     highlight = best.settings if best else None
-    out = []
-    fig = plots.tradeoff(
-        table,
+    options = dict(
         latency=c.detection_key if c else "detection_latency_p95_s",
         cost=c.cost_key if c else "overhead_bytes_per_conn_hour",
         rate_unit=unit,
@@ -474,17 +699,26 @@ def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints)
         max_rate=c.max_false_disconnects.per_hour if c and c.max_false_disconnects else None,
         highlight=highlight,
     )
-    out.append("<h2 id=tradeoff>The trade-off</h2>")
-    out.append(
-        figure_html(
-            fig,
-            "detection latency against false disconnects for each setting",
-            "Each point is one setting at its worst condition: detection latency (x) against"
-            " false disconnects (y, log scale), coloured by the cost. Bars: 95 % intervals;"
-            " triangles: settings with no false disconnect at all, drawn at their upper bound."
-            " Dashed: the bounds; green: where both hold.",
-        )
+    fig = plots.tradeoff(table, **options)
+    return figure_html(
+        fig,
+        "the trade-off: detection latency against false disconnects for each setting",
+        "The trade-off. Each point is one setting at its worst condition: detection latency (x)"
+        " against false disconnects (y, log scale), coloured by the cost. Bars: 95 % intervals;"
+        " triangles: settings with no false disconnect at all, drawn at their upper bound."
+        " Dashed: the bounds; green: where both hold; ringed: the recommendation.",
+        phone=plots.tradeoff(table, narrow=True, **options),
+        id="tradeoff",
     )
+
+
+def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints) -> str:
+    """The figures after the first screen: middleboxes, sensitivity, figures by setting."""
+    c = constraints
+    unit = c.rate_unit if c else "month"
+    table = choice.table if choice is not None else data.worst_case()
+    best = _best(choice)
+    out = []
     out.append("<h2 id=middlebox>Middleboxes: which intervals survive</h2>")
     mb = c.middlebox if c else None
     try:
@@ -544,19 +778,32 @@ def _figures_html(data: sweepdata.SweepData, choice: Choice | None, constraints)
         moving = [k for k in data.conditions if data.summary[k].nunique(dropna=False) > 1]
         by = ["name"] if "name" in moving else moving[:1]
         out.append("<h2 id=detail>Figures by setting</h2>")
+        where = "network" if by == ["name"] else by[0] if by else ""
         for metric, text in (
             (FALSE_DISCONNECTS, "false disconnects"),
             (c.detection_key if c else "detection_latency_p95_s", "detection latency"),
         ):
             fig = plots.metric_vs_param(data.summary, param, metric, by=by, rate_unit=unit)
+            panels = sum(ax.get_visible() for ax in fig.axes)
+            narrow = plots.metric_vs_param(
+                data.summary,
+                param,
+                metric,
+                by=by,
+                rate_unit=unit,
+                columns=1,
+                size=(4.2, 2.4 + 2.3 * panels),
+            )
             out.append(
                 figure_html(
                     fig,
-                    f"{text} against {param}",
-                    f"{text.capitalize()} against {param} for every point of the sweep, one line"
-                    " per combination of the other varied settings"
-                    + (f", coloured by {'network' if by == ['name'] else by[0]}" if by else "")
-                    + "; bands: 95 % intervals.",
+                    f"{text} against {param}" + (f", one panel per {where}" if where else ""),
+                    f"{text.capitalize()} against {param} for every point of the sweep"
+                    + (f", one panel per {where}" if where and panels > 1 else "")
+                    + "; one labelled line per value of the other varied settings (the legend"
+                    " names them). Dots: estimates; bars: 95 % intervals; a triangle: no event"
+                    " at all, drawn at its 95 % upper bound.",
+                    phone=narrow,
                 )
             )
     return "".join(out)
@@ -815,19 +1062,28 @@ def build(
             after_disconnect_html(data),  # the answer, before the long scenario listing
         ]
     else:
+        # the first screen: the answer, the bounds it meets, the trade-off, the libraries
         heartbeat_part = [
+            '<section class="lead" id=answer>',
+            f'<div class="lead-answer">{_answer_box(choice)}</div>',
+            _tradeoff_html(data, choice, c),
+            f'<div class="lead-bounds">{_bounds_html(choice, c)}</div>',
+            f'<div class="lead-libs">{_libraries_short(choice)}</div>',
+            "</section>",
             "<h2 id=question>The question</h2>",
             _question_html(choice, bounds, c.describe()),
-            "<h2 id=answer>The answer</h2>",
+            "<h2 id=why>The answer in full</h2>",
             _answer_html(choice),
         ]
-    body = [
+    header = [
         f"<header><h1>{_e(title)}</h1>",
-        f'<p class="meta">Generated {_e(now)} by simlab {_e(__version__)} from {_e(data.source)}.</p>',
-        f"<p><strong>{_e(verdict)}</strong></p></header>",
+        f'<p class="meta">Generated {_e(now)} by simlab {_e(__version__)} from {_e(data.source)};'
+        ' the scenario, the engines and the sweep file are in the <a href="#scenario">appendix</a>.</p>',
+        f"<p><strong>{_e(verdict)}</strong></p></header>" if storm_only else "</header>",
+    ]
+    body = [
+        *header,
         *heartbeat_part,
-        "<h2 id=scenario>Scenario and assumptions</h2>",
-        _scenario_html(data),
         _figures_html(data, choice, c) if data.has_heartbeat else "",
         after_disconnect_html(data) if data.has_fleet and not storm_only else "",
         "<h2 id=crosscheck>Model against real sockets</h2>",
@@ -835,6 +1091,8 @@ def build(
         "<h2 id=methods>Methods</h2>",
         METHODS,
         FLEET_METHODS if data.has_fleet else "",
+        "<h2 id=scenario>Appendix: scenario, engines and the sweep file</h2>",
+        _scenario_html(data),
         f'<footer><p class="meta">simlab {_e(__version__)}; costs are {_e(OBJECTIVES[c.minimize][1])}.</p></footer>',
     ]
     doc = (

@@ -41,8 +41,8 @@ from simlab.scenario.reader import safe_yaml
 
 SETTING_PREFIXES = ("heartbeat.", "detector.")
 LEAD = ("point_id", "replication", "seed")
-TAIL = ("error", "wall_s")
-SUMMARY_EXTRA = ("point_id", "replications", "errors")
+TAIL = ("engine", "error", "wall_s")  # engine: which engine ran the row (simlab.sweeps.sweep)
+SUMMARY_EXTRA = ("point_id", "replications", "errors", "engine")
 SUFFIXES = ("_mean", "_ci_low", "_ci_high")
 HEARTBEAT_NEEDED = ("connected_hours_mean", "false_positives_mean")
 FLEET_NEEDED = ("attempts_total_mean", "time_to_50pct_reconnected_s_mean")

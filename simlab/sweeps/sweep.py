@@ -78,7 +78,9 @@ RARE_KEYS = ["rel_error", "max_wall"]
 SAMPLE_KEYS = ["method", "count", "ranges"]
 RANGE_KEYS = ["low", "high", "scale"]
 LEAD_COLUMNS = ["point_id", "replication", "seed"]
-TAIL_COLUMNS = ["error", "wall_s"]
+# engine: the engine that ran the row (auto picks one per point); blank in a row whose run
+# failed, and in rows of files from before the column was written
+TAIL_COLUMNS = ["engine", "error", "wall_s"]
 # the most a sweep file may ask for, refused from its lists' lengths before any point is made
 MAX_POINTS = 100_000  # each point's scenario is checked before any run (~0.2 ms each)
 MAX_RUNS = 1_000_000  # points x replications
@@ -809,7 +811,7 @@ def task_row(spec: SweepSpec, task: Task, result: dict) -> list:
         [task.point.id, task.replication, task.seed]
         + [_cell(task.point.params[k]) for k in spec.keys]
         + [_cell(s.get(k)) for k in spec.metric_keys]
-        + [result["error"] or "", f"{result['wall_s']:.3f}"]
+        + [_cell(s.get("engine")), result["error"] or "", f"{result['wall_s']:.3f}"]
     )
 
 
@@ -972,6 +974,59 @@ def _making(spec: SweepSpec) -> dict:
     return {"engine": spec.engine, "rare": dataclasses.asdict(spec.rare) if spec.rare else None}
 
 
+def _known_engine(spec: SweepSpec) -> str:
+    """The engine every run of ``spec`` uses, or "" when auto picks one per point."""
+    if is_fleet(spec.base):
+        return "fleet"
+    if spec.rare is not None:
+        return "fast"
+    return "" if spec.engine == registry.AUTO else spec.engine
+
+
+def _with_engine_column(spec: SweepSpec, out: Path, header: list, rows: list) -> list:
+    """The rows of a file written before the engine column, with it: the sweep's engine when
+    it names one, blank (unknown) under auto. Any other difference of columns is refused."""
+    old = [c for c in spec.columns if c != "engine"]
+    if header != old:
+        problem = Problem(
+            "--out", f"{out} has other columns than this sweep: another sweep wrote it"
+        )
+        raise SweepError([problem], str(out))
+    at = spec.columns.index("engine")
+    engine = _known_engine(spec)
+    print(
+        f"note: {out} was written before the engine column; its {len(rows)} row(s) get "
+        + (f"engine {engine}" if engine else "a blank engine (auto: not recorded)"),
+        file=sys.stderr,
+    )
+    return [r[:at] + [engine] + r[at:] for r in rows]
+
+
+def engines_ran(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Which engines ran a sweep's rows (its tidy frame): {engine: {"points", "runs"}}, each
+    point counted once per engine that ran one of its replications; failed runs left out."""
+    if "engine" not in frame or "point_id" not in frame:
+        return {}
+    ok = frame[frame["error"].isna()] if "error" in frame else frame
+    engine = ok["engine"].where(ok["engine"].notna(), "").astype(str).str.strip()
+    engine = engine.where(engine != "", "unknown")
+    out = {}
+    for name in sorted(set(engine)):
+        runs = ok[engine == name]
+        out[name] = {"points": int(runs["point_id"].nunique()), "runs": len(runs)}
+    return out
+
+
+def point_engine(values) -> str:
+    """One point's engine from its replications': the one name, or each with its count when
+    they disagree ("fast (3), simpy (1)"); "" when no replication recorded one."""
+    names = [str(v).strip() for v in values if isinstance(v, str) and str(v).strip()]
+    counts = {n: names.count(n) for n in sorted(set(names))}
+    if len(counts) <= 1:
+        return next(iter(counts), "")
+    return ", ".join(f"{n} ({k})" for n, k in counts.items())
+
+
 def _check_same_making(spec: SweepSpec, out: Path) -> None:
     """Refuse to resume a file whose rows were made otherwise (another engine, another rare)."""
     meta = out.with_suffix(".meta.json")
@@ -1039,6 +1094,14 @@ def _check_meta(meta, where: str) -> list[Problem]:
             problem = f"expected a finite number of seconds >= 0, got {shown(value)}"
         elif key == "rare" and value is not None and not isinstance(value, dict):
             problem = f"expected an object or null, got {shown(value)}"
+        elif key == "engines" and not (
+            isinstance(value, dict)
+            and all(
+                isinstance(v, dict) and all(_is_count(n) for n in v.values())
+                for v in value.values()
+            )
+        ):
+            problem = f"expected an object of engines' counts, got {shown(value)}"
         elif key == "failed_points" and not (
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
@@ -1155,6 +1218,75 @@ def check_output(
     return problems
 
 
+class _Progress:
+    """The sweep's progress bar (tqdm), counting work: each run's expected seconds from the
+    engines' calibrated speeds (:func:`simlab.engines.registry.estimate`, as
+    :func:`estimate_sweep` reckons them), so that its percentage and ETA follow the work
+    done, not the count of runs (one sweep's runs can differ 100-fold). The pools hand back
+    a chunk of runs at once: the bar is redrawn when the next chunk arrives, with the whole
+    chunk counted, and its rate is the average since the start (``smoothing=0``), so that
+    the first run of the first chunk does not set the ETA."""
+
+    CHUNK_GAP_S = 0.005  # results closer than this came back together, as one chunk
+
+    def __init__(self, spec: SweepSpec, tasks: list[Task], todo: list[Task], serial: bool):
+        from tqdm.auto import tqdm
+
+        self.work = {
+            p.id: self.run_work(spec, p) for p in {t.point.id: t.point for t in tasks}.values()
+        }
+        total = sum(self.work[t.point.id] for t in tasks)
+        self.runs, self.of, self.serial = len(tasks) - len(todo), len(tasks), serial
+        self.bar = tqdm(
+            total=total,
+            initial=total - sum(self.work[t.point.id] for t in todo),
+            desc=spec.name,
+            unit="s",  # of work, as estimated: the runs are counted after the ETA
+            unit_scale=True,
+            smoothing=0,
+            miniters=0,
+            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
+            postfix=self._runs(),
+        )
+
+    @staticmethod
+    def run_work(spec: SweepSpec, point: Point) -> float:
+        """Expected seconds of one run of ``point`` (at least a millisecond)."""
+        if is_fleet(spec.base):
+            seconds = registry.estimate(load_fleet(spec.base, point.params)[0])
+        elif spec.rare is not None:
+            seconds = min(spec.rare.max_wall, RARE_RUN_S)
+        else:
+            scenario, _ = load(spec.base, point.params)
+            engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
+            seconds = registry.estimate(scenario, engine)
+        return max(seconds, 1e-3)
+
+    def _runs(self) -> str:
+        return f"{self.runs}/{self.of} runs"
+
+    def _show(self) -> None:
+        self.bar.postfix = self._runs()
+        self.bar.update(0)  # redrawn if mininterval has passed, with the work counted so far
+
+    def follow(self, results):
+        """``results`` as they come, each counted once the caller has written its row."""
+        ready = time.perf_counter()
+        for task, result in results:
+            if time.perf_counter() - ready > self.CHUNK_GAP_S:  # waited: a new chunk
+                self._show()
+            yield task, result
+            self.bar.n += self.work[task.point.id]
+            self.runs += 1
+            if self.serial:  # one run at a time: each is shown as it ends
+                self._show()
+            ready = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.postfix = self._runs()
+        self.bar.close()
+
+
 def run_sweep(
     spec: SweepSpec,
     out: str | Path,
@@ -1175,6 +1307,8 @@ def run_sweep(
         problem = Problem("--out", f"{out} exists: use --resume to complete it, or remove it")
         raise SweepError([problem], str(out))
     header, rows = read_rows(out) if out.exists() else (columns, [])
+    if header != columns and "engine" not in header:  # written before the engine column
+        rows, header = _with_engine_column(spec, out, header, rows), columns
     if header != columns:
         problem = Problem(
             "--out", f"{out} has other columns than this sweep: another sweep wrote it"
@@ -1229,17 +1363,12 @@ def run_sweep(
     # written now too, so that a --resume after a kill -9 can check how the rows were made
     write_atomic(out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
     interrupted = False
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=spec.name, unit="run")
+    bar = _Progress(spec, tasks, todo, executor.name == "serial") if progress else None
     try:
         with RowAppender(out) as appender:
-            for task, result in executor.run(run_task, todo):
+            results = executor.run(run_task, todo)
+            for task, result in results if bar is None else bar.follow(results):
                 appender.append(task_row(spec, task, result))
-                if bar is not None:
-                    bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
     except BrokenExecutor as exc:  # a worker died (killed, out of memory): keep what is done
@@ -1265,6 +1394,7 @@ def run_sweep(
         "interrupted": interrupted,
         "failed_points": failed,
         "complete": len(rows) == len(tasks),
+        "engines": engines_ran(frame),  # which engine ran how many points and runs
     }
     write_atomic(out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
     return SweepOutcome(frame, summary, failed, interrupted, out)
@@ -1330,6 +1460,7 @@ def summarize_sweep(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
         row = {"point_id": point.id, **{k: point.params[k] for k in spec.keys}}
         row["replications"] = len(runs)
         row["errors"] = int((frame.point_id == point.id).sum() - len(runs))
+        row["engine"] = point_engine(runs["engine"]) if "engine" in runs else ""
         for key in spec.metric_keys:
             if key in PER_RUN_ONLY or (spec.rare is not None and key in _RARE_PER_RUN):
                 continue

@@ -318,18 +318,83 @@ def test_a_csv_that_is_not_a_sweep_is_bad_input(tmp_path):
 # -- the command --------------------------------------------------------------------------------
 
 
+CHOOSE = ["choose", "--max-detection", "60s", "--max-false-disconnects", "1/conn-day"]
+
+
 def test_cli_prints_the_answer_and_exits_0(tmp_path, capsys):
     path = write(tmp_path, *optimum_points())
-    code = main(
-        ["choose", str(path), "--max-detection", "60s", "--max-false-disconnects", "1/conn-day"]
-    )
+    code = main([CHOOSE[0], str(path), *CHOOSE[1:]])
     out = capsys.readouterr().out
     assert code == 0
     assert "recommended: heartbeat.interval = 20 s, detector.timeout = 50 s" in out
     assert "ping_interval=20, ping_timeout=30" in out
     assert "pongWait=50" in out and "pingTimeout=30000" in out
     assert "KeepAliveInterval=20, ClientTimeoutInterval=50" in out
+    # the binding constraints and the notes moved behind --verbose (issue 18: the default
+    # fits one screen); the default still says how the bounds are judged
+    assert "by upper 95 % bounds" in out and "--verbose" in out
+
+
+def test_the_default_answer_fits_one_screen_and_starts_with_the_recommendation(tmp_path, capsys):
+    """Issue 18: the demo's last screen was 50 lines ending in library code, the
+    recommendation scrolled away. Now the answer comes first and everything fits 24 lines;
+    the library code and the long notes are one --verbose away."""
+    path = write(tmp_path, *optimum_points())
+    assert main([CHOOSE[0], str(path), *CHOOSE[1:]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 24, "\n".join(lines)
+    assert lines[0] == "recommended: heartbeat.interval = 20 s, detector.timeout = 50 s"
+    assert lines[1] == "  (ping every 20 s; give up after 50 s without a pong)"
+    # the bounds it meets come next, then its figures, the alternatives, the libraries
+    at = {
+        key: next(i for i, line in enumerate(lines) if line.startswith(key))
+        for key in (
+            "it is the cheapest",
+            "its figures",
+            "alternatives",
+            "library settings",
+            "more:",
+        )
+    }
+    assert list(at.values()) == sorted(at.values()) and at["it is the cheapest"] == 2
+    assert lines[3] == "  - a vanished peer is detected within 60 s (detection latency, p95)"
+    assert any(
+        line.startswith("  1. heartbeat.interval = 10 s, detector.timeout = 30 s: +")
+        for line in lines
+    )
+    # no library code, no semantics, no notes by default
+    text = "\n".join(lines)
+    assert "websockets.serve(" not in text and "notes:" not in text
+    assert "binding constraint" not in text
+
+
+def test_verbose_prints_the_full_answer_answer_first(tmp_path, capsys):
+    """--verbose keeps everything the text used to hold (each figure's interval, the binding
+    constraints, each library's code and semantics, the notes, the sweep), answer first."""
+    path = write(tmp_path, *optimum_points())
+    assert main([CHOOSE[0], str(path), *CHOOSE[1:]]) == 0
+    short = capsys.readouterr().out
+    assert main([CHOOSE[0], str(path), *CHOOSE[1:], "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("recommended: heartbeat.interval = 20 s, detector.timeout = 50 s\n")
+    assert len(out.splitlines()) > len(short.splitlines())
     assert "binding constraint" in out and "upper 95 % confidence bounds" in out
+    assert "websockets.serve(" in out and "caveat:" in out and "notes:" in out
+    assert "middlebox expiries" in out and f"sweep: {path}" in out
+    c = choose(path, max_detection="60s", max_false_disconnects="1/conn-day")
+    assert out == format_choice(c, verbose=True) + "\n" and short == str(c) + "\n"
+    for lib in c.libraries:
+        assert lib.snippet in out and lib.semantics in out and lib.snippet not in short
+    for note in (*c.notes, *c.binding_notes):
+        assert note in out
+
+
+def test_json_is_the_same_with_or_without_verbose(tmp_path, capsys):
+    path = write(tmp_path, *optimum_points())
+    assert main([CHOOSE[0], str(path), *CHOOSE[1:], "--json"]) == 0
+    plain = capsys.readouterr().out
+    assert main([CHOOSE[0], str(path), *CHOOSE[1:], "--json", "--verbose"]) == 0
+    assert capsys.readouterr().out == plain
 
 
 def test_cli_json(tmp_path, capsys):

@@ -108,14 +108,43 @@ def test_metric_vs_param(data):
     fig = plots.metric_vs_param(
         data.summary, "heartbeat.interval", "overhead_bytes_per_conn_hour", by="name"
     )
-    ax = labelled(fig)[0]
-    assert ax.get_xlabel() == "ping interval (s)"
-    assert ax.get_ylabel() == "heartbeat bytes per connection-hour"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["home-wifi", "lte"]
+    # small multiples: one panel per network, one labelled line per other setting, and one
+    # legend (under the panels) naming every line and mark (was: one unlabelled line each)
+    axes = labelled(fig)
+    assert [ax.get_title() for ax in axes] == ["home-wifi", "lte"]
+    assert axes[0].get_xlabel() == "ping interval (s)"
+    assert axes[0].get_ylabel() == "heartbeat bytes per connection-hour"
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    # the timeout moves with the interval here: no line of its own, the marks explained
+    assert texts == ["dot: estimate; bar: 95 % interval"]
+    fig = plots.metric_vs_param(data.summary, "detector.timeout", "detection_latency_p95_s")
+    assert any(t.startswith("network ") or t in ("home-wifi", "lte") for t in _texts(fig))
     fig = plots.metric_vs_param(
         data.summary, "detector.timeout", "false_disconnects_per_conn_hour", rate_unit="week"
     )
     assert labelled(fig)[0].get_ylabel() == "false disconnects per connection-week"
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_metric_vs_param_explains_its_triangles_and_stacks_for_a_phone():
+    rows = frame(point(10, 30, fp=0), point(20, 50, fp=3), point(30, 60, fp=40))
+    fig = plots.metric_vs_param(
+        rows, "heartbeat.interval", "fp_per_conn_hour", logy=True, columns=1, size=(4.2, 4)
+    )
+    labelled(fig)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "no events: 95 % upper bound" in texts
+
+
+def test_tradeoff_narrow_puts_the_colour_bar_under_the_axes(data):
+    fig = plots.tradeoff(data.worst_case(), narrow=True, rate_unit="day")
+    ax, bar = fig.axes
+    assert tuple(fig.get_size_inches()) == (4.2, 4.8)
+    assert "bytes per connection-hour" in bar.get_xlabel() and fig.legends
 
 
 def test_tidy_rows_work_too():

@@ -136,6 +136,54 @@ def test_sections_and_content(built):
     assert "The base scenario" in text and "peer.crash.mtbf" in text  # from the meta's sweep
 
 
+def test_the_answer_comes_first_and_the_appendix_last(built):
+    """Issue 18: the answer, its bounds, the trade-off and the libraries lead; the scenario,
+    the resolved keys and the sweep file are an appendix at the end."""
+    text = built[0].read_text()
+    order = [
+        'class="answer"',
+        "id=tradeoff",  # beside the answer on a desktop, under it on a phone
+        "The bounds it meets",
+        "In your library",
+        "id=question",
+        "Runner-up alternatives",
+        "id=middlebox",
+        "id=methods",
+        "id=scenario",
+        "The base scenario",
+    ]
+    at = [text.index(marker) for marker in order]
+    assert at == sorted(at), order
+    assert "<source media=" in text  # every figure has a narrow redraw for phones
+
+
+def test_the_appendix_keeps_only_the_keys_that_matter(built):
+    text = built[0].read_text()
+    appendix = text[text.index("id=scenario") :]
+    assert "detector.timeout" in appendix and "detector.phi." not in appendix  # timeout only
+    assert "detector.missed." not in appendix and "left out" in appendix
+
+
+def test_the_appendix_says_which_engine_ran_the_points(sweep_csv):
+    from simlab.sweeps import data as sweepdata
+
+    data = sweepdata.read(sweep_csv)
+    assert rep.engine_line(data).endswith("(which engine ran each point was not recorded)")
+    summary = data.summary.assign(
+        engine=["fast"] * (len(data.summary) - 1) + ["fast (3), simpy (1)"]
+    )
+    data = sweepdata.SweepData(summary, data.settings, data.conditions, meta={"engine": "auto"})
+    assert rep.engine_line(data) == (
+        "auto: fast for 9 points, several (replications differ) for 1, analytic for 0, simpy for 0"
+    )
+    assert "engine" not in data.keys
+
+
+def test_columns_empty_in_every_row_are_left_out():
+    table = rep._table(["a", "b", "c"], [["1", "", "x"], ["2", "-", "y"]])
+    assert "<th>b</th>" not in table and "<th>c</th>" in table and 'data-label="c"' in table
+
+
 def test_crosscheck_csv_and_json(sweep_csv, tmp_path):
     rows = (
         "check,metric,test,model,model_low,model_high,harness,harness_low,harness_high,"
@@ -328,8 +376,9 @@ def test_headless_chromium_shows_every_figure_without_errors(which, figures, req
             ]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 dt.call(f"{domain}.enable")
+            # a desktop's and a phone's first screen (CSS pixels)
             for width, height, mobile, name in (
-                (1100, 1500, False, prefix),
+                (1280, 800, False, prefix),
                 (390, 844, True, f"{prefix}-phone"),
             ):
                 dt.call(
@@ -342,12 +391,22 @@ def test_headless_chromium_shows_every_figure_without_errors(which, figures, req
                 dt.call("Page.navigate", url=path.as_uri())
                 dt.wait_for("Page.loadEventFired")
                 script = (
+                    "const box = e => { if (!e) return null; const r = e.getBoundingClientRect();"
+                    " return [r.top + window.scrollY, r.bottom + window.scrollY]; };"
                     "JSON.stringify({images: Array.from(document.images).map(i => ["
                     "i.complete, i.naturalWidth, i.getBoundingClientRect().width]),"
-                    " scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+                    " scroll: document.documentElement.scrollWidth, inner: window.innerWidth,"
+                    " height: window.innerHeight, answer: box(document.querySelector('.answer')),"
+                    " tradeoff: box(document.querySelector('#tradeoff img')),"
+                    " scenario: box(document.querySelector('#scenario'))})"
                 )
                 result = dt.call("Runtime.evaluate", expression=script, returnByValue=True)
                 page = json.loads(result["result"]["value"])
+                assert page["scroll"] <= width, f"{name}: the page scrolls sideways"
+                if which == "built":  # the first screen holds the answer and the trade-off
+                    assert page["answer"][1] <= page["height"], (name, page["answer"])
+                    assert page["tradeoff"][1] <= page["height"], (name, page["tradeoff"])
+                    assert page["scenario"][0] > 3 * page["height"], "the appendix comes last"
                 assert len(page["images"]) >= figures
                 for complete, natural, shown in page["images"]:
                     assert complete and natural > 0 and shown > 0, "every figure is displayed"

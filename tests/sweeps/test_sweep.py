@@ -501,6 +501,42 @@ def test_wall_s_is_the_only_timing_column(tmp_path):
     assert not [c for c in summary_header if "wall" in c]
 
 
+def test_the_progress_bar_counts_work_and_leaves_the_results_alone(tmp_path, monkeypatch):
+    """The bar's total is the runs' expected seconds (the engines' calibrated speeds), not the
+    count of runs: a 5 s interval has four times the rounds of a 20 s one, so the first task
+    alone no longer sets the ETA (issue 18). Drawing it changes no row: the same bytes as
+    without a bar, on one process and on a pool (whose chunks come back at once)."""
+    import io
+
+    import tqdm.auto
+
+    from simlab.engines import registry
+    from simlab.scenario.reader import load
+
+    bars = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, file=io.StringIO(), **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    spec = parse_sweep(tiny())
+    work = [registry.estimate(load(BASE, t.point.params)[0], spec.engine) for t in spec.tasks()]
+    assert len(set(work)) == 3  # more rounds, more work: one figure per interval
+    reference = tmp_path / "plain.csv"
+    run_sweep(spec, reference, workers=1, progress=False)
+    for workers in (1, 2):
+        out = tmp_path / f"bar{workers}.csv"
+        run_sweep(spec, out, workers=workers, progress=True)
+        bar = bars[-1]
+        assert bar.total == pytest.approx(sum(work)) and bar.n == pytest.approx(sum(work))
+        assert bar.smoothing == 0 and bar.postfix == "6/6 runs"
+        assert without_timing(out) == without_timing(reference)
+        summary = out.with_suffix(".summary.csv").read_bytes()
+        assert summary == reference.with_suffix(".summary.csv").read_bytes()
+
+
 def test_a_run_matches_simulate_with_the_row_seed(tmp_path):
     out = tmp_path / "r.csv"
     frame = sweep_api(tiny(replications=1), out, workers=1, progress=False)
@@ -1081,9 +1117,11 @@ def test_rare_mode_estimates_every_point_and_pools_the_replications(tmp_path, ca
         "seed",
         "link.loss.p",
         *rare.METRIC_KEYS,
+        "engine",  # which engine ran the row (issue 18): the fast one, in rare-event mode
         "error",
         "wall_s",
     ]
+    assert (frame.engine == "fast").all()
     assert frame.error.isna().all() and not frame.rare_event_budget_exhausted.any()
     assert (frame.rare_event_rel_half_width <= 0.1).all()
     summary = pd.read_csv(out.with_suffix(".summary.csv"))
@@ -1528,3 +1566,49 @@ def test_the_points_scenario_warnings_are_printed_once_each(tmp_path, capsys):
     assert main(["sweep", str(sweep_file), "--out", str(tmp_path / "s.csv"), "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: link.loss: a mean loss of 0.6 is over 50 %") == 1
+
+
+# -- which engine ran each point -----------------------------------------------------------
+
+
+def test_rows_summary_and_meta_say_which_engine_ran(tmp_path):
+    out = tmp_path / "r.csv"
+    run_sweep(parse_sweep(tiny(replications=2, engine="auto")), out, workers=1, progress=False)
+    rows = pd.read_csv(out)
+    assert "engine" in rows.columns and rows["engine"].notna().all()
+    ran = set(rows["engine"])
+    assert ran <= {"analytic", "fast", "simpy"}
+    summary = pd.read_csv(out.with_suffix(".summary.csv"))
+    assert set(summary["engine"]) == ran  # one engine per point: its replications agree
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["engine"] == "auto"
+    assert sum(v["points"] for v in meta["engines"].values()) == 3
+    assert sum(v["runs"] for v in meta["engines"].values()) == 6
+
+
+def test_a_points_engines_are_listed_when_its_replications_differ():
+    from simlab.sweeps.sweep import point_engine
+
+    assert point_engine(["fast", "fast"]) == "fast"
+    assert point_engine(["fast", "simpy", "fast", float("nan")]) == "fast (2), simpy (1)"
+    assert point_engine([float("nan")]) == ""
+
+
+@pytest.mark.parametrize("engine", ["simpy", "auto"])
+def test_resume_of_a_file_from_before_the_engine_column(tmp_path, capsys, engine):
+    """A file written before the engine column resumes: its rows get the sweep's engine
+    (blank under auto, where it was not recorded) and the new rows their own."""
+    spec = parse_sweep(tiny(replications=1, engine=engine))
+    out = tmp_path / "r.csv"
+    run_sweep(spec, out, workers=1, progress=False)
+    header, rows = read_rows(out)
+    at = header.index("engine")
+    old = [r[:at] + r[at + 1 :] for r in rows[:2]]  # the first two points, without the column
+    with open(out, "w", newline="") as f:
+        csv.writer(f).writerows([header[:at] + header[at + 1 :], *old])
+    run_sweep(spec, out, workers=1, progress=False, resume=True)
+    assert "written before the engine column" in capsys.readouterr().err
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == spec.columns and len(frame) == 3
+    assert frame["engine"].iloc[2] in {"analytic", "fast", "simpy"}  # run now: recorded
+    assert list(frame["engine"].iloc[:2]) == (["simpy"] * 2 if engine == "simpy" else ["", ""])
