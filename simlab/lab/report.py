@@ -1128,30 +1128,45 @@ def browser_command(browser: str, profile: str) -> list[str]:
     ]
 
 
-def to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 120.0) -> str | None:
-    """Print the HTML file to PDF with headless Chromium; None on success, else why not."""
+def render(
+    html_path: str | Path, out_path: str | Path, flags: list[str], what: str, timeout: float = 120.0
+) -> str | None:
+    """Have headless Chromium turn an HTML file into ``out_path`` (``flags`` name the output:
+    ``--print-to-pdf=``/``--screenshot=`` with the path last); None on success, else why not.
+
+    The output is written to a hidden temporary file first and renamed, so a failed render
+    never leaves half a file.
+    """
     browser = find_browser()
     if browser is None:
-        return "no PDF renderer: install chromium (Debian: apt-get install chromium) for --pdf"
-    pdf_path = Path(pdf_path).resolve()
-    tmp_pdf = pdf_path.with_name(f".{pdf_path.name}.part")
+        return f"no {what} renderer: install chromium (Debian: apt-get install chromium)"
+    out_path = Path(out_path).resolve()
+    tmp = out_path.with_name(f".{out_path.stem}.part{out_path.suffix}")  # chromium checks it
     # a helper process may still be writing the profile as the browser exits
-    with tempfile.TemporaryDirectory(prefix="simlab-pdf-", ignore_cleanup_errors=True) as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="simlab-render-", ignore_cleanup_errors=True
+    ) as profile:
         cmd = browser_command(browser, profile) + [
-            "--no-pdf-header-footer",
-            f"--print-to-pdf={tmp_pdf}",
+            *flags[:-1],
+            flags[-1] + str(tmp),
             Path(html_path).resolve().as_uri(),
         ]
         try:
             subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            tmp_pdf.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             return f"{browser} failed: {exc}"
-    if not tmp_pdf.is_file() or tmp_pdf.stat().st_size == 0:
-        tmp_pdf.unlink(missing_ok=True)
-        return f"{browser} wrote no PDF"
-    tmp_pdf.replace(pdf_path)
+    if not tmp.is_file() or tmp.stat().st_size == 0:
+        tmp.unlink(missing_ok=True)
+        return f"{browser} wrote no {what}"
+    tmp.replace(out_path)
     return None
+
+
+def to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 120.0) -> str | None:
+    """Print the HTML file to PDF with headless Chromium; None on success, else why not."""
+    why = render(html_path, pdf_path, ["--no-pdf-header-footer", "--print-to-pdf="], "PDF", timeout)
+    return why + " for --pdf" if why and why.startswith("no PDF renderer") else why
 
 
 def report(

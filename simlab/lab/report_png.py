@@ -11,7 +11,6 @@ CSS pixels (``--width``, ``--height``; ``--phone`` for 390 x 844). Exit 1 withou
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,30 +34,13 @@ def screenshot(
     timeout: float = 120.0,
 ) -> str | None:
     """The first screen of an HTML file as a PNG, by headless Chromium; None, or why not."""
-    browser = rep.find_browser()
-    if browser is None:
-        return "no browser: install chromium (Debian: apt-get install chromium)"
-    png_path = Path(png_path).resolve()
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.stem}.part.png")  # chromium writes PNGs only
-    with tempfile.TemporaryDirectory(prefix="simlab-png-", ignore_cleanup_errors=True) as profile:
-        cmd = rep.browser_command(browser, profile) + [
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            f"--window-size={size[0]},{size[1]}",
-            f"--screenshot={tmp}",
-            Path(html_path).resolve().as_uri(),
-        ]
-        try:
-            subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            tmp.unlink(missing_ok=True)
-            return f"{browser} failed: {exc}"
-    if not tmp.is_file() or tmp.stat().st_size == 0:
-        tmp.unlink(missing_ok=True)
-        return f"{browser} wrote no screenshot"
-    tmp.replace(png_path)
-    return None
+    flags = [
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--window-size={size[0]},{size[1]}",
+        "--screenshot=",
+    ]
+    return rep.render(html_path, png_path, flags, "screenshot", timeout)
 
 
 def report_png(

@@ -598,3 +598,18 @@ def test_report_to_a_path_through_a_file_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "report.html" in err and "a-file: a part of the path is a file" in err
+
+
+def test_report_png_takes_the_first_screen(sweep_csv, tmp_path):
+    """python -m simlab.lab.report_png's screenshot: a PNG of the window's size, atomically."""
+    import struct
+
+    from simlab.lab.report_png import PHONE, report_png
+
+    chromium_or_skip()
+    out = tmp_path / "shot.png"
+    assert report_png(sweep_csv, out, PHONE, **QUESTION) is None
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", head[16:24]) == PHONE  # IHDR: width, height
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]
