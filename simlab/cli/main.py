@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     storm.add_argument("--clients", type=int, help="override the number of clients")
     storm.add_argument("--json", action="store_true", help="print one JSON object")
     storm.add_argument("--out", help="also write the JSON here (and the timeline as .timeline.csv)")
+    _budget_options(storm, "a storm")
 
     val = sub.add_parser("check", help="check a scenario file and print its resolved settings")
     val.add_argument("scenario", nargs="?")
@@ -568,9 +569,37 @@ def cmd_crosscheck(args) -> int:
 
 
 def cmd_storm(args) -> int:
-    from simlab.fleet.storm import run_command
+    """A fleet's reconnect storm: its figures as a table or JSON; ``--out`` also writes the
+    JSON with every parameter and the timeline beside it as ``.timeline.csv``."""
+    from simlab.fleet.model import simulate_fleet
+    from simlab.fleet.spec import load, to_dict
+    from simlab.fleet.storm import clean, format_table
+    from simlab.scenario.schema import flatten
 
-    return run_command(args)
+    overrides = parse_sets(args.set)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.clients is not None:
+        overrides["clients"] = args.clients
+    fleet, warnings = load(args.fleet, overrides)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    seconds = registry.estimate(fleet)
+    pace = registry.REGISTRY["simpy"].attempts_per_s
+    what = (
+        f"a storm takes about {registry.format_wall(seconds)} ({fleet.clients:,} clients, up to "
+        f"{registry.FLEET_ATTEMPTS} reconnection attempts each, ~{pace:,.0f} attempts/s)"
+    )
+    _check_budget(args, seconds, what, "fewer clients (--clients)")
+    result = simulate_fleet(fleet)
+    summary = clean(result.summary)
+    if args.out:
+        out = Path(args.out)
+        full = summary | {"parameters": flatten(to_dict(fleet))}
+        write_atomic(out, json.dumps(full, indent=2, default=str) + "\n")
+        write_atomic(out.with_suffix(".timeline.csv"), result.timeline.to_csv(index=False))
+    print(json.dumps(summary) if args.json else format_table(summary))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

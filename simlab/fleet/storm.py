@@ -1,24 +1,14 @@
-"""``simlab storm FLEET.yaml``: run a fleet file's reconnect storm, print its figures, write them.
-
-Kept apart from :mod:`simlab.cli.main` so the command's one entry there stays small:
-loading (with ``--set``, ``--seed``, ``--clients``), the run, a readable table or
-one JSON object, and ``--out`` (the JSON with every parameter, and the timeline
-beside it as ``.timeline.csv``).
+"""What ``simlab storm FLEET.yaml`` prints: a storm's figures as a readable table (the
+sections of the fleet's metric registry) and as JSON without NaN. The command itself
+(loading, the work budget, ``--out``) is in :mod:`simlab.cli.main`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
 from simlab.engines.metrics import sections
-from simlab.fleet.model import FLEET_EXTRAS, FLEET_METRICS, FLEET_SECTIONS, simulate_fleet
-from simlab.fleet.spec import load, to_dict
-from simlab.io import write_atomic
-from simlab.scenario.reader import parse_sets
-from simlab.scenario.schema import flatten
+from simlab.fleet.model import FLEET_EXTRAS, FLEET_METRICS, FLEET_SECTIONS
 
 # (heading, keys) of the table, from the fleet's metric registry (simlab.fleet.model)
 SECTIONS = sections((*FLEET_METRICS, *FLEET_EXTRAS), FLEET_SECTIONS)
@@ -42,26 +32,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _clean(summary: dict) -> dict:
+def clean(summary: dict) -> dict:
+    """JSON has no NaN: None instead."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
-
-
-def run_command(args) -> int:
-    """The body of ``simlab storm`` (bad input raises ScenarioError: the CLI exits 2)."""
-    overrides = parse_sets(args.set)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.clients is not None:
-        overrides["clients"] = args.clients
-    fleet, warnings = load(args.fleet, overrides)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    result = simulate_fleet(fleet)
-    summary = _clean(result.summary)
-    if args.out:
-        out = Path(args.out)
-        full = summary | {"parameters": flatten(to_dict(fleet))}
-        write_atomic(out, json.dumps(full, indent=2, default=str) + "\n")
-        write_atomic(out.with_suffix(".timeline.csv"), result.timeline.to_csv(index=False))
-    print(json.dumps(summary) if args.json else format_table(summary))
-    return 0
