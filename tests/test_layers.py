@@ -1,8 +1,8 @@
 """The package's layers: no module imports a higher layer, and no import cycle anywhere.
 
-Read from the source with :mod:`ast`, every ``import`` counted, the deferred ones inside
-functions too (a deferred import that points up is still a dependency pointing up), except
-those under ``if TYPE_CHECKING:`` (annotations only). The
+Read from the source with :mod:`ast`, every ``import`` counted: the deferred ones inside
+functions and those under ``if TYPE_CHECKING:`` too (a deferred import that points up is
+still a dependency pointing up, and one for annotations still ties two modules). The
 layers, lowest first, are the ones docs/contributing.md describes; ``simlab/__init__.py``
 (the Python API's facade) and ``simlab/__main__.py`` stand above them all.
 """
@@ -64,12 +64,6 @@ def imports(module: str, source: str | None = None) -> set[str]:
     path = MODULES[module]
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     tree = ast.parse(path.read_text() if source is None else source)
-    for node in ast.walk(tree):  # imports for annotations only are not dependencies
-        if isinstance(node, ast.If) and ast.unparse(node.test) in (
-            "TYPE_CHECKING",
-            "typing.TYPE_CHECKING",
-        ):
-            node.body = []
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):

@@ -3,12 +3,15 @@
 The default fits one screen: the recommendation and the bounds it meets, its figures in
 brief, the alternatives one line each, each library's options, and where the rest is.
 ``verbose`` adds every figure with its interval, what rules out the cheaper settings, each
-library's code, meaning and caveats, and the notes (the report shows them all too)."""
+library's code, meaning and caveats, and the notes (the report shows them all too).
+
+The functions take a :class:`simlab.lab.choose.Choice` and its ``Option`` objects; they are
+not annotated with those types because the chooser imports this module (``Choice.__str__``),
+and this module importing the chooser back would close an import cycle."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from simlab.lab.question import (
     FALSE_DISCONNECTS,
@@ -18,9 +21,6 @@ from simlab.lab.question import (
     format_rate,
     seconds,
 )
-
-if TYPE_CHECKING:  # annotations only: the chooser imports this module
-    from simlab.lab.choose import Choice, Option
 
 MORE = (
     "more: --verbose (each library's code and caveats, why cheaper settings fail, the notes);",
@@ -32,19 +32,19 @@ MORE_WITHOUT_ANSWER = (
 )
 
 
-def _rate(o: Option, key: str, unit: str) -> str:
+def _rate(o, key: str, unit: str) -> str:
     e = o.figures[key]
     return f"{format_rate(e.value, unit)} (95 % CI {format_rate(e.low, unit)} to {format_rate(e.high, unit)})"
 
 
-def _secs(o: Option, key: str) -> str:
+def _secs(o, key: str) -> str:
     e = o.figures[key]
     if math.isnan(e.value):
         return "unknown (no detections)"
     return f"{seconds(e.value)} (95 % CI {seconds(e.low)} to {seconds(e.high)})"
 
 
-def _figure_lines(o: Option, c: Constraints) -> list[str]:
+def _figure_lines(o, c: Constraints) -> list[str]:
     """Every figure the chooser judges, with its 95 % interval (``--verbose``)."""
     unit = c.rate_unit
 
@@ -67,7 +67,7 @@ def _figure_lines(o: Option, c: Constraints) -> list[str]:
     return lines
 
 
-def _brief_figures(o: Option, c: Constraints) -> list[str]:
+def _brief_figures(o, c: Constraints) -> list[str]:
     """The figures the bounds and the cost are about, in three lines."""
     f = o.figures
     where = f" on its worst condition ({o.worst_condition})" if o.worst_condition else ""
@@ -89,7 +89,7 @@ def _question_lines(c: Constraints, lead: str) -> list[str]:
     ]
 
 
-def _alternative_lines(choice: Choice, verbose: bool) -> list[str]:
+def _alternative_lines(choice, verbose: bool) -> list[str]:
     c, o = choice.constraints, choice.recommendation
     if verbose:
         lines = ["", "runner-up alternatives:"]
@@ -111,7 +111,7 @@ def _alternative_lines(choice: Choice, verbose: bool) -> list[str]:
     return lines
 
 
-def _library_lines(choice: Choice, verbose: bool) -> list[str]:
+def _library_lines(choice, verbose: bool) -> list[str]:
     o = choice.recommendation
     lines = [
         "" if verbose else None,
@@ -132,7 +132,7 @@ def _library_lines(choice: Choice, verbose: bool) -> list[str]:
     return [line for line in lines if line is not None]
 
 
-def _recommended(choice: Choice, verbose: bool) -> list[str]:
+def _recommended(choice, verbose: bool) -> list[str]:
     c, o = choice.constraints, choice.recommendation
     lines = [f"recommended: {o.label()}"]
     if o.adaptive:
@@ -161,7 +161,7 @@ def _recommended(choice: Choice, verbose: bool) -> list[str]:
     return lines
 
 
-def _no_recommendation(choice: Choice, verbose: bool) -> list[str]:
+def _no_recommendation(choice, verbose: bool) -> list[str]:
     c = choice.constraints
     lines = ["no setting in the sweep meets the bounds."]
     for name in choice.unmet:
@@ -178,7 +178,7 @@ def _no_recommendation(choice: Choice, verbose: bool) -> list[str]:
     return lines
 
 
-def format_choice(choice: Choice, *, verbose: bool = False) -> str:
+def format_choice(choice, *, verbose: bool = False) -> str:
     """The answer as text, answer first: the recommendation (or why there is none) and the
     bounds it meets, its figures, the alternatives, each library's settings.
 

@@ -734,6 +734,18 @@ def runs_done(out: str | Path) -> int:
     return sum(1 for r in rows if len(r) > 1 and not r[-2])
 
 
+def point_estimate(spec: SweepSpec, point: Point) -> tuple[float, str]:
+    """(expected wall seconds of one run of ``point``, what runs it): the fleet model, rare
+    events (``RARE_RUN_S``, at most ``max_wall``), or the engine (``auto``: its pick)."""
+    if is_fleet(spec.base):
+        return registry.estimate(load_fleet(spec.base, point.params)[0]), "fleet model"
+    if spec.rare is not None:
+        return min(spec.rare.max_wall, RARE_RUN_S), "rare events"
+    scenario, _ = load(spec.base, point.params)
+    engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
+    return registry.estimate(scenario, engine), engine
+
+
 def estimate_sweep(spec: SweepSpec, workers: int | None = None, done: int = 0) -> Estimate:
     """The work of ``spec``'s runs (less ``done`` already in its CSV) from the engines'
     calibrated speeds (:func:`simlab.engines.registry.estimate`), on ``workers`` processes
@@ -744,20 +756,10 @@ def estimate_sweep(spec: SweepSpec, workers: int | None = None, done: int = 0) -
     workers = max(1, min(workers or os.cpu_count() or 1, runs or 1))
     m = min(len(points), ESTIMATE_SAMPLE)
     picked = sorted({round(j * (len(points) - 1) / max(1, m - 1)) for j in range(m)})
-    fleet = is_fleet(spec.base)
     seconds, engines = [], set()
     for j in picked:
-        params = points[j].params
-        if fleet:
-            scenario, _ = load_fleet(spec.base, params)
-            seconds.append(registry.estimate(scenario)), engines.add("fleet model")
-            continue
-        scenario, _ = load(spec.base, params)
-        if spec.rare is not None:
-            seconds.append(min(spec.rare.max_wall, RARE_RUN_S)), engines.add("rare events")
-            continue
-        engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
-        seconds.append(registry.estimate(scenario, engine)), engines.add(engine)
+        run_s, engine = point_estimate(spec, points[j])
+        seconds.append(run_s), engines.add(engine)
     per_run = sum(seconds) / len(seconds) if seconds else 0.0
     return Estimate(per_run * runs / workers, runs, per_run, workers, tuple(sorted(engines)))
 
@@ -1220,8 +1222,8 @@ def check_output(
 
 class _Progress:
     """The sweep's progress bar (tqdm), counting work: each run's expected seconds from the
-    engines' calibrated speeds (:func:`simlab.engines.registry.estimate`, as
-    :func:`estimate_sweep` reckons them), so that its percentage and ETA follow the work
+    engines' calibrated speeds (:func:`point_estimate`, as :func:`estimate_sweep` uses
+    it), so that its percentage and ETA follow the work
     done, not the count of runs (one sweep's runs can differ 100-fold). The pools hand back
     a chunk of runs at once: the bar is redrawn when the next chunk arrives, with the whole
     chunk counted, and its rate is the average since the start (``smoothing=0``), so that
@@ -1252,15 +1254,7 @@ class _Progress:
     @staticmethod
     def run_work(spec: SweepSpec, point: Point) -> float:
         """Expected seconds of one run of ``point`` (at least a millisecond)."""
-        if is_fleet(spec.base):
-            seconds = registry.estimate(load_fleet(spec.base, point.params)[0])
-        elif spec.rare is not None:
-            seconds = min(spec.rare.max_wall, RARE_RUN_S)
-        else:
-            scenario, _ = load(spec.base, point.params)
-            engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
-            seconds = registry.estimate(scenario, engine)
-        return max(seconds, 1e-3)
+        return max(point_estimate(spec, point)[0], 1e-3)
 
     def _runs(self) -> str:
         return f"{self.runs}/{self.of} runs"
