@@ -14,16 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The default question: a WebSocket service behind a 60 s-idle load balancer, users on home
-# Wi-Fi and LTE (examples/sweeps/default-question.yaml): sweep, report, answer.
-DEMO := default-question
-DEMO_QUESTION := --max-detection 60s --max-false-disconnects 2/conn-day --behind aws-alb
+# The default question: a WebSocket service behind a 60 s-idle load balancer (an AWS ALB), users
+# on home Wi-Fi and LTE. `simlab ask` picks the settings to try, sweeps them, and writes the
+# sweep file, its CSV and the report into out/demo/ (emptied first: it is the demo's own).
+DEMO_DIR := out/demo
+DEMO_QUESTION := --behind aws-alb --network home-wifi --network lte --max-detection 60s \
+	--max-false-disconnects 2/conn-day
 
 demo: $(STAMP)
-	rm -f out/$(DEMO).csv out/$(DEMO).summary.csv out/$(DEMO).meta.json
-	$(VENV)/bin/simlab sweep examples/sweeps/$(DEMO).yaml --out out/$(DEMO).csv
-	$(VENV)/bin/simlab report out/$(DEMO).csv --out reports/$(DEMO).html $(DEMO_QUESTION)
-	$(VENV)/bin/simlab choose out/$(DEMO).csv $(DEMO_QUESTION) || [ $$? -eq 1 ]
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/simlab ask $(DEMO_QUESTION) --out-dir $(DEMO_DIR) || [ $$? -eq 1 ]
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check simlab tests examples

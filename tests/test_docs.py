@@ -38,7 +38,7 @@ ALLOWED = {"simlab", "make", "python", "python3", "pip", "jupyter", "conda", "ba
 # simlab commands that are parsed but not run, and why; each must match a documented command
 SLOW = {
     r"^simlab validate$": "the full panel: about 13 s (simlab validate --quick runs)",
-    r"^simlab (choose|report) out/default-question\.csv": "reads make demo's sweep: two minutes of CPU",
+    r"^simlab (choose|report) out/demo/sweep\.csv": "reads make demo's sweep: a minute of CPU",
     r"^simlab crosscheck": "real sockets, for tens of seconds; the netns backend needs root",
     r"^simlab harness load": "holds 5,000 connections for minutes",
     r"^simlab harness cleanup": "deletes the machine's network namespaces",

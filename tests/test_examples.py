@@ -32,14 +32,27 @@ def test_example_loads_and_runs(path):
     assert s.connections >= 10
 
 
-def test_makefile_demo_runs_the_default_question():
-    from simlab.sweeps.sweep import load_sweep
+def test_makefile_demo_asks_the_default_question():
+    """make demo is simlab ask on the question examples/sweeps/default-question.yaml sweeps by
+    hand: the same middlebox, networks and bounds (its header says them), into out/demo."""
+    import shlex
+
+    from simlab.cli.main import _parser
 
     root = Path(__file__).resolve().parents[1]
-    makefile = (root / "Makefile").read_text()
-    assert "DEMO := default-question" in makefile
-    spec = load_sweep(root / "examples" / "sweeps" / "default-question.yaml")
-    assert {"heartbeat.interval", "detector.timeout", "name"} <= set(spec.keys)
+    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
+    question = next(line for line in makefile.splitlines() if line.startswith("DEMO_QUESTION"))
+    argv = ["ask", *shlex.split(question.split(":=", 1)[1]), "--out-dir", "out/demo"]
+    args = _parser().parse_args(argv)
+    assert args.behind == "aws-alb" and args.network == ["home-wifi", "lte"]
+    assert (args.max_detection, args.max_false_disconnects) == ("60s", "2/conn-day")
+    text = (root / "examples" / "sweeps" / "default-question.yaml").read_text()
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    assert "--behind aws-alb" in header and "home Wi-Fi and on LTE" in header
+    assert "$(VENV)/bin/simlab ask $(DEMO_QUESTION) --out-dir $(DEMO_DIR)" in makefile
+    readme = (root / "README.md").read_text()  # the command the README shows is the demo's
+    shown = next(line for line in readme.splitlines() if line.startswith("simlab ask "))
+    assert vars(_parser().parse_args(shlex.split(shown)[1:])) == vars(args)
 
 
 def test_the_rare_event_example_sweep_shows_the_deadline_margin_at_work(tmp_path):

@@ -303,6 +303,12 @@ def _middlebox_items(middleboxes) -> list[tuple[str, float]]:
     return [(str(n), float(t)) for n, t in dict(middleboxes).items()]
 
 
+def _names(names: list[str], most: int = 2) -> str:
+    """At most ``most`` names, then how many more: a label along a line fits the axes."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" +{more}" if more > 0 else "")
+
+
 def nat_survival(
     frame: pd.DataFrame,
     *,
@@ -372,7 +378,7 @@ def nat_survival(
         ax.text(
             timeout,
             0.03,
-            f"{', '.join(at[timeout])} {timeout:g} s ",
+            f"{_names(at[timeout])} {timeout:g} s ",
             rotation=90,
             transform=place,
             va="bottom",

@@ -154,10 +154,25 @@ def _for_phone(fig, size: tuple[float, float]) -> None:
     for text in texts:
         if text is not None and text.get_text():
             text.set_fontsize(min(text.get_fontsize(), 9))
-            text.set_text(textwrap.fill(" ".join(text.get_text().split()), 52))
-    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
-        if legend is not None and hasattr(legend, "set_ncols"):
-            legend.set_ncols(1 if len(legend.get_texts()) > 4 else 2)
+            text.set_text(
+                textwrap.fill(" ".join(text.get_text().split()), 52, break_on_hyphens=False)
+            )
+    for ax in fig.axes:  # a long axis label would run off the short side
+        ax.set_ylabel(textwrap.fill(ax.get_ylabel(), 34))
+    # A legend's columns are laid out when it is made (set_ncols alone changes nothing
+    # drawn), so the figure's legends are made again with as many columns as fit.
+    for legend in list(fig.legends):
+        labels = [t.get_text() for t in legend.get_texts()]
+        wide = len(labels) > 4 or max(map(len, labels), default=0) > 24
+        size = legend.get_texts()[0].get_fontsize() if labels else 8
+        legend.remove()
+        fig.legend(
+            legend.legend_handles,
+            labels,
+            loc="outside lower center",
+            ncols=1 if wide else 2,
+            fontsize=size,
+        )
 
 
 def figure_html(fig, alt: str, caption: str, phone=PHONE_SIZE, id: str = "") -> str:

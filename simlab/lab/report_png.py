@@ -1,6 +1,6 @@
 """The top of a sweep's report as a PNG, as a desktop browser shows it: docs/report.png.
 
-``python -m simlab.lab.report_png out/default-question.csv docs/report.png`` writes the report
+``python -m simlab.lab.report_png out/demo/sweep.csv docs/report.png`` writes the report
 of the sweep (by default with the demo's question: ``--max-detection 60s
 --max-false-disconnects 2/conn-day --behind aws-alb``) to a temporary HTML file and has a
 headless Chromium (``chromium --headless --screenshot``) take its first screen at 1280 x 900

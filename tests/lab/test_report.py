@@ -613,3 +613,35 @@ def test_report_png_takes_the_first_screen(sweep_csv, tmp_path):
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", head[16:24]) == PHONE  # IHDR: width, height
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]
+
+
+def test_a_figure_redrawn_for_a_phone_keeps_its_text_and_legend_inside():
+    """The middlebox figure's legend had three columns and its labels ran off a phone's
+    screen: redrawn narrow, every text and legend of the figure fits in its width."""
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from simlab.lab import plots
+    from simlab.scenario import fielddata
+
+    frame = pd.DataFrame({"heartbeat.interval": [15.0, 30.0, 45.0, 58.0]})
+    fig = plots.nat_survival(
+        frame,
+        simulated=False,
+        middleboxes=fielddata.middleboxes(),
+        behind=("aws-alb", 60.0),
+        highlight=45.0,
+    )
+    rep._for_phone(fig, rep.PHONE_SIZE)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    width = fig.bbox.width
+    (legend,) = fig.legends
+    assert legend._ncols in (1, 2)
+    boxes = [legend.get_window_extent(renderer), fig._suptitle.get_window_extent(renderer)]
+    for ax in fig.axes:
+        boxes += [ax.yaxis.label.get_window_extent(renderer)]
+        boxes += [t.get_window_extent(renderer) for t in (ax.title, ax._left_title) if t.get_text()]
+    for box in boxes:
+        assert box.x0 >= -1 and box.x1 <= width + 1, (box, width)
