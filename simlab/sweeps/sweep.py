@@ -98,6 +98,9 @@ class Point:
 
     id: str
     params: dict = field(hash=False)
+    # (expected wall seconds of one run, what runs it), kept from the check that loaded
+    # the point's scenario (:func:`point_estimate`); None: not known yet
+    estimate: tuple[float, str] | None = field(default=None, hash=False, compare=False, repr=False)
 
     def spawn_key(self) -> tuple[int, ...]:
         digest = bytes.fromhex(self.id)
@@ -451,9 +454,10 @@ def parse_sweep(
                 params.update(part)
             points.append(_point(params))
         checked = "rare" if "rare" in raw else engine if engine in registry.ENGINES else "simpy"
-        point_problems, left_out = _check_points(
+        point_problems, left_out, estimates = _check_points(
             base, points, checked, sampled, strict=strict, warnings=warnings
         )
+        points = [dataclasses.replace(p, estimate=estimates.get(i)) for i, p in enumerate(points)]
         problems += point_problems
         ids = [p.id for p in points]
         repeated = [p.params for i, p in enumerate(points) if p.id in ids[:i]]
@@ -509,11 +513,12 @@ def _check_points(
     *,
     strict: bool = False,
     warnings: dict[str, None] | None = None,
-) -> tuple[list[Problem], list[dict]]:
+) -> tuple[list[Problem], list[dict], dict[int, tuple[float, str]]]:
     """Load every point's scenario now, so a bad value (or an engine that does not cover a
     point) stops the sweep before any run. ``engine`` "rare": the rare-event estimator.
 
-    Returns (problems that stop the sweep, the points left out). A point whose scenario is
+    Returns (problems that stop the sweep, the points left out, each loaded point's
+    :func:`point_estimate` by index, so the progress bar need not load them again). A point whose scenario is
     invalid only for the combination of its values is left out (:func:`_bad_alone` says
     which problems are not), unless ``strict``; ``sampled``: the keys of the sample design.
     The points' scenario warnings are added to ``warnings`` (a dict used as an ordered set).
@@ -539,9 +544,12 @@ def _check_points(
         seen["engine"] = Problem(engine_key, text)
     loader = load_fleet if fleet else load
     impossible: dict[int, tuple[list[Problem], list[Problem]]] = {}  # index: (as found, as told)
+    estimates: dict[int, tuple[float, str]] = {}
     for i, point in enumerate(points):
         try:
             scenario, found = loader(base, point.params)
+            if engine != "rare" and (fleet or engine in registry.ENGINES):
+                estimates[i] = _scenario_estimate(scenario, engine, fleet)
             if warnings is not None:
                 warnings.update(dict.fromkeys(str(w) for w in found))
             missing = covers(scenario) if covers else []
@@ -576,7 +584,7 @@ def _check_points(
         }
         for i in sorted(set(impossible) - fatal)
     ]
-    return list(seen.values()), left_out
+    return list(seen.values()), left_out, estimates
 
 
 def _value_key(value) -> str:
@@ -737,12 +745,19 @@ def runs_done(out: str | Path) -> int:
 def point_estimate(spec: SweepSpec, point: Point) -> tuple[float, str]:
     """(expected wall seconds of one run of ``point``, what runs it): the fleet model, rare
     events (``RARE_RUN_S``, at most ``max_wall``), or the engine (``auto``: its pick)."""
-    if is_fleet(spec.base):
-        return registry.estimate(load_fleet(spec.base, point.params)[0]), "fleet model"
     if spec.rare is not None:
         return min(spec.rare.max_wall, RARE_RUN_S), "rare events"
-    scenario, _ = load(spec.base, point.params)
-    engine = registry.choose(scenario)[0] if spec.engine == registry.AUTO else spec.engine
+    if point.estimate is not None:  # kept by parse_sweep, which loaded the scenario
+        return point.estimate
+    fleet = is_fleet(spec.base)
+    scenario, _ = (load_fleet if fleet else load)(spec.base, point.params)
+    return _scenario_estimate(scenario, spec.engine, fleet)
+
+
+def _scenario_estimate(scenario, engine: str, fleet: bool) -> tuple[float, str]:
+    if fleet:
+        return registry.estimate(scenario), "fleet model"
+    engine = registry.choose(scenario)[0] if engine == registry.AUTO else engine
     return registry.estimate(scenario, engine), engine
 
 
