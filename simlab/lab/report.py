@@ -250,12 +250,10 @@ def read_crosscheck(path: str | Path) -> CrossCheckFile:
     """Read the CSV (``simlab crosscheck --out``) or JSON (``--json``) a cross-check wrote."""
     path = Path(path)
     where = "--crosscheck"
-    try:
-        text = read_text(
-            path, limit=OUTPUT_LIMIT, what="cross-check file", error=ReportError, where=where
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError([Problem(where, f"{path}: cannot read ({exc})")], str(path)) from None
+    # read_text raises ReportError itself for a missing, oversized or non-UTF-8 file
+    text = read_text(
+        path, limit=OUTPUT_LIMIT, what="cross-check file", error=ReportError, where=where
+    )
     rows: list[dict] = []
     if text.lstrip().startswith(("[", "{")):
         try:

@@ -217,14 +217,11 @@ def condition_label(row, conditions) -> str:
 
 
 def _read_csv(path: Path, where: str) -> pd.DataFrame:
+    # read_text raises SweepDataError itself for a missing, oversized or non-UTF-8 file
+    text = read_text(path, limit=OUTPUT_LIMIT, what="sweep CSV", error=SweepDataError, where=where)
     try:
-        text = read_text(
-            path, limit=OUTPUT_LIMIT, what="sweep CSV", error=SweepDataError, where=where
-        )
         return pd.read_csv(StringIO(text))
-    except FileNotFoundError:
-        raise SweepDataError([Problem(where, f"{path}: no such file")], str(path)) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problem = Problem(where, f"{path}: not a readable CSV ({' '.join(str(exc).split())})")
         raise SweepDataError([problem], str(path)) from None
 
