@@ -42,6 +42,8 @@ SLOW = {
     r"^simlab crosscheck": "real sockets, for tens of seconds; the netns backend needs root",
     r"^simlab harness load": "holds 5,000 connections for minutes",
     r"^simlab harness cleanup": "deletes the machine's network namespaces",
+    r"^simlab net (up|exec|fault|down)": "needs root; builds or changes network namespaces"
+    " (tests/harness/test_net.py runs them)",
     r"--clients 100000": "a 100,000-client storm: about 7 s",
     r"--connections 500\b": "500 six-hour connections: about 6 s",
     r"^simlab ask (?!.*--horizon)": "the default question, asked whole: about a minute on 2 cores",

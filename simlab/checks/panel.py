@@ -147,6 +147,57 @@ _CASES = [
     ),
 ]
 
+# The fast engine's link outages (datagram; TCP through a NAT): a packet or retransmission
+# sent during an outage is lost, a reconnection waits for the link; engines compared: fast
+# and simpy (the analytic engine refuses outages).
+_CASES += [
+    _case(
+        "outages-datagram-reconnect-bernoulli",
+        110,
+        detector={"timeout": "2.5s"},
+        link={
+            "loss": 0.05,
+            "outages": {"mtbf": "120s", "duration": {"dist": "exponential", "mean": "3s"}},
+        },
+        reconnect={"delay": "0.5s"},
+    ),
+    _case(
+        "outages-tcp-nat-crash-gilbert",
+        111,
+        horizon="40000s",
+        connections=24,
+        heartbeat={"interval": "20s"},
+        detector={"timeout": "45s"},
+        link={
+            "transport": "tcp",
+            "loss": GILBERT,
+            "outages": {
+                "mtbf": "300s",
+                "duration": {"dist": "lognormal", "median": "8s", "sigma": 1},
+            },
+        },
+        nat={"idle_timeout": {"dist": "uniform", "low": "25s", "high": "60s"}},
+        peer={"crash": {"mtbf": "1h"}},
+        reconnect={"delay": "1s"},
+    ),
+]
+
+# The peer's stalls (its event loop blocked): its heartbeats due during a stall go out when
+# it ends, the schedule moving with them (here: the server pings the client's detector).
+_CASES.append(
+    _case(
+        "stall-peer-pings-tcp-crash",
+        112,
+        detector={"timeout": "3s", "side": "client"},
+        link={"transport": "tcp", "loss": 0.05},
+        peer={
+            "stall": {"mtbf": "60s", "duration": {"dist": "lognormal", "median": "2s", "sigma": 1}},
+            "crash": {"mtbf": "600s"},
+        },
+        reconnect={"delay": "0.5s"},
+    )
+)
+
 PANEL: dict[str, dict] = {case["name"]: case for case in _CASES}
 
 

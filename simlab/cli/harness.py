@@ -22,7 +22,13 @@ def add_crosscheck_parser(sub, preset_options) -> None:
             "Runs the scenario, time-scaled, over real WebSocket connections (netns: a real "
             "kernel NAT and packet loss in network namespaces; proxy: a relay on 127.0.0.1) "
             "and on the model, then compares every metric with a statistical test. "
-            "Exit 0: agree; 1: disagree; 2: bad input or the backend cannot run here."
+            "The automatic time scale keeps every ordering that decides the answer (heartbeat "
+            "interval, detector timeout and NAT timeout against each other and against the "
+            "kernel's whole-second conntrack and unscaled TCP constants); a --time-scale that "
+            "breaks one is refused. A metric with no events on either side is no evidence. "
+            "Exit 0: agree; 1: disagree, or nothing could be tested (--panel: an item "
+            "disagrees, or none agrees); 2: bad input or the "
+            "backend cannot run here; 130: interrupted (Ctrl-C or SIGTERM)."
         ),
     )
     cc.add_argument("scenario", nargs="?", help="scenario file (omit with --panel)")
@@ -30,14 +36,20 @@ def add_crosscheck_parser(sub, preset_options) -> None:
     cc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cc.add_argument("--backend", choices=("netns", "proxy"), default="proxy")
     cc.add_argument(
-        "--time-scale", type=float, default=0.05, metavar="X", help="multiply every duration by X"
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="X",
+        help="multiply every duration by X (default: the automatic scale, which keeps every "
+        "ordering that decides the answer; a fleet file: 0.05)",
     )
     cc.add_argument(
         "--connections",
         type=int,
         default=None,
         dest="harness_connections",
-        help="real connections (default 10; a fleet file: real clients, default 100)",
+        help="real connections (default: the scenario's connections; the panel: 10; a fleet "
+        "file: real clients, default 100)",
     )
     cc.add_argument("--model-connections", type=int, default=None, help="model replications")
     cc.add_argument("--policy", choices=("detector", "websockets-native"), default="detector")
@@ -45,6 +57,9 @@ def add_crosscheck_parser(sub, preset_options) -> None:
     cc.add_argument("--out", metavar="FILE.csv", help="write the comparison rows as CSV")
     cc.add_argument("--json", action="store_true", help="print JSON instead of the table")
     cc.add_argument("--panel", action="store_true", help="run the built-in panel instead of a file")
+    cc.add_argument(
+        "--quiet", action="store_true", help="no progress line on stderr during the run"
+    )
 
 
 def add_harness_tools(harness_sub) -> None:
@@ -66,12 +81,17 @@ def cmd_cleanup(args) -> int:
     return 0
 
 
+MAX_CONNECTIONS = 2000
+PANEL_CONNECTIONS = 10
+
+
 def _problems(args) -> list[str]:
     out = []
-    if not (args.time_scale > 0):
+    if args.time_scale is not None and not (args.time_scale > 0 and math.isfinite(args.time_scale)):
         out.append(f"--time-scale: must be a positive number, got {args.time_scale}")
-    if not 1 <= args.harness_connections <= 2000:
-        out.append(f"--connections: 1 to 2000 real connections, got {args.harness_connections}")
+    n = args.harness_connections
+    if n is not None and not 1 <= n <= MAX_CONNECTIONS:
+        out.append(f"--connections: 1 to {MAX_CONNECTIONS} real connections, got {n}")
     if args.model_connections is not None and args.model_connections < 1:
         out.append(f"--model-connections: at least 1, got {args.model_connections}")
     if not 0 < args.alpha < 1:
@@ -85,61 +105,135 @@ def _sigterm(*_):
     raise KeyboardInterrupt  # unwinds through the harness's teardown like Ctrl-C
 
 
+EXIT_INTERRUPTED = 130
+INTERRUPTED = (
+    "interrupted: the cross-check stopped; its sockets, namespaces and nftables tables are removed"
+)
+
+
+class ProgressLine:
+    """The real run's clock as a tqdm line on stderr, with its ETA (made on first use)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, now: float, total: float) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            digits = 1 if total < 20 else 0  # a short run's seconds, to a tenth
+            self.bar = tqdm(
+                total=round(total, 1),
+                desc="real sockets",
+                unit="s",
+                file=sys.stderr,
+                bar_format=f"{{desc}}: {{percentage:3.0f}}%|{{bar}}| {{n:.{digits}f}}/"
+                f"{{total:.{digits}f}} s of the scaled run [{{elapsed}}<{{remaining}}]",
+                mininterval=0.5,
+            )
+        self.bar.n = round(now, 1)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def connections_line(given: int | None, scenario_says: int) -> str | None:
+    """The one line that says --connections replaced the scenario's, or None."""
+    if given is None or given == scenario_says:
+        return None
+    return f"connections: {given} (--connections; the scenario says {scenario_says})"
+
+
 def cmd_crosscheck(args, load) -> int:
+    """``simlab crosscheck``: exit 0 agree, 1 disagree or nothing tested, 2 bad input,
+    130 interrupted (Ctrl-C or SIGTERM: the run's teardown leaves nothing behind)."""
+    if args.scenario and is_fleet_file(args.scenario):  # the real small fleet on loopback
+        if args.time_scale is None:
+            args.time_scale = FLEET_TIME_SCALE
+        return cmd_fleet_crosscheck(args)
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    progress = None if args.quiet else ProgressLine()
+    try:
+        return _crosscheck(args, load, progress)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if progress is not None:
+            progress.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _crosscheck(args, load, progress) -> int:
     from simlab.harness import crosscheck as cc
     from simlab.harness.netns import unavailable_reason
     from simlab.io import write_rows
 
-    if args.scenario and is_fleet_file(args.scenario):  # the real small fleet on loopback
-        return cmd_fleet_crosscheck(args)
-    if args.harness_connections is None:
-        args.harness_connections = 10
     problems = _problems(args)
     if args.backend == "netns" and (reason := unavailable_reason()):
         problems.append(f"--backend netns: {reason}")
     if problems:
         print("error: " + "\n       ".join(problems), file=sys.stderr)
         return EXIT_BAD_INPUT
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        if args.panel:
-            results = cc.run_panel(
-                args.backend,
-                connections=args.harness_connections,
-                progress=None if args.json else print,
+    if args.panel:
+        results = cc.run_panel(
+            args.backend,
+            connections=args.harness_connections or PANEL_CONNECTIONS,
+            progress=None if args.json else print,
+        )
+        checks = [c for _, c in results if not isinstance(c, str)]
+        for name, c in results:
+            if isinstance(c, str) and not args.json:
+                print(f"cross-check {name}: {c}")
+    else:
+        scenario = load(args)
+        given = args.harness_connections
+        connections = scenario.connections if given is None else given
+        if not 1 <= connections <= MAX_CONNECTIONS:
+            print(
+                f"error: connections: the scenario has {connections}; the harness runs 1 to "
+                f"{MAX_CONNECTIONS} real connections: give --connections N",
+                file=sys.stderr,
             )
-            checks = [c for _, c in results if not isinstance(c, str)]
-            for name, c in results:
-                if isinstance(c, str) and not args.json:
-                    print(f"cross-check {name}: {c}")
-        else:
-            scenario = load(args)
-            checks = [
-                cc.run_crosscheck(
-                    scenario,
-                    backend=args.backend,
-                    time_scale=args.time_scale,
-                    connections=args.harness_connections,
-                    model_connections=args.model_connections,
-                    policy=args.policy,
-                    alpha=args.alpha,
-                )
-            ]
-            if not args.json:
-                print(cc.format_check(checks[0]))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            return EXIT_BAD_INPUT
+        if line := connections_line(given, scenario.connections):
+            _say(line)
+        check = cc.run_crosscheck(
+            scenario,
+            backend=args.backend,
+            time_scale=args.time_scale,
+            connections=connections,
+            model_connections=args.model_connections,
+            policy=args.policy,
+            alpha=args.alpha,
+            announce=_say,
+            progress=progress,
+        )
+        if progress is not None:
+            progress.close()
+        checks = [check]
+        if not args.json:
+            print(cc.format_check(check))
     rows = [row for c in checks for row in c.rows()]
     if args.out:
         columns = list(rows[0]) if rows else ["check"]
         write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
     if args.json:
-        doc = [
-            {"check": c.name, "agree": c.agree, "ran": c.ran, "comparisons": c.rows()}
-            for c in checks
-        ]
-        print(json.dumps(doc, indent=2, default=str))
-    return 0 if all(c.agree for c in checks) else EXIT_DISAGREE
+        print(json.dumps([c.to_json() for c in checks], indent=2, default=str))
+    if args.panel:  # an item where nothing happens (no evidence) doesn't fail the panel
+        ok = any(c.agree for c in checks) and not any(c.verdict == "DISAGREE" for c in checks)
+    else:
+        ok = bool(checks) and all(c.agree for c in checks)
+    return 0 if ok else EXIT_DISAGREE
 
 
 def register(sub, harness_sub, preset_options) -> None:
@@ -151,6 +245,7 @@ def register(sub, harness_sub, preset_options) -> None:
 # -- ``simlab crosscheck FLEET.yaml`` ------------------------------------------------------
 
 DEFAULT_CONNECTIONS = 100
+FLEET_TIME_SCALE = 0.05
 
 
 def is_fleet_file(path) -> bool:
@@ -230,8 +325,7 @@ def cmd_fleet_crosscheck(args) -> int:
         columns = list(rows[0])
         write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
     if args.json:
-        doc = [{"check": check.name, "agree": check.agree, "ran": check.ran, "comparisons": rows}]
-        print(json.dumps(doc, indent=2, default=str))
+        print(json.dumps([check.to_json()], indent=2, default=str))
     else:
         print(format_check(check))
     return 0 if check.agree else EXIT_DISAGREE

@@ -190,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     from simlab.cli.ask import add_parser as add_ask_parser
 
     add_ask_parser(sub)  # simlab ask
+    from simlab.cli.net import add_parser as add_net_parser
+
+    add_net_parser(sub, _preset_options, _load)  # simlab net up|exec|fault|status|down
     return p
 
 
@@ -618,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             "choose": lambda a: a.handler(a),
             "report": lambda a: a.handler(a),
             "ask": lambda a: a.handler(a),
+            "net": lambda a: a.handler(a),
         }
         return commands[args.command](args)
     except ScenarioError as exc:

@@ -4,15 +4,29 @@ It covers connections whose heartbeat rounds carry everything that matters:
 pingpong or oneway heartbeats from one side, datagram or TCP (the retransmission
 ladder with the RFC 6298 estimator, in-order delivery, giving up), Bernoulli or
 Gilbert-Elliott loss, any delay distributions, jitter, the ``timeout``, ``missed``
-and ``nfd`` detectors in both conventions, peer crashes, and the NAT (idle expiry
+and ``nfd`` detectors in both conventions, peer crashes, the NAT (idle expiry
 with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, drop
-or reset). Not outages, stalls, application traffic, phi or adaptive detectors:
-it refuses those. It counts what the model counts but TCP retransmissions, and
-over TCP the bytes and the client's radio wakeups (``NOT_PRODUCED``,
-``NOT_PRODUCED_TCP``: those keys are absent). Over datagrams the wakeups are the
+or reset), link outages and the peer's stalls. Not application traffic, phi or
+adaptive detectors: it refuses those.
+
+Outages and stalls are each slot's down periods over the horizon (as the model's
+``DownPeriods``: exponential up times, durations from their distribution), from
+streams of their own. A packet sent while the access link is down is lost without
+a loss draw, and so is a TCP transmission (a segment needs as many draws as
+without outages; its ladder walks past the transmissions that meet an outage, and
+one first sent during an outage gives no RTT sample); a reconnection due during an
+outage completes when it ends. A beat the stalled peer's timer makes due goes out
+when the stall ends and its schedule moves with it; a ping reaching the stalled
+peer is answered then.
+
+It counts what the model counts but, over TCP, the client's radio wakeups. TCP
+retransmissions and bytes are counted in each slot's stats (``_tcp_cost``) but the
+registry still lists them as absent (``NOT_PRODUCED``, ``NOT_PRODUCED_TCP``: those
+keys are left out of the figures). Over datagrams the wakeups are the
 model's: the client's radio events (the opening, its sends, the server's packets
-reaching it) in time order, a wakeup after a silence of more than ``RADIO_TAIL``,
-the radio's state carried from one of a slot's connections to the next.
+reaching it, a stalled client's late pongs) in time order, a wakeup after a silence
+of more than ``RADIO_TAIL``, the radio's state carried from one of a slot's
+connections to the next.
 
 Every slot's current connection is computed at once, a row each of 2-D arrays
 (rows of similar length batched together), a window of rounds at a time, in time
@@ -26,8 +40,10 @@ from its opening), so then the connections a slot likely has next before the
 horizon (its peer's crashes, or the mean connection so far: false positives, NAT
 breaks...) are computed in the same batch (speculatively, each from its own
 opening; the horizon only cuts what is accounted), and kept once the one before
-has ended before the horizon. Any other next connection joins the next batch. Bernoulli losses are drawn as geometric
-gaps, so retransmissions, ladders and RTO reads touch only the lost packets.
+has ended before the horizon (not with outages or stalls: what a connection meets
+depends on when it opens). Any other next connection joins the next batch.
+Bernoulli losses are drawn as geometric gaps, so retransmissions, ladders and RTO
+reads touch only the lost packets.
 
 Random draws: each (seed, slot, purpose) stream gets its key from
 ``numpy.random.SeedSequence`` (as every stream in simlab does); within it, draw
@@ -43,6 +59,7 @@ agree in distribution, not draw for draw.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import time
@@ -56,7 +73,7 @@ from simlab.engines.analytic.chain import TIE
 from simlab.engines.figures import summarize
 from simlab.engines.metrics import absent_from
 from simlab.engines.model import RADIO_TAIL, Stats
-from simlab.engines.network import UDP_HEADER
+from simlab.engines.network import TCP_HEADER, UDP_HEADER, RtoEstimator
 from simlab.rules.policy import policy_problems
 from simlab.scenario.distributions import Constant, Exponential, Lognormal, Pareto, Uniform
 from simlab.scenario.schema import Loss, Scenario
@@ -69,10 +86,6 @@ _TAG = 0xFA57  # keeps the fast engine's streams apart from the model's
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` outside this engine's subset (empty: covered)."""
     out = policy_problems(s)
-    if s.link.outages is not None:
-        out.append("link.outages")
-    if s.peer.stall is not None:
-        out.append("peer.stall")
     if s.app.rate > 0:
         out.append("app.rate > 0 (application traffic)")
     if s.heartbeat.initiator == "both":
@@ -332,6 +345,23 @@ def _in_order(arrive: np.ndarray) -> np.ndarray:
     return out
 
 
+def _count_below(a: np.ndarray, x: np.ndarray, equal: bool = False) -> np.ndarray:
+    """How many entries of each ascending row of ``a`` are below ``x`` (or equal to it, with
+    ``equal``): one value a row, or a row of values a row (bisection over all at once)."""
+    R, W = a.shape
+    rows = np.arange(R) if x.ndim == 1 else np.arange(R)[:, None]
+    lo, hi = np.zeros(x.shape, dtype=np.int64), np.full(x.shape, W, dtype=np.int64)
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo
+        mid = (lo + hi) // 2
+        v = a[rows, np.minimum(mid, W - 1)]
+        below = v <= x if equal else v < x
+        lo = np.where(open_ & below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+
+
 def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
     """From a segment's first send to giving up (network.give_up_after, for arrays)."""
     doubling = 2.0 ** np.arange(tcp.max_retries + 1)
@@ -339,13 +369,14 @@ def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
 
 
 JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT, RST_UP, RST_BACK = range(9)
+OUTAGES, STALLS = 9, 10  # a slot's link outages, its peer's stalls (per slot, over the horizon)
 LOSS = {"client": 100, "server": 101}
 DETECTOR_BY, RESET_BY, TCP_BY = 0, 1, 2  # in the order of their names: ties go to the first
 CAUSES = ("detector", "reset", "tcp_timeout")
 BREAKS = ("crash", "nat", "tcp_timeout")
 COUNTERS = (
     ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
-    + ("connections", "false_positives", "undetected", "wakeups")
+    + ("connections", "false_positives", "undetected", "wakeups", "bytes", "retransmissions")
     + tuple(f"break_{k}" for k in BREAKS)
     + tuple(f"by_{k}" for k in CAUSES)
 )
@@ -367,6 +398,9 @@ class Direction:
     packets: np.ndarray | None  # packets used by the first i+1 messages (dense losses)
     losses: np.ndarray | None = None  # sparse losses: offsets of the lost packets from pos
     hits: np.ndarray | None = None  # ...and the message each delays (TCP) or is (datagram)
+    # TCP: the messages sent more than once, (rows, columns, transmissions), row-major; more
+    # than max_retries + 1 transmissions: it ran out of retries (sent once, then given up on)
+    retx: tuple | None = None
 
     def used(self, rows: np.ndarray, count: np.ndarray) -> np.ndarray:
         """Packets used by the first ``count`` messages of rows ``rows``."""
@@ -395,7 +429,10 @@ class Batch:
     pos: dict  # per side: the row's position in its loss stream (0: a stream of its own)
     loss_key: dict  # per side: the key of the row's loss stream
     crash: np.ndarray  # when the peer crashes (inf: never)
+    opening: np.ndarray | None = None  # per row: its opening in the slot's time (nan: unknown)
     _keys: dict = None
+    # outages and stalls from each row's opening (FastRun._periods), computed once a batch
+    _periods: dict | None = None
 
     @property
     def t0(self) -> np.ndarray:
@@ -460,6 +497,14 @@ class FastRun:
         # keyed by its number and read from its opening; the radio's state, carried from one
         # connection to the next, is accounted in order, parents before children)
         self.speculate = all(self._sparse(x) for x in LOSS)
+        # link outages: a slot's down periods over the horizon, in the slot's time; what a
+        # connection meets depends on when it opens, so nothing is computed ahead of its opening
+        o, st = s.link.outages, s.peer.stall
+        self.outages = None if o is None else self._down_periods(o.mtbf, o.duration, OUTAGES)
+        # the peer's stalls (its event loop blocked): likewise a slot's, over the horizon
+        self.stalls = None if st is None else self._down_periods(st.mtbf, st.duration, STALLS)
+        if self.outages is not None or self.stalls is not None:
+            self.speculate = False
         # the connections finished so far: their rounds and how many ended before the horizon
         # (the mean connection's rounds, censored ones included, for speculation and windows)
         self.seen_rounds = self.seen_ends = 0
@@ -476,15 +521,139 @@ class FastRun:
             hb.style == "oneway" or rtt < hb.interval * (1 - hb.jitter)
         )
         self.radio_in_order |= hb.initiator == "server" and fixed
+        # (a stalled peer sends late: a stalled client's pongs go out after their pings came)
+        self.radio_in_order &= s.peer.stall is None
         self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
         self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
 
+    # -- down periods (link outages) ------------------------------------------------------------
+
+    def _down_periods(self, mtbf: float, duration, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each slot's down periods over the horizon, as the model's ``DownPeriods``: up times
+        exponential with mean ``mtbf`` and down times from ``duration``, alternating from an up
+        period at 0, the last starting before the horizon. (starts, ends): a row per slot,
+        ascending, inf-padded. Draw 2k and 2k+1 of the slot's stream are period k's."""
+        s = self.s
+        n, H = s.connections, s.horizon
+        keys = _keys(s.seed, np.arange(n), stream)
+        k = 8
+        while True:
+            u = _uniforms(keys, np.arange(2 * k))
+            up, length = _sample(Exponential(mtbf), u[:, 0::2]), _sample(duration, u[:, 1::2])
+            # start_k = up_0 + length_0 + ... + up_k: end to end, in the model's order
+            starts = np.empty((n, k))
+            t = np.zeros(n)
+            for i in range(k):
+                t = t + up[:, i]
+                starts[:, i] = t
+                t = t + length[:, i]
+            if (starts[:, -1] >= H).all():
+                break
+            k *= 2
+        keep = starts < H
+        width = int(keep.sum(axis=1).max()) if n else 0
+        ends = np.where(keep, starts + length, INF)[:, :width]
+        return np.where(keep, starts, INF)[:, :width], ends
+
+    def _outages(self, b: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """The outages of each row's slot from its opening on (times from the opening), those
+        that end after it and start before its horizon: (starts, ends), a row each."""
+        return self._periods(b, "outages")
+
+    def _periods(self, b: Batch, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """``which`` (outages, stalls) of each row's slot from its opening on, as ``_outages``."""
+        if b._periods is None:
+            b._periods = {}
+        if which not in b._periods:
+            starts, ends = getattr(self, which)
+            lo = starts[b.slots] - b.opening[:, None]
+            hi = ends[b.slots] - b.opening[:, None]
+            b._periods[which] = tuple(_compact((hi > 0) & (lo < b.horizon[:, None]), lo, hi))
+        return b._periods[which]
+
+    def _stall_end(self, b: Batch, t: np.ndarray) -> np.ndarray:
+        """``t`` (a row of times per batch row, from its opening), or the end of the peer's
+        stall covering it: what reaches the stalled peer's application then, and a timer of
+        its that falls due then fires then (the model's ``_deliver`` and ``_beat``)."""
+        starts, ends = self._periods(b, "stalls")
+        out = t.copy()
+        for k in range(starts.shape[1]):
+            lo, hi = starts[:, k : k + 1], ends[:, k : k + 1]
+            np.copyto(out, np.broadcast_to(hi, t.shape), where=(t >= lo) & (t < hi))
+        return out
+
+    def _stalled_beats(self, b: Batch, raw: np.ndarray) -> np.ndarray:
+        """The peer's heartbeat timer across its stalls: a beat due during a stall is sent when
+        the stall ends and the next is scheduled from then (the model's ``_beat`` re-arms the
+        timer for the stall's end), so the rest of the schedule moves by as much.
+
+        Row by row, stall by stall in time order (a shift moves only later beats): the first
+        beat at or after the stall's start, by bisection on the unshifted schedule plus the
+        shifts so far (every beat from the last shifted one on has moved by all of them)."""
+        starts, ends = self._periods(b, "stalls")
+        R, W = raw.shape
+        if starts.shape[1] == 0 or W == 0:
+            return raw
+        delta = None
+        for r in np.flatnonzero(starts[:, 0] <= raw[:, -1]).tolist():  # (rows a stall meets)
+            row, lo, hi = raw[r], starts[r].tolist(), ends[r].tolist()
+            last = float(row[-1])
+            total, since = 0.0, 0  # the shifts so far; the last beat shifted
+            for k in range(len(lo)):  # in time order: a shift only moves later beats
+                if not lo[k] <= last + total:
+                    break  # (these and the later ones start after the window's last beat)
+                j = max(int(np.searchsorted(row, lo[k] - total)), since)
+                if j >= W:
+                    break
+                t = float(row[j]) + total
+                if t < hi[k]:
+                    if delta is None:
+                        delta = np.zeros((R, W))
+                    delta[r, j] += hi[k] - t
+                    total += hi[k] - t
+                    since = j
+        return raw if delta is None else raw + np.cumsum(delta, axis=1)
+
+    def _down(self, b: Batch, t: np.ndarray, rows=None) -> np.ndarray:
+        """Whether the access link is down at times ``t`` (from each row's opening): a row of
+        ``t`` per batch row, or one time per entry of ``rows``. A period covers [start, end),
+        as ``DownPeriods.end_if_down``."""
+        starts, ends = self._outages(b)
+        if rows is not None:
+            starts, ends = starts[rows], ends[rows]
+        if starts.shape[1] == 0:
+            return np.zeros(t.shape, dtype=bool)
+        if t.ndim == 1:  # (a few scattered times)
+            i = _count_below(starts, t, equal=True) - 1  # the last period starting by t
+            return (i >= 0) & (t < ends[np.arange(len(t)), np.maximum(i, 0)])
+        out = np.zeros(t.shape, dtype=bool)
+        for r in np.flatnonzero(np.isfinite(starts[:, 0])):  # (a bisection per row)
+            i = np.searchsorted(starts[r], t[r], side="right") - 1
+            out[r] = (i >= 0) & (t[r] < ends[r, np.maximum(i, 0)])
+        return out
+
+    def _up_at(self, slots: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``t`` (the slot's time), or the end of the outage covering it: a reconnect attempt
+        during an outage completes when the link comes back (the model's ``_reconnect``)."""
+        if self.outages is None or len(t) == 0:
+            return t
+        starts, ends = (x[slots] for x in self.outages)
+        if starts.shape[1] == 0:  # (no outage before the horizon in any slot)
+            return t
+        inside = (starts <= t[:, None]) & (t[:, None] < ends)
+        return np.where(inside.any(axis=1), _at(ends, inside.argmax(axis=1)), t)
+
     # -- losses -------------------------------------------------------------------------------
 
-    def _fates(self, src: str, slots: np.ndarray, pos: np.ndarray, m: int) -> np.ndarray:
-        """Lost or not: packets pos..pos+m-1 of each row's slot's stream from ``src``."""
+    def _fates(
+        self, src: str, slots: np.ndarray, pos: np.ndarray, m: int, index=None
+    ) -> np.ndarray:
+        """Lost or not: packets pos..pos+m-1 of each row's slot's stream from ``src`` (or the
+        packets ``index``, a row each)."""
         loss = self.loss[src]
-        index = pos[:, None] + np.arange(m)
+        if index is None:
+            index = pos[:, None] + np.arange(m)
+        m = index.shape[1]
         if loss.model == "bernoulli":
             if loss.p <= 0:
                 return np.zeros((len(slots), m), dtype=bool)
@@ -558,9 +727,19 @@ class FastRun:
         none = np.full(R, INF)
         rel = self._losses(src, b.loss_key[src], n)
         if not self.tcp:
-            r, j = np.nonzero(rel < n)
             at = sent.copy()
-            at[r, rel[r, j]] = INF
+            down = self._down(b, sent) if self.outages is not None else None
+            if down is not None and down.any():
+                # a datagram sent while the link is down is lost without a loss draw: the
+                # stream's packets are the messages sent while it is up
+                up = ~down
+                (col,) = _compact(up, np.broadcast_to(np.arange(float(n)), (R, n)))
+                r, j = np.nonzero(rel < up.sum(axis=1)[:, None])
+                at[r, col[r, rel[r, j]].astype(np.int64)] = INF
+                at[down] = INF
+            else:
+                r, j = np.nonzero(rel < n)
+                at[r, rel[r, j]] = INF
             arrive = at + delay
             return Direction(src, sent, at, arrive, arrive, None, none, none, None, rel, rel)
         tcp = self.s.link.tcp
@@ -636,12 +815,16 @@ class FastRun:
         else:
             out = Direction(src, sent, at, arrive, arrive, rto, none, none, None, rel, hits)
         out.arrive = _in_order(arrive)
+        keep = valid[mr, mc]
+        out.retx = (mr[keep], mc[keep], attempts[keep])
         return out
 
     # -- one direction ------------------------------------------------------------------------
 
     def _direction(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int) -> Direction:
         """Losses, ladders and arrivals of messages sent by ``src`` at ``sent`` (ascending)."""
+        if self.tcp and self.outages is not None and self._outages(b)[0].shape[1]:
+            return self._tcp_with_outages(b, src, sent, fwd, back)
         if self._sparse(src):
             return self._sparse_direction(b, src, sent, fwd, back)
         R, n = sent.shape
@@ -650,11 +833,19 @@ class FastRun:
         pos = b.pos[src]
         none = np.full(R, INF)
         if not self.tcp:
-            lost = self._fates(src, b.slots, pos, n)
+            down = self._down(b, sent) if self.outages is not None else None
+            if down is not None and down.any():
+                # a datagram sent while the link is down is lost without stepping the loss
+                # chain: the stream's packets are the messages sent while it is up
+                packets = np.cumsum(~down, axis=1)
+                index = pos[:, None] + np.maximum(packets - 1, 0)
+                lost = self._fates(src, b.slots, pos, n, index) | down
+            else:
+                lost = self._fates(src, b.slots, pos, n)
+                packets = np.broadcast_to(np.arange(1, n + 1), (R, n))
             ok = valid & ~lost
             arrive = np.where(ok, sent + delay, INF)
             at = np.where(ok, sent, INF)
-            packets = np.broadcast_to(np.arange(1, n + 1), (R, n))
             return Direction(src, sent, at, arrive, arrive, None, none, none, packets)
         tcp = self.s.link.tcp
         cap = tcp.max_retries + 1  # transmissions before giving up
@@ -717,7 +908,193 @@ class FastRun:
             giveup_at = np.where(has, doomed_at + _give_up(rto.first(doomed), tcp), INF)
         raw = arrive
         arrive = _in_order(arrive)
-        return Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
+        out = Direction(src, sent, at, arrive, raw, rto, doomed_at, giveup_at, ends)
+        mr, mc = np.nonzero((attempts != 1) & valid)
+        out.retx = (mr, mc, attempts[mr, mc])
+        return out
+
+    # -- TCP across link outages ---------------------------------------------------------------
+
+    def _packets(self, b: Batch, src: str, sent: np.ndarray) -> np.ndarray:
+        """Loss draws (transmissions while the link is up) each message uses to get through,
+        from its row's stream, as if none ran out of retries: right up to the first that
+        needs more than ``max_retries + 1`` (what follows it is recomputed one by one)."""
+        R, n = sent.shape
+        count = np.isfinite(sent).sum(axis=1)
+        cap = self.s.link.tcp.max_retries + 1
+        if self._sparse(src):  # each loss delays the message it hits by one packet
+            rel = self._losses(src, b.loss_key[src], n)
+            hits = rel - np.arange(rel.shape[1])
+            r, j = np.nonzero(hits < count[:, None])
+            p = np.bincount(r * n + hits[r, j], minlength=R * n).reshape(R, n)
+            return p + 1
+        loss = self.loss[src]
+        q = max(loss.loss_good, loss.loss_bad)
+        m = int(n / max(1.0 - q, 0.05) * 1.05) + 64
+        while True:
+            ok = ~self._fates(src, b.slots, b.pos[src], m)
+            if (ok.sum(axis=1) >= count).all() or m > (n + 1) * cap + 64:
+                break
+            m *= 2
+        needed = ok & (np.cumsum(ok, axis=1) <= n)
+        (ends,) = _compact(needed, np.broadcast_to(np.arange(1.0, m + 1), ok.shape))
+        ends = np.where(np.isfinite(ends), ends, m + cap + 1).astype(np.int64)
+        if ends.shape[1] < n:
+            ends = np.concatenate([ends, np.full((R, n - ends.shape[1]), m + cap + 1)], axis=1)
+        return np.maximum(np.diff(ends, axis=1, prepend=0), 1)
+
+    def _walk(self, b: Batch, rows, sent, need, rto, cap: int):
+        """Each message's transmissions along its ladder (doubling from ``rto``): one sent
+        while the link is down is lost without a loss draw, one sent while it is up uses a
+        draw; the ``need``-th such gets through. Returns (transmissions, the time of the one
+        that gets through, draws used); cap + 1 transmissions: it ran out of retries."""
+        tcp = self.s.link.tcp
+        t = sent.copy()
+        left = need.copy()
+        tx = np.full(len(t), cap + 1, dtype=np.int64)
+        at = np.full(len(t), INF)
+        done = np.zeros(len(t), dtype=bool)
+        for k in range(cap):
+            up = ~done & ~self._down(b, t, rows)
+            left -= up
+            through = up & (left == 0)
+            tx[through], at[through] = k + 1, t[through]
+            done |= through
+            if done.all():
+                break
+            t = t + np.minimum(rto * 2.0**k, tcp.max_rto)
+        return tx, at, need - left
+
+    def _tcp_with_outages(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int):
+        """``_direction`` over TCP when the link has outages. As in the model's ``_send``:
+        every transmission sent while the access link is down is lost (the loss process is not
+        consulted), so a message needs as many loss draws as without outages, and the
+        transmissions it makes are its ladder's up to the one that uses its last draw. A
+        segment first sent during an outage is retransmitted, so it gives no RTT sample
+        (Karn), which only shifts later RTOs: the walk along each retransmitted segment's
+        ladder (the few) uses the RTO from the samples before it. From the first segment that
+        runs out of retries on, a row is computed one by one (in order, with the model's RTO
+        estimator)."""
+        tcp = self.s.link.tcp
+        cap = tcp.max_retries + 1
+        R, n = sent.shape
+        valid = np.isfinite(sent)
+        count = valid.sum(axis=1)
+        delay = b.draw(self.delay[src], fwd, n)
+        other = "server" if src == "client" else "client"
+        fixed = [self.delay[x] for x in (src, other)]
+        constant = (
+            fixed[0].value + fixed[1].value if all(isinstance(d, Constant) for d in fixed) else None
+        )
+        rtt = None if constant is not None else delay + b.draw(self.delay[other], back, n)
+        p = self._packets(b, src, sent)
+        down0 = self._down(b, sent) & valid
+        rto = _Rto(rtt, (p == 1) & ~down0 & valid, tcp, constant)
+        d1, _ = _first((p > cap) & valid)
+        d1 = np.where(((p > cap) & valid).any(axis=1), d1, count)
+        cols = np.arange(n)[None, :]
+        before = valid & (cols < d1[:, None])  # up to the first that runs out of retries
+        tx = np.where(before, p, 1)  # transmissions, as if the link were always up
+        at = sent.copy()
+        used = p.copy()
+        walk = before & (p > 1)
+        if walk.any():  # the retransmitted: their ladders, and whether one meets an outage
+            wr, wc = np.nonzero(walk)
+            times = p[wr, wc] - 1
+            base = rto.at(wr, wc)
+            last = sent[wr, wc] + sum(
+                np.where(times > k, np.minimum(base * 2.0**k, tcp.max_rto), 0.0)
+                for k in range(int(times.max()))
+            )
+            at[wr, wc] = last
+            starts, ends = self._outages(b)
+            meets = np.zeros(len(wr), dtype=bool)
+            for k in range(starts.shape[1]):
+                meets |= (starts[wr, k] <= last) & (ends[wr, k] > sent[wr, wc])
+            walk[wr[~meets], wc[~meets]] = False
+        walk |= down0 & before
+        wr, wc = np.nonzero(walk)
+        if len(wr):
+            wt, wa, wu = self._walk(b, wr, sent[wr, wc], p[wr, wc], rto.at(wr, wc), cap)
+            tx[wr, wc], at[wr, wc], used[wr, wc] = wt, wa, wu
+        # the first segment of each row that runs out of retries: from there, one by one
+        over = (tx > cap) & valid & (cols < d1[:, None])
+        first, has_over = _first(over)
+        start = np.where(has_over, np.minimum(first, d1), d1)
+        tail = np.flatnonzero(start < count)
+        if len(tail):
+            met = walk.copy()  # the segments that met an outage: their times are the walk's
+            for row in tail:
+                span = int(start[row]), int(count[row])
+                self._tail_row(b, src, row, span, sent, rtt, constant, (tx, at, used, met))
+            rto = _Rto(rtt, (tx == 1) & valid, tcp, constant)
+            # the others' ladders from the RTOs as the other paths compute them (so a row that
+            # meets no outage comes out the same whichever path a batch takes)
+            mr, mc = np.nonzero(valid & (tx > 1) & ~met)
+            if len(mr):
+                base, times = rto.at(mr, mc), np.minimum(tx[mr, mc], cap) - 1
+                at[mr, mc] = sent[mr, mc] + sum(
+                    np.where(times > k, np.minimum(base * 2.0**k, tcp.max_rto), 0.0)
+                    for k in range(int(times.max()))
+                )
+        packets = np.cumsum(np.where(valid, used, 0), axis=1)
+        ok = (tx <= cap) & valid
+        arrive = np.where(ok, at + delay, INF)
+        doomed, has = _first((tx > cap) & valid)
+        none = np.full(R, INF)
+        doomed_at = giveup_at = none
+        if has.any():
+            behind = has[:, None] & (cols >= doomed[:, None])
+            arrive[behind] = INF  # in order: nothing behind the doomed segment gets through
+            rows = np.flatnonzero(has)
+            at[rows, doomed[rows]] = INF  # (later ones' are never read: as the other paths)
+            doomed_at = np.where(has, _at(sent, doomed), INF)
+            giveup_at = np.where(has, doomed_at + _give_up(rto.first(doomed), tcp), INF)
+        raw = arrive
+        out = Direction(src, sent, at, _in_order(arrive), raw, rto, doomed_at, giveup_at, packets)
+        mr, mc = np.nonzero((tx != 1) & valid)
+        out.retx = (mr, mc, tx[mr, mc])
+        return out
+
+    def _tail_row(self, b, src, row, span, sent, rtt, constant, out) -> None:
+        """Messages ``start``..``end - 1`` (``span``) of row ``row``, one by one as the model
+        sends them, filling ``out``: (transmissions, the time of the one that gets through,
+        loss draws used, whether one met an outage). The RTO estimator is fed in order (Karn's
+        rule); each transmission is lost while the link is down, else by the next loss draw."""
+        start, end = span
+        tx, at, used, met = out
+        tcp = self.s.link.tcp
+        cap = tcp.max_retries + 1
+        est = RtoEstimator(tcp)
+        sample = (lambda i: constant) if constant is not None else (lambda i: float(rtt[row, i]))
+        for i in np.flatnonzero(tx[row, :start] == 1).tolist():
+            est.sample(sample(i))
+        lo, hi = (x[row][np.isfinite(x[row])].tolist() for x in self._outages(b))
+        q = int(used[row, :start].sum())
+        times = sent[row].tolist()
+        fates: list = []
+        for i in range(start, end):
+            t0 = times[i]
+            if len(fates) < q + cap:  # the row's loss draws, as far as needed
+                fates = self._dense(b, src, row, max(2 * len(fates), q + 64 * cap))[0].tolist()
+            t, k, draws, through = t0, 0, 0, False
+            while k < cap:
+                j = bisect.bisect_right(lo, t) - 1
+                if j < 0 or t >= hi[j]:  # the link is up: a loss draw
+                    draws += 1
+                    q += 1
+                    if not fates[q - 1]:
+                        through = True
+                        break
+                else:
+                    met[row, i] = True
+                t += est.backoff(k)
+                k += 1
+            tx[row, i] = k + 1 if through else cap + 1
+            at[row, i] = t if through else INF
+            used[row, i] = draws
+            if through and k == 0:
+                est.sample(sample(i))
 
     def _drop(self, arrive: np.ndarray, dropped: np.ndarray) -> np.ndarray:
         """Arrivals with these messages lost; over TCP everything behind the first is held
@@ -794,6 +1171,7 @@ class FastRun:
                     {k: v[sl] for k, v in self.pos.items()},
                     {k: self._loss_keys(k, sl, numbers_[idx]) for k in LOSS},
                     crash[idx],
+                    opening[idx],
                 )
                 out = self._batch(b, opening[idx], par, last_rounds)
                 redo.append(out[0])
@@ -945,6 +1323,8 @@ class FastRun:
             raw = np.cumsum(T * (1 + j * (2 * _uniforms(b.key(JITTER), np.arange(W)) - 1)), axis=1)
         else:  # (the same sums for every row)
             raw = np.broadcast_to(np.cumsum(np.full(W, T)), (len(b.slots), W))
+        if self.stalls is not None and s.heartbeat.initiator == self.P:
+            raw = self._stalled_beats(b, raw)
         sigma = np.where(raw < b.horizon[:, None], raw, INF)
         w = self._evaluate(b, sigma)
         t, by = self._first_end(w)
@@ -973,7 +1353,9 @@ class FastRun:
             last_rounds[b.slots[q]] = until
             self.seen_rounds += int(until.sum())
             self.seen_ends += int(np.count_nonzero(has_q))
-            next_open[q] = opening[q] + np.where(has_q, end_q + s.reconnect.delay, INF)
+            next_open[q] = self._up_at(
+                b.slots[q], opening[q] + np.where(has_q, end_q + s.reconnect.delay, INF)
+            )
             if (parent < 0).all():
                 break
             # the children of the rows that ended before the horizon take place
@@ -1104,13 +1486,17 @@ class FastRun:
         )
 
     def _replies(self, b, first, first_arrive, receiver, expiry):
-        """The pongs: one for each ping that reaches a live receiver through a live mapping."""
-        gets = first_arrive < b.horizon[:, None]
+        """The pongs: one for each ping that reaches a live receiver through a live mapping
+        (a stalled peer answers when its stall ends, if still alive then)."""
+        answer = first_arrive
+        if receiver == self.P and self.stalls is not None:
+            answer = self._stall_end(b, first_arrive)
+        gets = answer < b.horizon[:, None]
         if receiver == self.P:
-            gets &= first_arrive < b.crash[:, None]
+            gets &= answer < b.crash[:, None]
         if (expiry < INF).any():
             gets &= self._crossings(first) < expiry[:, None]
-        key = np.where(gets, first_arrive, INF)
+        key = np.where(gets, answer, INF)
         k = int(gets.sum(axis=1).max()) if gets.size else 0
         if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
             replied = None
@@ -1296,6 +1682,12 @@ class FastRun:
             heartbeats = heartbeats + count
             if d is w["first"]:
                 inc["rounds"] = count
+            if self.tcp:
+                kind = "ping" if d is w["first"] and s.heartbeat.style == "pingpong" else "beat"
+                kind = "pong" if d is w["second"] else kind
+                nbytes, retrans = self._tcp_cost(b, d, kind, rows, count, close, crash, expiry)
+                inc["bytes"] = inc.get("bytes", 0) + nbytes
+                inc["retransmissions"] = inc.get("retransmissions", 0) + retrans
             self._advance(d, rows, sl, d.used(rows, count))
         inc["heartbeats"] = heartbeats
         if self.radio_last is not None:
@@ -1303,7 +1695,8 @@ class FastRun:
             if self.P == "client":
                 limit = np.minimum(limit, crash)
             sends = client_sends if self.s.heartbeat.initiator == "client" else server_sends
-            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening, parent_at)
+            pongs = client_sends if self.stalls is not None and self.P == "client" else None
+            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening, parent_at, pongs)
         alive_until = np.minimum(close, broken)
         inc["connected_s"] = close - t0
         alive = alive_until - t0
@@ -1327,6 +1720,8 @@ class FastRun:
         mistaken = has_end & ~detected  # reconnect mode: a false positive
         inc["false_positives"] = false_positives + mistaken
         opens = np.where(has_end, end_t + s.reconnect.delay, INF)
+        if self.outages is not None:  # the next connection opens when the link is back
+            opens = np.where(has_end, self._up_at(sl, opening + opens) - opening, INF)
         if mistaken.any():
             down = np.where(mistaken, np.minimum(opens, H) - end_t, 0.0)
             alive = alive + down
@@ -1350,7 +1745,76 @@ class FastRun:
         else:
             self.c[:, sl] += add
 
-    def _wakeups(self, w: dict, rows, sl, sends, limit, opening, parent_at) -> np.ndarray:
+    def _tcp_cost(self, b: Batch, d: Direction, kind: str, rows, count, close, crash, expiry):
+        """The TCP bytes and retransmissions of the first ``count`` messages of ``d`` in each
+        accounted row, as the model's ``_send`` and ``_close`` count them: every transmission
+        of a segment that gets through (frame plus TCP_HEADER), and a pure ACK back for a pong
+        or oneway heartbeat; a segment TCP gives up on, its first transmission, then its
+        retransmissions along its ladder; a segment no ACK will come for (it reached a dead
+        peer, or the expired mapping dropped it) its retransmissions from there on, along its
+        ladder. Those along a ladder count as far as they happen before the close (the peer's:
+        before its crash too)."""
+        tcp = self.s.link.tcp
+        cap, seg = tcp.max_retries + 1, self.s.heartbeat.frame_bytes + TCP_HEADER
+        brow = np.arange(len(b.slots))[rows]  # the accounted rows' batch rows
+        R = len(brow)
+        local = np.full(len(b.slots), -1)
+        local[brow] = np.arange(R)
+        mr, mc, k = d.retx
+        li = local[mr]
+        ok = li >= 0
+        ok[ok] = mc[ok] < count[li[ok]]  # counted: sent before the close
+        mr, mc, k, li = mr[ok], mc[ok], k[ok], li[ok]
+        doomed = k > cap
+        retrans = np.zeros(R)
+        np.add.at(retrans, li, np.where(doomed, 0, k - 1))
+        gave_up = np.zeros(R)
+        np.add.at(gave_up, li, doomed)
+        # segments along their ladders with no ACK to stop them: (row, column, first one left)
+        cand = [(mr[doomed], mc[doomed], np.ones(int(doomed.sum()), dtype=np.int64))]
+        # (only the rows where the peer crashed, or the mapping expired, before the close)
+        crashed = (crash < close) if d.src == self.D else np.zeros(R, dtype=bool)
+        dropped = np.zeros(R, dtype=bool)
+        if self.s.nat.idle_timeout is not None and self.s.nat.on_expiry == "drop":
+            dropped = expiry < close
+        (some,) = np.nonzero(crashed | dropped)
+        if len(some):
+            n = d.sent.shape[1]
+            dead = np.zeros((len(some), n), dtype=bool)
+            cl = close[some, None]
+            if crashed.any():
+                arrive = d.arrive[brow[some]]
+                dead |= (arrive >= crash[some, None]) & (arrive < cl)
+            if dropped.any():
+                cross = self._crossings(d)[brow[some]]
+                dead |= (cross >= expiry[some, None]) & (cross < cl)
+            dead &= np.arange(n)[None, :] < count[some, None]
+            if dead.any():
+                where = np.full(R, -1)
+                where[some] = np.arange(len(some))
+                tx = np.ones((len(some), n), dtype=np.int64)
+                hit = where[li] >= 0
+                tx[where[li[hit]], mc[hit]] = k[hit]
+                dead &= tx <= cap
+                r, c = np.nonzero(dead)
+                cand.append((brow[some[r]], c, tx[r, c]))
+        mr = np.concatenate([x[0] for x in cand])
+        if len(mr):
+            mc = np.concatenate([x[1] for x in cand])
+            first = np.concatenate([x[2] for x in cand])
+            li = local[mr]
+            stop = close if d.src == self.D else np.minimum(close, crash)
+            base, t = d.rto.at(mr, mc), d.sent[mr, mc].copy()
+            left = np.zeros(len(mr))
+            for m in range(1, cap):  # retransmission m: after m backoffs
+                t = t + np.minimum(base * 2.0 ** (m - 1), tcp.max_rto)
+                left += (m >= first) & (t < stop[li])
+            np.add.at(retrans, li, left)
+        sends = count + retrans  # transmissions
+        acks = count - gave_up if kind in ("pong", "beat") else 0  # a pure ACK each
+        return seg * sends + TCP_HEADER * acks, retrans
+
+    def _wakeups(self, w: dict, rows, sl, sends, limit, opening, parent_at, pongs=None):
         """The client's radio wakeups in each finished row (datagram), as the model counts them.
 
         The client's radio events (the model's ``_radio``): the opening; every message the
@@ -1391,6 +1855,12 @@ class FastRun:
         else:  # the server's pings or heartbeats that reach the client
             arrive = first.arrive[rows][:, :k]
             ev = np.where(arrive < limit[:, None], arrive, -INF)
+            if pongs is not None and second is not None:
+                # a stalled client's pongs go out when its stall ends, later than the ping
+                # reached it: events of their own (the first ``pongs`` were sent)
+                j = int(pongs.max()) if R else 0
+                sent = second.sent[rows][:, :j]
+                ev = np.concatenate([ev, np.where(np.arange(j) < pongs[:, None], sent, -INF)], 1)
         events = np.empty((R, ev.shape[1] + 1))  # -inf: no event
         events[:, 0] = 0.0  # the opening
         events[:, 1:] = ev
@@ -1419,6 +1889,7 @@ class FastRun:
         n = self.s.connections
         floats = ("connected_s", "alive_s", "suspect_alive_s")
         ints = ("heartbeats", "rounds", "connections", "false_positives", "undetected", "wakeups")
+        ints += ("bytes", "retransmissions") if self.tcp else ()
         index = {k: i for i, k in enumerate(COUNTERS)}
         as_float = self.c[[index[k] for k in floats]].T.tolist()
         as_int = self.c[[index[k] for k in ints]].astype(np.int64).T.tolist()
@@ -1441,7 +1912,8 @@ class FastRun:
             st = Stats()
             st.__dict__.update(zip(floats, as_float[i], strict=True))
             st.__dict__.update(zip(ints, as_int[i], strict=True))
-            st.bytes = st.heartbeats * packet
+            if not self.tcp:
+                st.bytes = st.heartbeats * packet
             st.breaks = dict(zip(BREAKS, breaks[i], strict=True))
             st.detections_by = dict(zip(CAUSES, by[i], strict=True))
             st.mistake_durations, st.latencies = durations[i], latencies[i]
@@ -1502,17 +1974,19 @@ class _Rto:
         return self.at(np.arange(len(cols)), cols)
 
 
-# the registry's not_produced_by (simlab.engines.metrics): TCP retransmissions, never
+# The registry's not_produced_by (simlab.engines.metrics): TCP retransmissions; over TCP,
+# the bytes and the client's radio wakeups. The retransmissions and the bytes are counted
+# (``_tcp_cost``: each slot's ``stats.retransmissions`` and ``stats.bytes``, tested against
+# the model's), so once the registry stops listing them they are reported by themselves.
 NOT_PRODUCED = absent_from(ENGINE)
-# Over TCP: bytes, as retransmissions and ACKs are not counted; and the client's radio
-# wakeups, as the model's client acknowledges every server segment that reaches it (its
-# raw arrival, before in-order hold-back) while the sender is alive, including segments
-# sent behind one TCP gives up on until the server's socket fails, and segments of a
-# crashed or closed server up to when its socket failed, which the in-order bookkeeping
-# here does not keep (it marks everything behind a doomed segment never arrived, and
-# the server's socket failing on a dead client, or on a dropped segment, is not computed
-# unless it ends the connection): counting them would need new bookkeeping, not a reading
-# of the existing one.
+# Over TCP, the client's radio wakeups stay absent: the model's client acknowledges every
+# server segment that reaches it (its raw arrival, before in-order hold-back) while the
+# sender is alive, including segments sent behind one TCP gives up on until the server's
+# socket fails, and segments of a crashed or closed server up to when its socket failed,
+# which the in-order bookkeeping here does not keep (it marks everything behind a doomed
+# segment never arrived, and the server's socket failing on a dead client, or on a dropped
+# segment, is not computed unless it ends the connection): counting them would need new
+# bookkeeping, not a reading of the existing one.
 NOT_PRODUCED_TCP = absent_from(f"{ENGINE}:tcp")
 
 

@@ -97,12 +97,12 @@ METRICS = (
     _m("heartbeats_sent", _COST, "messages"),
     _m("app_msgs_sent", _COST, "messages", row=2),
     _m("app_msgs_blackholed", _COST, "messages", "count", row=2),
-    # datagrams: none (absent); the fast engine does not count them
-    _m("tcp_retransmissions", _COST, "segments", not_produced_by={"fast"}, row=1),
+    # over datagrams: 0
+    _m("tcp_retransmissions", _COST, "segments", row=1),
     _m("overhead_msgs_per_conn_hour", _COST, "messages/conn-hour"),
-    # fast engine, TCP: retransmissions and ACKs are not counted; the client's radio
-    # wakeups need bookkeeping it does not keep (see simlab.engines.fast)
-    _m("overhead_bytes_per_conn_hour", _COST, "bytes/conn-hour", not_produced_by={"fast:tcp"}),
+    # fast engine, TCP: the client's radio wakeups need in-order bookkeeping it does not
+    # keep (see simlab.engines.fast)
+    _m("overhead_bytes_per_conn_hour", _COST, "bytes/conn-hour"),
     _m("wakeups_per_conn_hour", _COST, "wakeups/conn-hour", not_produced_by={"fast:tcp"}),
     # adaptive heartbeat policies only (simlab.engines.policy_metrics: ADAPTIVE_KEYS)
     _m("heartbeat_interval_mean_s", _ADAPT, "s"),

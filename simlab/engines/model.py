@@ -39,17 +39,31 @@ Simplifications, each chosen so the model stays explainable:
   (a hidden browser tab) has its heartbeat timer and, if it runs the detector,
   its detector's timer fire late; an input that moves the deadline before that
   timer fires cancels the declaration, as a reset ``setTimeout`` would.
+
+Speed (a round is about four SimPy events: the heartbeat timer, the ping's and the
+pong's deliveries, the detector timer): the hot events are light :class:`Fire`
+objects pushed straight onto SimPy's heap (a message is its own delivery event, a
+timer event is re-armed in place); loss, delay and jitter come from blocks of draws
+handed out by list iterators (:class:`Draws`: the same values, in the same order, as
+the samplers); the model's own common cases (sending, delivery, the NAT crossing, the
+detector's timer) are written out in ``_send``, ``_deliver``, ``_receive``, ``_beat`` and
+``_timer``, each next to the method it stands for. Timing rules shared with other code
+stay calls: the detector (:mod:`simlab.rules.detector`, which the harness drives too),
+the RTO estimator and the down periods (:mod:`simlab.engines.network`). Every figure,
+record and trace row is the same as the plain version's, bit for bit
+(tests/engines/test_model.py pins a few).
 """
 
 from __future__ import annotations
 
 import math
+from heapq import heappush
 
 import simpy
 from simpy.core import NORMAL
 
 from simlab import rng as rngs
-from simlab.engines.calls import Call
+from simlab.engines.calls import Call, Fire
 from simlab.engines.network import (
     TCP_HEADER,
     UDP_HEADER,
@@ -58,9 +72,9 @@ from simlab.engines.network import (
     RtoEstimator,
     backoff,
 )
-from simlab.rules.detector import TimeoutDetector, make_detector
+from simlab.rules.detector import Detector, TimeoutDetector, make_detector
 from simlab.rules.policy import make_policy, make_throttle
-from simlab.scenario.distributions import Exponential, Sampler, Uniforms
+from simlab.scenario.distributions import Exponential, Sampler
 from simlab.scenario.schema import Scenario
 
 INF = math.inf
@@ -69,7 +83,9 @@ PING, PONG, BEAT, APP = "ping", "pong", "heartbeat", "app"
 RADIO_TAIL = 10.0  # s of silence after which a mobile radio has gone idle
 
 
-class Msg:
+class Msg(Fire):
+    """A message; also the SimPy event of its delivery (``callbacks``: the model's ``_deliver``)."""
+
     __slots__ = (
         "kind",
         "src",
@@ -82,22 +98,57 @@ class Msg:
         "at",
         "rto",
         "crossed",
+        "conn",
     )
 
     def __init__(self, kind, src, seq, stamp, sent, size):
-        self.kind, self.src, self.seq, self.stamp, self.sent, self.size = (
-            kind,
-            src,
-            seq,
-            stamp,
-            sent,
-            size,
-        )
+        self.kind = kind
+        self.src = src
+        self.seq = seq
+        self.stamp = stamp
+        self.sent = sent
+        self.size = size
         self.attempts = 1
         self.blocked = False  # dropped at the NAT on its way (known only when it crosses)
         self.at = sent  # TCP: when the transmission that gets through leaves
         self.rto = 0.0  # TCP: the sender's RTO when the segment was first sent
         self.crossed = False  # inbound: already through the NAT (held back, delivered later)
+
+
+class _Beat(Fire):
+    """The event of a heartbeat timer: ``side``'s timer of ``conn``, armed for ``at``."""
+
+    __slots__ = ("conn", "side", "at")
+
+
+class _Timer(Fire):
+    """The event of a detector timer of ``conn``, armed for ``at``."""
+
+    __slots__ = ("conn", "at")
+
+
+class Draws:
+    """A random stream's values in the blocks its sampler would draw, handed out by ``next(it)``.
+
+    ``value = next(d.it, None)``, and ``d.refill()`` when that is None: a list iterator
+    costs no Python call per value. ``fill`` draws one block exactly as
+    :class:`~simlab.scenario.distributions.Sampler` (or ``Uniforms``) would, at the same
+    moment (when a value is wanted and the block is used up), so the values are the same.
+    """
+
+    __slots__ = ("it", "_fill")
+
+    def __init__(self, fill):
+        self._fill = fill
+        self.it = iter(())
+
+    def refill(self):
+        self.it = it = iter(self._fill())
+        return next(it)
+
+    def __call__(self):
+        value = next(self.it, None)
+        return self.refill() if value is None else value
 
 
 class Connection:
@@ -162,6 +213,27 @@ class Stats:
         self.settles: list[tuple[float, float, float, float]] = []  # (t, interval, estimate, idle)
 
 
+def _sampler_draws(dist, rng, block: int = 256) -> Draws:
+    """The values ``Sampler(dist, rng, block)`` would give, in the same blocks."""
+    return Draws(lambda: dist.sample(rng, block).tolist())
+
+
+def _loss_draws(loss, rng) -> Draws | None:
+    """Per packet: lost or not, as ``LossProcess(loss, rng).lost()`` would say (None: never lost).
+
+    Bernoulli: the uniforms of ``Uniforms(rng)``'s blocks compared with p in one go (the same
+    float comparisons); p = 0 draws nothing, as ``lost`` does not. Gilbert-Elliott: the chain
+    steps with each packet, so each value is one ``lost()`` call.
+    """
+    if loss.model == "gilbert":
+        process = LossProcess(loss, rng)
+        return Draws(lambda: [process.lost()])
+    p = loss.p
+    if not p > 0:
+        return None
+    return Draws(lambda: (rng.random(512) < p).tolist())
+
+
 class SlotModel:
     """Simulates connection slot ``slot`` of ``scenario`` over its horizon."""
 
@@ -183,15 +255,23 @@ class SlotModel:
         self.d_pings = self.D in initiators
         self.beat_kind = PING if hb.style == "pingpong" else BEAT
         g = lambda name: rngs.stream(s.seed, slot, name)  # noqa: E731
+        # per sender: loss (None: never lost, no draw) and delay, drawn as LossProcess and
+        # Sampler would draw them (the same blocks, the same values)
         self.loss = {
-            CLIENT: LossProcess(s.link.up.loss, g("loss.up")),
-            SERVER: LossProcess(s.link.down.loss, g("loss.down")),
+            CLIENT: _loss_draws(s.link.up.loss, g("loss.up")),
+            SERVER: _loss_draws(s.link.down.loss, g("loss.down")),
         }
         self.delay = {
-            CLIENT: Sampler(s.link.up.delay, g("delay.up")),
-            SERVER: Sampler(s.link.down.delay, g("delay.down")),
+            CLIENT: _sampler_draws(s.link.up.delay, g("delay.up")),
+            SERVER: _sampler_draws(s.link.down.delay, g("delay.down")),
         }
-        self.jitter = Uniforms(g("jitter"))
+        # per sender: (loss, its delays, the delays the other way, for the RTT sample)
+        self.paths = {
+            CLIENT: (self.loss[CLIENT], self.delay[CLIENT], self.delay[SERVER]),
+            SERVER: (self.loss[SERVER], self.delay[SERVER], self.delay[CLIENT]),
+        }
+        jitter_rng = g("jitter")
+        self.jitter = Draws(lambda: jitter_rng.random(512).tolist())  # Uniforms' blocks
         self.crash = (
             Sampler(Exponential(s.peer.crash.mtbf), g("crash"), 16) if s.peer.crash else None
         )
@@ -221,17 +301,49 @@ class SlotModel:
         self.radio_last = -INF
         self.conn: Connection | None = None
         self.count = 0
+        # the hot path's constants and callbacks, looked up once
+        self.tracing = trace
+        self.frame = hb.frame_bytes
+        self.jitter_amount = hb.jitter
+        # a fixed policy's interval never changes: read once
+        self.nominal = (
+            {} if self.adaptive else {side: p.interval() for side, p in self.policies.items()}
+        )
+        self.max_retries = s.link.tcp.max_retries
+        self.nat_both = s.nat.refresh == "both"
+        self.queue, self.eid = self.env._queue, self.env._eid
+        self.on_deliver = (self._deliver,)
+        self.on_beat = (self._beat,)
+        self.on_timer = (self._timer,)
+        # only the missed detector counts its pings (the others' ``sent`` does nothing)
+        kind = type(make_detector(s, 0.0))
+        self.det_sent = kind.sent is not Detector.sent
 
     # -- scheduling helpers -------------------------------------------------------
 
     def _at(self, t: float, fn, *args) -> None:
         """Call ``fn(*args)`` at simulated time ``t`` (if before the horizon)."""
         if t < self.horizon:
-            now = self.env.now
-            self.env.schedule(Call(fn, args), NORMAL, t - now if t > now else 0.0)
+            now = self.env._now
+            heappush(
+                self.queue,
+                (now + (t - now if t > now else 0.0), NORMAL, next(self.eid), Call(fn, args)),
+            )
+
+    def _push(self, t: float, event: Fire) -> None:
+        """Schedule a light event at ``t`` (if before the horizon): ``_at`` without the Call.
+
+        The heap entry is the one ``env.schedule(event, NORMAL, t - now)`` makes (the same
+        time arithmetic, the next event id), so the order of events is unchanged.
+        """
+        if t < self.horizon:
+            now = self.env._now
+            heappush(
+                self.queue, (now + (t - now if t > now else 0.0), NORMAL, next(self.eid), event)
+            )
 
     def _record(self, conn, event, detail=None, value=None) -> None:
-        self.records.append((self.slot, conn.number, self.env.now, event, detail, value))
+        self.records.append((self.slot, conn.number, self.env._now, event, detail, value))
 
     def _trace(self, conn, event, msg, value=None) -> None:
         if self.trace is not None:
@@ -239,7 +351,7 @@ class SlotModel:
                 (
                     self.slot,
                     conn.number,
-                    self.env.now,
+                    self.env._now,
                     event,
                     msg.kind,
                     msg.src,
@@ -253,12 +365,6 @@ class SlotModel:
         if t - self.radio_last > RADIO_TAIL:
             self.stats.wakeups += 1
         self.radio_last = t
-
-    def _jitter_factor(self) -> float:
-        jitter = self.s.heartbeat.jitter
-        if jitter == 0:
-            return 1.0
-        return 1 + jitter * (2 * self.jitter() - 1)
 
     # -- connection life ------------------------------------------------------------
 
@@ -274,7 +380,7 @@ class SlotModel:
         return self
 
     def _open(self) -> None:
-        now = self.env.now
+        now = self.env._now
         self.count += 1
         conn = self.conn = Connection(self.count, now)
         self.stats.connections += 1
@@ -342,9 +448,9 @@ class SlotModel:
 
     def _break(self, conn: Connection, cause: str) -> None:
         """Ground truth: from now on this connection can never deliver again."""
-        if conn.broken_at <= self.env.now:
+        if conn.broken_at <= self.env._now:
             return
-        conn.broken_at = self.env.now
+        conn.broken_at = self.env._now
         conn.cause = cause
         self.stats.breaks[cause] += 1
         if cause == "nat" and self.adaptive:
@@ -356,7 +462,7 @@ class SlotModel:
             self._detected(conn, "detector")
 
     def _detected(self, conn: Connection, by: str) -> None:
-        now = self.env.now
+        now = self.env._now
         latency = now - conn.broken_at
         self.stats.latencies.append(latency)
         self.stats.detections_by[by] += 1
@@ -366,7 +472,7 @@ class SlotModel:
 
     def _declare(self, conn: Connection, by: str) -> None:
         """The detector side gives up on the peer (its detector fired or its socket failed)."""
-        now = self.env.now
+        now = self.env._now
         self._nat_check(conn, now)
         if conn.closed:  # the NAT expiry just found completed a monitor-mode detection
             return
@@ -393,7 +499,7 @@ class SlotModel:
         """After any input to the detector, or when its timer fires: act on its deadline."""
         if conn.closed:
             return
-        now, deadline = self.env.now, conn.det.deadline()
+        now, deadline = self.env._now, conn.det.deadline()
         if conn.suspected:
             if deadline > now:  # T-transition: the mistake ends
                 conn.suspected = False
@@ -402,7 +508,12 @@ class SlotModel:
                 self.stats.suspect_alive_s += duration
                 self._record(conn, "trust", None, duration)
                 self._arm(conn, deadline)
-        elif (deadline if self.det_fires is None else self.det_fires(deadline)) <= now:
+        elif self.det_fires is None:  # the common case, _arm written out
+            if deadline <= now:
+                self._declare(conn, "detector")
+            elif deadline < conn.timer_at and deadline < self.horizon:
+                self._set_timer(conn, deadline)
+        elif self.det_fires(deadline) <= now:
             self._declare(conn, "detector")
         else:
             self._arm(conn, deadline)
@@ -411,13 +522,32 @@ class SlotModel:
         if self.det_fires is not None:
             deadline = self.det_fires(deadline)
         if deadline < conn.timer_at and deadline < self.horizon:
-            conn.timer_at = deadline
-            self._at(deadline, self._timer, conn, deadline)
+            self._set_timer(conn, deadline)
 
-    def _timer(self, conn: Connection, at: float) -> None:
-        if conn.timer_at == at:
+    def _set_timer(self, conn: Connection, deadline: float) -> None:
+        """Arm the detector timer for ``deadline`` (before the horizon); a later one is void."""
+        conn.timer_at = deadline
+        ev = _Timer()
+        ev.callbacks, ev.conn, ev.at = self.on_timer, conn, deadline
+        self._push(deadline, ev)
+
+    def _timer(self, ev: _Timer) -> None:
+        conn = ev.conn
+        if conn.timer_at == ev.at:
             conn.timer_at = INF
-            self._check(conn)
+            if conn.closed or conn.suspected or self.det_fires is not None:
+                self._check(conn)
+                return
+            # _check's common case, written out: most firings find the deadline moved on
+            det = conn.det
+            now = self.env._now
+            deadline = det.deadline()
+            if deadline <= now:
+                self._declare(conn, "detector")
+            elif deadline < self.horizon:  # timer_at is inf: re-arm, with this very event
+                conn.timer_at = deadline
+                ev.callbacks, ev.at = self.on_timer, deadline  # step() has set callbacks to None
+                heappush(self.queue, (now + (deadline - now), NORMAL, next(self.eid), ev))
 
     # -- the NAT ------------------------------------------------------------------------
 
@@ -427,7 +557,7 @@ class SlotModel:
     def _nat_timer(self, conn: Connection) -> None:
         if conn.closed or conn.nat_expired:
             return
-        self._nat_check(conn, self.env.now)
+        self._nat_check(conn, self.env._now)
         if not conn.nat_expired:
             self._arm_nat(conn)
 
@@ -441,7 +571,7 @@ class SlotModel:
         """A packet crosses the NAT now. False if the mapping is gone (and reset the sender if so)."""
         if conn.idle is None:
             return True
-        now = self.env.now
+        now = self.env._now
         self._nat_check(conn, now)
         if conn.nat_expired:
             self._trace(conn, "nat_drop", msg)
@@ -460,20 +590,26 @@ class SlotModel:
 
     def _schedule_beat(self, conn: Connection, side: str, since: float) -> None:
         """Arm ``side``'s timer one policy interval (with jitter) after ``since``."""
-        policy = self.policies[side]
-        interval, factor = policy.interval(), self._jitter_factor()
+        jitter = self.jitter_amount
+        factor = 1.0 if jitter == 0 else 1 + jitter * (2 * self.jitter() - 1)
         if self.adaptive:
+            policy = self.policies[side]
+            interval = policy.interval()
             conn.beat_from[side], conn.beat_i[side], conn.beat_f[side] = since, interval, factor
             at = policy.timer_at(since + interval * factor)
         else:  # the fixed schedule: nothing to re-arm, no throttle
-            at = since + interval * factor
+            at = since + self.nominal[side] * factor
         conn.beat_at[side] = at
-        self._at(at, self._beat, conn, side, at)
+        ev = _Beat()
+        ev.callbacks, ev.conn, ev.side, ev.at = self.on_beat, conn, side, at
+        self._push(at, ev)
 
     def _arm_beat(self, conn: Connection, side: str, at: float) -> None:
         """The timer fires at ``at``; an earlier arming of it is void."""
         conn.beat_at[side] = at
-        self._at(at, self._beat, conn, side, at)
+        ev = _Beat()
+        ev.callbacks, ev.conn, ev.side, ev.at = self.on_beat, conn, side, at
+        self._push(at, ev)
 
     def _policy_input(self, conn: Connection, side: str, rearm: bool = True) -> None:
         """After an input to ``side``'s policy: log, re-arm on a new interval, update the detector."""
@@ -484,7 +620,7 @@ class SlotModel:
         interval = policy.interval()
         if rearm and interval != conn.beat_i[side]:
             conn.beat_i[side] = interval
-            now = self.env.now
+            now = self.env._now
             at = conn.beat_from[side] + interval * conn.beat_f[side]
             self._arm_beat(conn, side, policy.timer_at(at if at > now else now))
         if policy is self.follow:
@@ -498,7 +634,7 @@ class SlotModel:
                 estimate = value
             elif what == "settled":
                 idle = conn.idle if conn.idle is not None else math.nan
-                self.stats.settles.append((self.env.now, value, estimate, idle))
+                self.stats.settles.append((self.env._now, value, estimate, idle))
 
     def _follow(self, conn: Connection) -> None:
         """The detector takes the policy's timeout (and, for missed, its interval as the ack window)."""
@@ -510,11 +646,12 @@ class SlotModel:
         if self.follow_ack:
             det.ack_timeout = policy.interval()
 
-    def _beat(self, conn: Connection, side: str, at: float) -> None:
+    def _beat(self, ev: _Beat) -> None:
         """Heartbeat timer of ``side`` fired: send a ping (or oneway heartbeat), schedule the next."""
-        if conn.closed or conn.beat_at[side] != at:
+        conn, side = ev.conn, ev.side
+        if conn.closed or conn.beat_at[side] != ev.at:
             return
-        now = self.env.now
+        now = self.env._now
         if side == self.P:
             if now >= conn.crash_at or conn.peer_closed:
                 return
@@ -540,19 +677,38 @@ class SlotModel:
             if conn.closed:  # a shorter timeout ended the connection
                 return
         if side == self.D and self.beat_kind == PING:
-            conn.det.sent(now, seq)
-            self._send(conn, Msg(PING, side, seq, now, now, self.s.heartbeat.frame_bytes))
-            self._check(conn)
+            det = conn.det
+            if self.det_sent:
+                det.sent(now, seq)
+            self._send(conn, Msg(PING, side, seq, now, now, self.frame))
+            if conn.closed or conn.suspected or self.det_fires is not None:
+                self._check(conn)
+            else:  # _check's common case, written out
+                deadline = det.deadline()
+                if deadline <= now:
+                    self._declare(conn, "detector")
+                elif deadline < conn.timer_at and deadline < self.horizon:
+                    self._set_timer(conn, deadline)
         else:
-            self._send(conn, Msg(self.beat_kind, side, seq, now, now, self.s.heartbeat.frame_bytes))
-        self._schedule_beat(conn, side, now)
+            self._send(conn, Msg(self.beat_kind, side, seq, now, now, self.frame))
+        if self.adaptive or self.jitter_amount != 0:
+            self._schedule_beat(conn, side, now)
+            return
+        # _schedule_beat's fixed schedule without jitter, written out: at = now + interval * 1.0
+        at = now + self.nominal[side] * 1.0
+        conn.beat_at[side] = at
+        if at < self.horizon:  # this very event, again (step() has set its callbacks to None)
+            ev.callbacks, ev.at = self.on_beat, at
+            heappush(
+                self.queue, (now + (at - now if at > now else 0.0), NORMAL, next(self.eid), ev)
+            )
 
     # -- sending and delivery -------------------------------------------------------------
 
     def _app(self, conn: Connection, side: str) -> None:
         if conn.closed:
             return
-        now = self.env.now
+        now = self.env._now
         self._at(now + self.app_gap[side](), self._app, conn, side)
         if side == self.P:
             if now >= conn.crash_at or conn.peer_closed:
@@ -564,9 +720,9 @@ class SlotModel:
         self._app_send(conn, side)
 
     def _app_send(self, conn: Connection, side: str) -> None:
-        if conn.closed or (side == self.P and (self.env.now >= conn.crash_at or conn.peer_closed)):
+        if conn.closed or (side == self.P and (self.env._now >= conn.crash_at or conn.peer_closed)):
             return
-        now = self.env.now
+        now = self.env._now
         self.stats.app_msgs += 1
         if self.adaptive and side in self.policies:
             self.policies[side].app(now, "sent")
@@ -574,35 +730,104 @@ class SlotModel:
         self._send(conn, Msg(APP, side, 0, now, now, self.s.app.bytes))
 
     def _send(self, conn: Connection, msg: Msg) -> None:
-        now = self.env.now
+        # the hot path: _radio, _nat_cross's common case and _at are written out here
+        now = self.env._now
         st = self.stats
         src = msg.src
-        if msg.kind != APP:
+        loss, draws, back_draws = self.paths[src]
+        wire = msg.kind != APP  # bytes count heartbeat traffic only: the cost of the settings
+        if wire:
             st.heartbeats += 1
         elif conn.broken_at <= now:
             st.blackholed += 1
         if src == CLIENT:
-            self._radio(now)
-        if self.trace is not None:
+            if now - self.radio_last > RADIO_TAIL:
+                st.wakeups += 1
+            self.radio_last = now
+        if self.tracing:
             self._trace(conn, "send", msg)
-        outages, loss = self.outages, self.loss[src]
-        wire = msg.kind != APP  # bytes count heartbeat traffic only: the cost of the settings
+        outages = self.outages
         if not self.tcp:
             st.bytes += wire * (msg.size + UDP_HEADER)
-            if (outages is not None and outages.end_if_down(now) is not None) or loss.lost():
+            if outages is not None and outages.end_if_down(now) is not None:
                 self._trace(conn, "lost", msg)
                 return
+            if loss is not None:
+                lost = next(loss.it, None)
+                if lost is None:
+                    lost = loss.refill()
+                if lost:
+                    self._trace(conn, "lost", msg)
+                    return
             if src == CLIENT and not self._nat_cross(conn, msg, True):
                 return
-            self._at(now + self.delay[src](), self._deliver, conn, msg)
+            delay = next(draws.it, None)
+            if delay is None:
+                delay = draws.refill()
+            msg.callbacks, msg.conn = self.on_deliver, conn
+            self._push(now + delay, msg)
             return
         rto = conn.rto[src]
         msg.rto = rto.rto
-        t, attempt, retries = now, 0, self.s.link.tcp.max_retries
+        # the first transmission's fate: lost in an outage (no loss draw then) or to loss
+        if outages is not None and outages.end_if_down(now) is not None:
+            lost = True
+        elif loss is None:
+            lost = False
+        else:
+            lost = next(loss.it, None)
+            if lost is None:
+                lost = loss.refill()
+        if lost:
+            self._retransmit(conn, msg, rto, wire)
+            return
+        # sent once (attempts 1, at: now, Msg's defaults): no retransmission to count
+        if wire:
+            st.bytes += msg.size + TCP_HEADER
+            if msg.kind != PING:  # a pure ACK comes back (a ping's ACK rides on its pong)
+                st.bytes += TCP_HEADER
+        delay = next(draws.it, None)
+        if delay is None:
+            delay = draws.refill()
+        # Karn's rule: RTT samples only from segments sent once, as this one
+        back = next(back_draws.it, None)
+        if back is None:
+            back = back_draws.refill()
+        rto.sample(delay + back)
+        arrive = now + delay
+        last = conn.last_delivery
+        if last[src] > arrive:  # max(t + delay, last delivery): in order
+            arrive = last[src]
+        last[src] = arrive
+        if src == CLIENT:
+            if conn.idle is not None:  # _nat_cross(conn, msg, True), written out
+                if not conn.nat_expired and now >= conn.last_refresh + conn.idle:
+                    self._nat_check(conn, now)
+                if conn.nat_expired:
+                    self._nat_cross(conn, msg, True)  # the drop (the check is done)
+                    return
+                conn.last_refresh = now
+        elif arrive > now + delay:  # held back in order: it reaches (and crosses) the NAT earlier
+            self._at(now + delay, self._cross_inbound, conn, msg)
+        # scheduled now, so deliveries due at the same instant keep their sending order
+        msg.callbacks, msg.conn = self.on_deliver, conn
+        if arrive < self.horizon:  # _push(arrive, msg)
+            heappush(
+                self.queue,
+                (now + (arrive - now if arrive > now else 0.0), NORMAL, next(self.eid), msg),
+            )
+
+    def _retransmit(self, conn: Connection, msg: Msg, rto: RtoEstimator, wire: bool) -> None:
+        """The rest of ``_send`` over TCP once the first transmission is lost: the ladder."""
+        now = self.env._now
+        st = self.stats
+        src = msg.src
+        outages, loss = self.outages, self.loss[src]
+        t, attempt = now, 0
         # every transmission's fate is drawn now; the ladder's times follow from the RTO
-        while (outages is not None and outages.end_if_down(t) is not None) or loss.lost():
+        while True:
             self._trace(conn, "lost", msg, attempt)
-            if attempt == retries:  # doomed: nothing sent from now on can ever be delivered
+            if attempt == self.max_retries:  # doomed: nothing sent from now on is delivered
                 st.bytes += wire * (msg.size + TCP_HEADER)
                 conn.last_delivery[src] = INF
                 self._break(conn, "tcp_timeout")
@@ -610,27 +835,26 @@ class SlotModel:
                 return
             t += rto.backoff(attempt)
             attempt += 1
+            if outages is not None and outages.end_if_down(t) is not None:
+                continue  # lost: no loss draw, as in ``down or loss.lost()``
+            if loss is None or not loss():
+                break
         st.retransmissions += attempt
         st.bytes += wire * (attempt + 1) * (msg.size + TCP_HEADER)
         msg.attempts, msg.at = attempt + 1, t
         if msg.kind in (PONG, BEAT):
             st.bytes += TCP_HEADER  # a pure ACK comes back (a ping's ACK rides on its pong)
         delay = self.delay[src]()
-        if attempt == 0:  # Karn's rule: RTT samples only from segments sent once
-            rto.sample(delay + self.delay[SERVER if src == CLIENT else CLIENT]())
         arrive = max(t + delay, conn.last_delivery[src])
         conn.last_delivery[src] = arrive
-        if src == CLIENT:
-            if attempt == 0:
-                if not self._nat_cross(conn, msg, True):
-                    return
-            else:  # a retransmission crosses the NAT when it is sent, in the future
-                msg.blocked = True
-                self._at(t, self._cross_later, conn, msg)
+        if src == CLIENT:  # a retransmission crosses the NAT when it is sent, in the future
+            msg.blocked = True
+            self._at(t, self._cross_later, conn, msg)
         elif arrive > t + delay:  # held back in order: it reaches (and crosses) the NAT earlier
             self._at(t + delay, self._cross_inbound, conn, msg)
         # scheduled now, so deliveries due at the same instant keep their sending order
-        self._at(arrive, self._deliver, conn, msg)
+        msg.callbacks, msg.conn = self.on_deliver, conn
+        self._push(arrive, msg)
 
     def _cross_inbound(self, conn: Connection, msg: Msg) -> None:
         """An inbound segment reaches the NAT and the client before its turn to be delivered."""
@@ -675,7 +899,7 @@ class SlotModel:
 
     def _client_ack(self, conn: Connection) -> None:
         """The client's kernel acknowledges an inbound segment (unless the client is dead)."""
-        now = self.env.now
+        now = self.env._now
         if self.P == CLIENT and now >= conn.crash_at:
             return
         if self.tcp and conn.idle is not None:
@@ -694,54 +918,71 @@ class SlotModel:
             self._declare(conn, cause)
         else:
             conn.peer_closed = True
-            conn.giveup_at[side] = min(conn.giveup_at[side], self.env.now)
+            conn.giveup_at[side] = min(conn.giveup_at[side], self.env._now)
 
-    def _deliver(self, conn: Connection, msg: Msg) -> None:
+    def _deliver(self, msg: Msg) -> None:
         """A message reaches the other side's host (its kernel, not yet its application)."""
-        if conn.closed or msg.blocked or msg.src in conn.cut:
+        # the hot path: _sender_alive, _nat_cross, _client_ack and the stall check written out
+        conn = msg.conn
+        src = msg.src
+        if conn.closed or msg.blocked or src in conn.cut:
             return
-        if self.tcp and not self._sender_alive(conn, msg):
-            conn.cut.add(
-                msg.src
-            )  # in order: nothing behind a segment that never arrives gets through
+        tcp = self.tcp
+        if tcp and (  # not _sender_alive
+            (src == self.P and msg.at >= conn.crash_at) or not msg.at < conn.giveup_at[src]
+        ):
+            conn.cut.add(src)  # in order: nothing behind a segment that never arrives gets through
             return
-        now = self.env.now
-        dst = SERVER if msg.src == CLIENT else CLIENT
+        now = self.env._now
+        dst = SERVER if src == CLIENT else CLIENT
         if dst == CLIENT and not msg.crossed:
-            if not self._nat_cross(conn, msg, False):
-                return
-            self._client_ack(conn)
+            if conn.idle is not None:  # _nat_cross(conn, msg, False)
+                if not conn.nat_expired and now >= conn.last_refresh + conn.idle:
+                    self._nat_check(conn, now)
+                if conn.nat_expired:
+                    self._nat_cross(conn, msg, False)  # the drop (the check is done)
+                    return
+                if self.nat_both:
+                    conn.last_refresh = now
+            # _client_ack: the client's kernel acknowledges the segment (unless it is dead)
+            if not (self.P == CLIENT and now >= conn.crash_at):
+                if tcp and conn.idle is not None:
+                    conn.last_refresh = now  # the ACK goes out through the NAT
+                if now - self.radio_last > RADIO_TAIL:
+                    self.stats.wakeups += 1
+                self.radio_last = now
         if dst == self.P:
             if now >= conn.crash_at:
-                if self.tcp:
+                if tcp:
                     self._give_up_later(conn, msg, msg.attempts)
                 return
             if conn.peer_closed:  # the peer's kernel answers a closed socket with an RST
-                if self.tcp:
+                if tcp:
                     self._at(now + self.delay[dst](), self._transport_error, conn, self.D, "reset")
                 return
-            end = self.stalls.end_if_down(now) if self.stalls is not None else None
+            stalls = self.stalls
+            end = stalls.end_if_down(now) if stalls is not None else None
             if end is not None:  # the application catches up when the stall ends
                 self._at(end, self._receive, conn, msg)
                 return
-        self._receive(conn, msg)
+        self._receive(conn, msg, now)
 
-    def _receive(self, conn: Connection, msg: Msg) -> None:
+    def _receive(self, conn: Connection, msg: Msg, now: float | None = None) -> None:
         """A message reaches the receiving application."""
         if conn.closed:
             return
-        now = self.env.now
+        if now is None:  # called at the end of a stall
+            now = self.env._now
         kind = msg.kind
         if msg.src == self.D:  # arrives at the peer
             if kind == PING and now < conn.crash_at and not conn.peer_closed:
-                self._send(
-                    conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes)
-                )
+                self._send(conn, Msg(PONG, self.P, msg.seq, msg.stamp, now, self.frame))
             elif self.adaptive and kind in (PONG, APP):
                 self._policy_receive(conn, msg)
             return
         det = conn.det
-        self._trace(conn, "receive", msg, now - msg.stamp)
+        if self.tracing:
+            self._trace(conn, "receive", msg, now - msg.stamp)
         if kind in (PONG, BEAT):
             det.heartbeat(now, msg.seq, msg.stamp)
         elif kind == PING:
@@ -749,13 +990,18 @@ class SlotModel:
                 det.message(now, heartbeat=True)
             else:
                 det.heartbeat(now, msg.seq, msg.stamp)
-            self._send(
-                conn, Msg(PONG, self.D, msg.seq, msg.stamp, now, self.s.heartbeat.frame_bytes)
-            )
+            self._send(conn, Msg(PONG, self.D, msg.seq, msg.stamp, now, self.frame))
         else:
             det.message(now)
-        self._check(conn)
-        if self.adaptive and kind in (PONG, APP):  # after the detector has taken the message
+        if conn.suspected or self.det_fires is not None or conn.closed:
+            self._check(conn)
+        else:  # _check's common case, written out
+            deadline = det.deadline()
+            if deadline <= now:
+                self._declare(conn, "detector")
+            elif deadline < conn.timer_at and deadline < self.horizon:
+                self._set_timer(conn, deadline)
+        if self.adaptive and kind in (PONG, APP):  # after the detector took the message
             self._policy_receive(conn, msg)
 
     def _policy_receive(self, conn: Connection, msg: Msg) -> None:
@@ -765,9 +1011,9 @@ class SlotModel:
         if policy is None or conn.closed:
             return
         if msg.kind == PONG:
-            policy.answered(self.env.now, msg.seq)
+            policy.answered(self.env._now, msg.seq)
         else:
-            policy.app(self.env.now, "received")
+            policy.app(self.env._now, "received")
         self._policy_input(conn, dst)
 
 

@@ -12,5 +12,10 @@ driven with the event loop's clock; the timing logic exists once.
 - :mod:`.netns` the Linux backend: namespaces, veths, a netfilter NAT, nftables loss;
 - :mod:`.accounting` raw events -> the model's records and counters -> metrics;
 - :mod:`.heap` keeps full garbage-collector passes out of a real run;
-- :mod:`.run` one harness run; :mod:`.load` the 5,000-connection load test.
+- :mod:`.run` one harness run; :mod:`.load` the 5,000-connection load test;
+- :mod:`.net` the netns lab kept up for your own programs (``simlab net``);
+- :mod:`.wire` observation from the wire: a capture in the NAT namespace read back into
+  the same records, with no instrumentation of the programs;
+- :mod:`.adapters` real stacks (gorilla/websocket, Node ws, Socket.IO, headless Chromium,
+  python websockets) with their own keepalive, started as argument lists.
 """

@@ -16,7 +16,9 @@ test that fits it:
 
 The verdict uses a Bonferroni correction over the comparisons of one check, so
 a scenario of eight metrics at ``alpha`` = 0.01 is wrong by chance at most 1% of
-the time.
+the time. No events on either side is no evidence, not agreement: such a metric is
+reported as "no evidence", and a check in which nothing could be tested does not
+agree; the verdict's summary says what was tested and what was not.
 """
 
 from __future__ import annotations
@@ -48,19 +50,30 @@ class Comparison:
     harness: float | None
     harness_low: float | None
     harness_high: float | None
-    p_value: float | None  # None: not tested (too few samples), shown only
+    p_value: float | None  # None: not tested (too few samples, or no events), shown only
     n_model: int
     n_harness: int
+    no_evidence: bool = False  # no events on either side: nothing to compare
 
     def agrees(self, alpha: float) -> bool | None:
         return None if self.p_value is None else self.p_value >= alpha
 
+    def verdict(self, alpha: float) -> str:
+        """'agree', 'DISAGREE', 'no evidence' (no events on either side) or 'shown' (too few)."""
+        if self.no_evidence:
+            return "no evidence"
+        verdict = self.agrees(alpha)
+        return "shown" if verdict is None else ("agree" if verdict else "DISAGREE")
+
 
 def compare_rates(metric: str, x_model: int, e_model: float, x_harness: int, e_harness: float):
-    """Two Poisson rates (counts over exposures), exact conditional binomial test."""
+    """Two Poisson rates (counts over exposures), exact conditional binomial test.
+
+    No event on either side is no evidence (not a p-value of 1): zero breaks against
+    zero breaks says nothing about whether the two would break alike."""
     total = x_model + x_harness
     if total == 0:
-        p = 1.0
+        p = None
     else:
         share = e_harness / (e_model + e_harness)
         p = float(stats.binomtest(x_harness, total, share).pvalue)
@@ -78,6 +91,7 @@ def compare_rates(metric: str, x_model: int, e_model: float, x_harness: int, e_h
         p,
         x_model,
         x_harness,
+        total == 0,
     )
 
 
@@ -123,7 +137,7 @@ def compare_samples(metric: str, model: list[float], harness: list[float], resol
     ma = (float(np.median(a)),) + _median_interval(a) if len(a) else (None, None, None)
     mb = (float(np.median(b)),) + _median_interval(b) if len(b) else (None, None, None)
     test = f"quantiles 10/50/90% within {resolution * 1000:.1f} ms"
-    return Comparison(metric, test, *ma, *mb, p, len(a), len(b))
+    return Comparison(metric, test, *ma, *mb, p, len(a), len(b), not len(a) and not len(b))
 
 
 def compare_proportions(metric: str, k_model: int, n_model: int, k_harness: int, n_harness: int):
@@ -136,7 +150,8 @@ def compare_proportions(metric: str, k_model: int, n_model: int, k_harness: int,
         return ci.low, ci.high
 
     table = [[k_model, n_model - k_model], [k_harness, n_harness - k_harness]]
-    p = float(stats.fisher_exact(table).pvalue) if n_model and n_harness else None
+    none = k_model + k_harness == 0  # no event on either side: no evidence
+    p = float(stats.fisher_exact(table).pvalue) if n_model and n_harness and not none else None
     return Comparison(
         metric,
         "proportions (Fisher exact)",
@@ -147,6 +162,7 @@ def compare_proportions(metric: str, k_model: int, n_model: int, k_harness: int,
         p,
         n_model,
         n_harness,
+        none,
     )
 
 
@@ -170,17 +186,66 @@ class CrossCheck:
         return self.alpha / max(1, len(self.tested))
 
     @property
+    def no_evidence(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.no_evidence]
+
+    @property
     def agree(self) -> bool:
-        return all(c.agrees(self.threshold) for c in self.tested)
+        """Every tested metric agrees, and at least one was tested (no evidence is not agreement)."""
+        return bool(self.tested) and all(c.agrees(self.threshold) for c in self.tested)
+
+    @property
+    def verdict(self) -> str:
+        """AGREE, DISAGREE, or NO EVIDENCE (nothing could be tested)."""
+        if not self.tested:
+            return "NO EVIDENCE"
+        return "AGREE" if self.agree else "DISAGREE"
+
+    def summary(self) -> str:
+        """What was tested and what was not, in one line: "agree on 3 metrics; no evidence
+        on breaks (nat) (0 events on both sides)"."""
+
+        def names(cs):
+            return ", ".join(c.metric.removesuffix(" /conn-h") for c in cs)
+
+        def metrics(n):
+            return f"{n} metric{'s' if n != 1 else ''}"
+
+        bad = [c for c in self.tested if not c.agrees(self.threshold)]
+        good = len(self.tested) - len(bad)
+        parts = []
+        if bad:
+            parts.append(f"DISAGREE on {names(bad)}")
+        if good:
+            parts.append(f"agree on {metrics(good)}")
+        if not self.tested:
+            parts.append("nothing tested")
+        if self.no_evidence:
+            parts.append(f"no evidence on {names(self.no_evidence)} (0 events on both sides)")
+        shown = [c for c in self.comparisons if c.p_value is None and not c.no_evidence]
+        if shown:
+            parts.append(f"not tested: {names(shown)} (fewer than {MIN_SAMPLES} samples a side)")
+        return "; ".join(parts)
 
     def rows(self) -> list[dict]:
         out = []
         for c in self.comparisons:
             row = {"check": self.name, **dataclasses.asdict(c)}
-            verdict = c.agrees(self.threshold)
-            row["verdict"] = "shown" if verdict is None else ("agree" if verdict else "DISAGREE")
+            row["verdict"] = c.verdict(self.threshold)
             out.append(row)
         return out
+
+    def to_json(self) -> dict:
+        """The check for ``--json``: verdict, its summary, what ran, every comparison."""
+        return {
+            "check": self.name,
+            "agree": self.agree,
+            "verdict": self.verdict,
+            "summary": self.summary(),
+            "no_evidence": [c.metric for c in self.no_evidence],
+            "ran": self.ran,
+            "comparisons": self.rows(),
+        }
 
 
 def _latencies(records, event="detection") -> list[float]:
@@ -206,8 +271,13 @@ def compare(
     alpha: float = ALPHA,
     name: str = "check",
     resolution: float = 0.0,
+    expect: tuple[str, ...] = (),
 ) -> CrossCheck:
-    """Comparisons between a model :class:`~simlab.engines.runner.Result` and a harness result."""
+    """Comparisons between a model :class:`~simlab.engines.runner.Result` and a harness result.
+
+    ``expect``: break causes the scenario can produce ("nat", "crash"): compared (and
+    reported as no evidence) even when neither side saw one, so a NAT that never broke
+    anything is said, not silently left out."""
     ms, hs = model.summary, harness.summary
     em, eh = ms["connected_hours"], hs["connected_hours"]
     out = [
@@ -217,7 +287,7 @@ def compare(
     ]
     for cause in ("crash", "nat", "tcp_timeout"):
         key = f"breaks_{cause}"
-        if ms[key] or hs[key]:
+        if ms[key] or hs[key] or cause in expect:
             out.append(compare_rates(f"breaks ({cause}) /conn-h", ms[key], em, hs[key], eh))
     for by in ("detector", "reset", "tcp_timeout"):
         key = f"detections_by_{by}"
@@ -278,10 +348,17 @@ def compare(
     return CrossCheck(name, out, alpha, ms, hs)
 
 
-def model_side(scaled, *, connections: int, seed_offset: int = 1_000_003, trace: bool = False):
+def model_side(
+    scaled,
+    *,
+    connections: int,
+    seed_offset: int = 1_000_003,
+    trace: bool = False,
+    progress: bool = False,
+):
     """The model's run of a scaled scenario: more connections, a seed of its own."""
     s = dataclasses.replace(scaled, connections=connections, seed=scaled.seed + seed_offset)
-    return s, simulate(s, trace=trace)
+    return s, simulate(s, trace=trace, progress=progress)
 
 
 def describe_sides(harness_scn, model_scn, extra: dict) -> dict:
@@ -373,19 +450,77 @@ def _with_delay(s, one_way: float):
     return r(s, link=link)
 
 
+# Set-up before a run's clock starts (measured on 2 cores: namespaces, veths, nftables and
+# the RTT probe; the proxy's listener), plus the slot addresses; teardown is in it too.
+SETUP_S = {"netns": 1.5, "proxy": 0.5}
+SETUP_PER_CONNECTION_S = 0.003
+
+
+def expected_wall(harness_scn, model_scn, backend: str) -> tuple[float, str]:
+    """Wall seconds a cross-check should take, and the sentence that says it before the run.
+
+    The real run lasts its scaled horizon (plus one heartbeat interval: the slots start
+    spread over one), on top of the set-up; the model's run is estimated from its
+    engine's calibrated speed.
+    """
+    from simlab.engines.registry import estimate, format_wall
+
+    run_s = harness_scn.horizon + harness_scn.heartbeat.interval
+    setup = SETUP_S.get(backend, 1.0) + SETUP_PER_CONNECTION_S * harness_scn.connections
+    model = estimate(model_scn, "simpy")
+    total = run_s + setup + model
+    return total, (
+        f"expected wall time: about {format_wall(total)} (real sockets for the scaled horizon, "
+        f"{format_wall(run_s)}; set-up about {format_wall(setup)}; the model about "
+        f"{format_wall(model)})"
+    )
+
+
+def choose_scale(scenario, backend: str, time_scale: float | None) -> float:
+    """``time_scale`` if it keeps every ordering that decides the answer, the automatic
+    scale if it is None (:mod:`simlab.harness.scale`); a ScenarioError otherwise."""
+    from simlab.errors import Problem, ScenarioError
+    from simlab.harness.scale import auto_scale, scale_problems
+
+    if time_scale is None:
+        x = auto_scale(scenario, backend)
+        if x is None:
+            raise ScenarioError(
+                [
+                    Problem(
+                        "--time-scale",
+                        "no time scale keeps the orderings of the heartbeat interval, the "
+                        "detector's timeout and the NAT timeout with the kernel's TCP constants",
+                    )
+                ],
+                scenario.name,
+            )
+        return x
+    problems = scale_problems(scenario, time_scale, backend)
+    if problems:
+        raise ScenarioError([Problem("--time-scale", m) for m in problems], scenario.name)
+    return time_scale
+
+
 def run_crosscheck(
     scenario,
     *,
     backend: str = "proxy",
-    time_scale: float = 0.05,
-    connections: int = 10,
+    time_scale: float | None = None,
+    connections: int | None = None,
     model_connections: int | None = None,
     policy: str = "detector",
     alpha: float = ALPHA,
     model_bug=None,
+    announce=None,
+    progress=None,
 ) -> CrossCheck:
     """Run ``scenario`` scaled by ``time_scale`` on the harness and on the model; compare.
 
+    ``time_scale`` None: the automatic scale, which keeps every ordering that decides
+    the answer; a given one that breaks one is refused (ScenarioError). ``connections``
+    None: the scenario's own. ``announce(text)`` hears the expected wall time before
+    the run; ``progress(now, total)`` the real run's clock as it goes (seconds).
     ``model_bug`` (tests only) transforms the model's scenario before it runs, to
     prove the comparison notices when the model is wrong.
     """
@@ -399,8 +534,16 @@ def run_crosscheck(
     problems = harness_refusals(scenario, backend, policy)
     if problems:
         raise ScenarioError(problems, scenario.name)
+    chosen = "given" if time_scale is not None else "automatic"
+    time_scale = choose_scale(scenario, backend, time_scale)
     scaled = scale_scenario(scenario, time_scale)
     notes = []
+    if chosen == "automatic":
+        notes.append(
+            f"time scale {time_scale:.6g}, chosen to keep the orderings of the heartbeat "
+            "interval, the detector's timeout and the NAT timeout with the kernel's "
+            "whole-second conntrack and unscaled TCP constants"
+        )
     if backend == "netns" and scaled.nat.idle_timeout is not None:
         seconds = NetnsBackend.nat_seconds(scaled)
         if seconds != scaled.nat.idle_timeout.value:
@@ -410,9 +553,16 @@ def run_crosscheck(
             )
         r = dataclasses.replace
         scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    if connections is None:
+        connections = scenario.connections
     harness_scn = dataclasses.replace(scaled, connections=connections)
+    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
+    n_model = model_connections or max(200, 20 * connections)
+    if announce is not None:
+        planned = dataclasses.replace(scaled, connections=n_model)
+        announce(expected_wall(harness_scn, planned, backend)[1])
     impl = NetnsBackend() if backend == "netns" else ProxyBackend()
-    harness = run_harness(harness_scn, impl, policy)
+    harness = run_harness(harness_scn, impl, policy, progress=progress)
     model_scn = scaled
     if backend == "netns":
         rtt = harness.info["rtt_s"]
@@ -422,9 +572,17 @@ def run_crosscheck(
         )
     if model_bug is not None:
         model_scn = model_bug(model_scn)
-    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
-    n_model = model_connections or max(200, 20 * connections)
-    model_scn, model = model_side(model_scn, connections=n_model, trace=loss)
+    model_scn, model = model_side(
+        model_scn, connections=n_model, trace=loss, progress=progress is not None
+    )
+    expect = tuple(
+        cause
+        for cause, present in (
+            ("nat", scaled.nat.idle_timeout is not None),
+            ("crash", scaled.peer.crash is not None),
+        )
+        if present
+    )
     check = compare(
         model,
         harness,
@@ -432,6 +590,7 @@ def run_crosscheck(
         alpha=alpha,
         name=scenario.name,
         resolution=harness.info["resolution_s"],
+        expect=expect,
     )
     check.ran = describe_sides(
         harness_scn,
@@ -440,6 +599,7 @@ def run_crosscheck(
             "backend": backend,
             "policy": policy,
             "time_scale": time_scale,
+            "time_scale_chosen": chosen,
             "kernel_tcp": "min RTO 200 ms, max RTO 120 s, 15 retries (not scaled)",
             "resolution_s": harness.info["resolution_s"],
             "rtt_s": harness.info.get("rtt_s"),
@@ -472,9 +632,9 @@ def format_check(check: CrossCheck) -> str:
             f"  {row['metric']:32} {cell(row['model'], row['model_low'], row['model_high']):34} "
             f"{cell(row['harness'], row['harness_low'], row['harness_high']):34} {p:>9}  {row['verdict']}"
         )
-    verdict = "AGREE" if check.agree else "DISAGREE"
     lines.append(
-        f"  verdict: {verdict} (each test at alpha {check.alpha:g} / {len(check.tested)} = {check.threshold:.3g})"
+        f"  verdict: {check.verdict}: {check.summary()} (each test at alpha {check.alpha:g} / "
+        f"{len(check.tested)} = {check.threshold:.3g})"
     )
     return "\n".join(lines)
 
@@ -498,7 +658,8 @@ def _item(name, policy="detector", needs_loss=False, **sections):
     }
 
 
-# Unscaled settings; the panel runs them at PANEL_SCALE (600 s -> 24 s of wall time each).
+# Unscaled settings; the panel runs each at the automatic scale from PANEL_SCALE up
+# (600 s -> 24-30 s of wall time each): the smallest that keeps its orderings.
 PANEL = [
     _item(
         "nat-below-interval",
@@ -605,6 +766,13 @@ PANEL += [
 PANEL_SCALE = 0.04
 
 
+def panel_scale(scenario, backend: str) -> float:
+    """The scale a panel item runs at: the automatic one from :data:`PANEL_SCALE` up."""
+    from simlab.harness.scale import auto_scale
+
+    return auto_scale(scenario, backend, prefer=PANEL_SCALE)
+
+
 def run_panel(backend: str, *, connections: int = 10, only: list[str] | None = None, progress=None):
     """The built-in panel on ``backend``: (name, CrossCheck or the reason it was skipped)."""
     from simlab.scenario.reader import load
@@ -620,7 +788,7 @@ def run_panel(backend: str, *, connections: int = 10, only: list[str] | None = N
         check = run_crosscheck(
             scenario,
             backend=backend,
-            time_scale=PANEL_SCALE,
+            time_scale=panel_scale(scenario, backend),
             connections=connections,
             policy=item["policy"],
         )

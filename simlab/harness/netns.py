@@ -18,21 +18,27 @@ Sockets are made inside the namespaces by this one process (``setns`` around
 ``socket()``: a socket stays in the namespace it was created in), so both ends
 still run in one event loop. Every command is an argument list. Names carry
 the creating PID, so parallel runs don't collide and ``cleanup`` can tell
-leftovers of dead runs from live ones.
+leftovers of dead runs from live ones. A lab that outlives its command (``simlab
+net up``, :mod:`simlab.harness.net`) is named ``simlab-net-NAME-ROLE`` instead and
+is claimed by its state file ``NET_STATE_DIR/NAME.json``: without one it is a leftover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 PREFIX = "simlab-"
+NET_PREFIX = PREFIX + "net-"  # labs that outlive their command: simlab-net-NAME-ROLE
+NET_STATE_DIR = "/run/simlab/net"  # their state files, NAME.json
+ROLES = ("client", "nat", "server")
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
 CLIENT_GW, CLIENT_IP = "198.18.0.1", "198.18.0.2"
@@ -59,10 +65,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _run(*args: str, stdin: str | None = None) -> None:
+def _run(*args: str, stdin: str | None = None) -> str:
     result = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         raise NetnsUnavailable(f"`{' '.join(args)}` failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 _libc = None
@@ -135,17 +142,28 @@ class Lab:
     """The three namespaces and the NAT between them; :meth:`close` removes every trace."""
 
     def __init__(
-        self, slots: int, nat_timeout: int | None, loss_up: float, loss_down: float, on_expiry: str
+        self,
+        slots: int,
+        nat_timeout: int | None,
+        loss_up: float,
+        loss_down: float,
+        on_expiry: str,
+        *,
+        name: str | None = None,
     ):
+        """Build it; ``name`` gives the namespaces a lasting name (:func:`net_namespaces`)
+        instead of one carrying this process's PID."""
         reason = unavailable_reason()
         if reason:
             raise NetnsUnavailable(reason)
         if slots > 250 * 200:
             raise ValueError("at most 50,000 slots")
-        self.tag = f"{os.getpid() % 100000:05d}{secrets.token_hex(1)}"[:7]
-        self.ns = {
-            role: f"{PREFIX}{os.getpid()}-{self.tag}-{role}" for role in ("client", "nat", "server")
-        }
+        if name is None:
+            self.tag = f"{os.getpid() % 100000:05d}{secrets.token_hex(1)}"[:7]
+            self.ns = {role: f"{PREFIX}{os.getpid()}-{self.tag}-{role}" for role in ROLES}
+        else:
+            self.tag = secrets.token_hex(4)[:7]
+            self.ns = net_namespaces(name)
         self.slots = slots
         self.nat_timeout = nat_timeout
         self.created: list[str] = []
@@ -224,6 +242,22 @@ class Lab:
                 f"net.netfilter.nf_conntrack_tcp_timeout_established={int(self.nat_timeout)}",
             )  # fmt: skip
 
+    @classmethod
+    def attach(cls, ns: dict[str, str], tag: str, nat_timeout: int | None) -> Lab:
+        """The Lab object of namespaces built earlier (by another process): nothing is run."""
+        lab = cls.__new__(cls)
+        lab.ns, lab.tag, lab.nat_timeout, lab.slots = dict(ns), tag, nat_timeout, 0
+        lab.created = [ns[role] for role in ROLES]
+        return lab
+
+    def veth(self, side: str) -> str:
+        """The nat namespace's end of the client's (``client``) or server's (``server``) veth."""
+        return f"sl{self.tag}{'a' if side == 'client' else 'b'}"
+
+    def run(self, role: str, *args: str, stdin: str | None = None) -> str:
+        """A command inside one namespace (an argument list); its stdout."""
+        return _run("ip", "netns", "exec", self.ns[role], *args, stdin=stdin)
+
     async def nft(self, *args: str) -> None:
         """One nft command in the nat namespace, without blocking the event loop."""
         proc = await asyncio.create_subprocess_exec(
@@ -241,8 +275,31 @@ class Lab:
         self.created = []
 
 
+def net_namespaces(name: str) -> dict[str, str]:
+    """role -> namespace of the lasting lab ``name``."""
+    return {role: f"{NET_PREFIX}{name}-{role}" for role in ROLES}
+
+
+def net_state_path(name: str) -> str:
+    return os.path.join(NET_STATE_DIR, f"{name}.json")
+
+
+def net_claimed(name: str) -> bool:
+    """Whether the lasting lab ``name`` is claimed: its state file says it is up, or that a
+    live process is building it. A missing or unreadable file claims nothing."""
+    try:
+        with open(net_state_path(name)) as f:
+            state = json.load(f)
+        if state.get("status") == "up":
+            return True
+        return os.path.exists(f"/proc/{int(state['pid'])}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def leftovers(all_runs: bool = False) -> list[str]:
-    """Namespaces left by harness runs whose process is gone (or every one, with ``all_runs``)."""
+    """Namespaces left by harness runs whose process is gone (or every one, with ``all_runs``);
+    a lasting lab's (``simlab net``) when no state file claims it."""
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
@@ -250,6 +307,10 @@ def leftovers(all_runs: bool = False) -> list[str]:
     out = []
     for name in names:
         if not name.startswith(PREFIX):
+            continue
+        if name.startswith(NET_PREFIX):
+            if all_runs or not net_claimed(name[len(NET_PREFIX) :].rsplit("-", 1)[0]):
+                out.append(name)
             continue
         try:
             pid = int(name[len(PREFIX) :].split("-")[0])
@@ -266,6 +327,10 @@ def cleanup(all_runs: bool = False) -> list[str]:
     for name in leftovers(all_runs):
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
         removed.append(name)
+        if name.startswith(NET_PREFIX):  # its state file, if any, describes a lab now gone
+            lab = name[len(NET_PREFIX) :].rsplit("-", 1)[0]
+            with suppress(OSError):
+                os.unlink(net_state_path(lab))
     return removed
 
 

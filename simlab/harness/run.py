@@ -7,6 +7,10 @@ outages and stalls per slot, drawn from the same kind of SeedSequence streams as
 the model's), and after a declaration the slot reconnects after the scenario's
 delay (once any outage is over, the model's convention). Both ends run in this
 process, so the moment of every injected fault is known exactly.
+
+SIGINT and SIGTERM during a run cancel it like Ctrl-C would: the run's own
+teardown closes every socket and removes the backend's namespaces, then
+:class:`KeyboardInterrupt` is raised, with no asyncio tracebacks on the way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import signal
+import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -56,12 +64,13 @@ class Conn:
 class HarnessRun:
     """Runs ``scenario`` (already scaled) on ``backend``; :meth:`main` returns raw events."""
 
-    def __init__(self, scenario, backend, policy: str = "detector"):
+    def __init__(self, scenario, backend, policy: str = "detector", progress=None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.s = scenario
         self.backend = backend
         self.policy = policy
+        self.progress = progress  # progress(now, total): the run's clock, in seconds
         self.events: list[tuple] = []
         self.conns: list[Conn] = []
         self.by_port: dict[int, Conn] = {}
@@ -151,10 +160,16 @@ class HarnessRun:
                 self.rtt = await self.backend.probe_rtt(self)
             self.offset = self.loop.time()  # time 0: every slot starts now
             meter = asyncio.create_task(self._meter())
+            shown = asyncio.create_task(self._show_progress()) if self.progress else None
             try:
                 await asyncio.gather(*(self._slot(i) for i in range(s.connections)))
+                if self.progress:
+                    with contextlib.suppress(Exception):
+                        self.progress(self.total(), self.total())  # done: the line says 100%
             finally:
                 meter.cancel()
+                if shown is not None:
+                    shown.cancel()
                 for conn in self.conns:
                     self._teardown(conn)
         return self.events
@@ -298,6 +313,18 @@ class HarnessRun:
         conn.server_ready.set_result(None)
         await ws.wait_closed()
 
+    def total(self) -> float:
+        """The run's length on its own clock: the last slot's origin plus the horizon."""
+        return max(self.origin, default=0.0) + self.s.horizon
+
+    async def _show_progress(self, every: float = 0.5) -> None:
+        """Tell ``progress`` the run's clock every ``every`` s (never raises into the run)."""
+        total = self.total()
+        while True:
+            with contextlib.suppress(Exception):
+                self.progress(min(self.now(), total), total)
+            await asyncio.sleep(every)
+
     async def _meter(self, every: float = 0.05) -> None:
         """Round trips to the server that skip the emulated path, all run long.
 
@@ -429,12 +456,95 @@ class HarnessResult:
     info: dict
 
 
-def run_harness(scenario, backend, policy: str = "detector") -> HarnessResult:
-    """Run the scaled ``scenario`` on ``backend`` and account for it like the model."""
+def _own_namespaces() -> set[str]:
+    """This process's harness namespaces (their names carry its PID: simlab.harness.netns)."""
+    from simlab.harness.netns import NETNS_DIR, PREFIX
+
+    prefix = f"{PREFIX}{os.getpid()}-"
+    try:
+        return {n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)}
+    except OSError:
+        return set()
+
+
+def _remove_namespaces(names) -> None:
+    for name in sorted(names):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+def run_interruptibly(make_coro):
+    """``asyncio.run(make_coro())``, with SIGINT and SIGTERM cancelling it like Ctrl-C.
+
+    A signal cancels the main task (so its ``finally`` blocks, the backend's teardown,
+    run), later signals are ignored until that is done, the leftover tasks' cancellation
+    noise is kept quiet, and :class:`KeyboardInterrupt` is raised once the loop is closed.
+    Namespaces this process created while the run was being set up (a lab still being
+    built in a thread when the signal came, which its backend never got to own) are
+    removed. Outside the main thread signals cannot be caught: a plain run.
+    """
+    interrupted: list[int] = []
+    before = _own_namespaces()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        default = loop.get_exception_handler()
+
+        def on_error(loop, context):
+            if interrupted:  # cancelled tasks and closed sockets of a stopped run: expected
+                return
+            if default is not None:
+                default(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        def stop(signum):
+            if not interrupted:
+                interrupted.append(signum)
+                task.cancel()
+
+        loop.set_exception_handler(on_error)
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                try:
+                    loop.add_signal_handler(sig, stop, sig)
+                except (ValueError, RuntimeError, NotImplementedError):
+                    continue
+                installed.append((sig, previous))
+        try:
+            return await make_coro()
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+            return None
+        finally:
+            for sig, previous in installed:
+                loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)  # the caller's handler, not SIG_DFL
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        if interrupted:
+            _remove_namespaces(_own_namespaces() - before)
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def run_harness(scenario, backend, policy: str = "detector", progress=None) -> HarnessResult:
+    """Run the scaled ``scenario`` on ``backend`` and account for it like the model.
+
+    ``progress(now, total)`` hears the run's clock about twice a second. SIGINT and
+    SIGTERM end the run cleanly and raise KeyboardInterrupt (:func:`run_interruptibly`).
+    """
     started = time.perf_counter()
-    run = HarnessRun(scenario, backend, policy)
+    run = HarnessRun(scenario, backend, policy, progress)
     with frozen_heap():
-        raw = asyncio.run(run.main())
+        raw = run_interruptibly(run.main)
     o = run.origin  # each slot's times from its own origin, as in the model
     events = [(e[0], e[1], e[2] - o[e[0]], *e[3:]) for e in raw]
     nat = {}

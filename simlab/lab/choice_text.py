@@ -71,13 +71,21 @@ def _brief_figures(o, c: Constraints) -> list[str]:
     """The figures the bounds and the cost are about, in three lines."""
     f = o.figures
     where = f" on its worst condition ({o.worst_condition})" if o.worst_condition else ""
+    costs = [
+        f"{amount(f[key].value)} {unit}"
+        for key, unit in (
+            ("overhead_bytes_per_conn_hour", "bytes"),
+            ("overhead_msgs_per_conn_hour", "messages"),
+            ("wakeups_per_conn_hour", "wake-ups"),
+        )
+        # left out: a cost the engine does not count (wake-ups over TCP on the fast engine)
+        if f[key].value is not None and not math.isnan(f[key].value)
+    ]
     return [
         f"its figures{where}:",
         f"  false disconnects {_rate(o, FALSE_DISCONNECTS, c.rate_unit)}",
         f"  detection {c.detection} {_secs(o, c.detection_key)}",
-        f"  per connection-hour: {amount(f['overhead_bytes_per_conn_hour'].value)} bytes,"
-        f" {amount(f['overhead_msgs_per_conn_hour'].value)} messages,"
-        f" {amount(f['wakeups_per_conn_hour'].value)} wake-ups",
+        f"  per connection-hour: {', '.join(costs) or 'no cost counted'}",
     ]
 
 

@@ -265,6 +265,7 @@ def crosscheck_figure(check) -> Figure:
         p = "" if row["p_value"] is None else f", p = {row['p_value']:.3g}"
         ax.set_title(f"{metric}: {row['verdict']}{p}", fontsize=8, loc="left")
         ax.grid(True, axis="x", alpha=0.25)
-    verdict = "agree" if check.agree else "DISAGREE"
-    fig.suptitle(f"{check.name}: model and real sockets {verdict}", fontsize=10)
+    # AGREE, DISAGREE, or NO EVIDENCE: a check where nothing could be tested agrees on nothing
+    verdict = {"AGREE": "agree", "DISAGREE": "DISAGREE"}.get(check.verdict, "no evidence")
+    fig.suptitle(f"{check.name}: model and real sockets: {verdict}", fontsize=10)
     return fig

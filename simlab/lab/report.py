@@ -102,6 +102,7 @@ td code { overflow-wrap: anywhere; } td code.opt { white-space: nowrap; overflow
 .kv div { break-inside: avoid; padding: .15rem 0; border-bottom: 1px solid #eee; overflow-wrap: anywhere; }
 .kv code { color: var(--muted); margin-right: .4rem; }
 .ok { color: var(--ok); font-weight: 600; } .bad { color: var(--bad); font-weight: 600; }
+.warn { color: var(--muted); font-weight: 600; }
 ol.refs li { margin-bottom: .4rem; }
 @media (max-width: 56rem) {
   .lead { grid-template-columns: minmax(0, 1fr); grid-template-rows: none;
@@ -297,9 +298,20 @@ def crosscheck_html(cc: CrossCheckFile | None) -> str:
     parts = [f'<p class="note">From {_e(cc.path)}.</p>']
     for name, rows in cc.checks().items():
         verdicts = [str(r.get("verdict", "")).lower() for r in rows]
-        agree = not any(v == "disagree" for v in verdicts)
-        status = '<span class="ok">agree</span>' if agree else '<span class="bad">DISAGREE</span>'
+        if "disagree" in verdicts:
+            status = '<span class="bad">DISAGREE</span>'
+        elif "agree" in verdicts:
+            status = '<span class="ok">agree</span>'
+        else:  # no events on either side is no evidence, never agreement
+            status = '<span class="warn">no evidence</span>'
+        untested = [
+            str(r.get("metric")) for r, v in zip(rows, verdicts, strict=True) if v == "no evidence"
+        ]
         parts.append(f"<h3>{_e(name or 'cross-check')}: {status}</h3>")
+        if untested:
+            parts.append(
+                f'<p class="note">No evidence (no events on either side) on: {_e(", ".join(untested))}.</p>'
+            )
         table_rows = [
             [
                 f"<code>{_e(r.get('metric'))}</code>",

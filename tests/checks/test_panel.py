@@ -1,6 +1,6 @@
 """``simlab validate``: the engines agree on the built-in panel, and a wrong engine is caught.
 
-The full panel runs once (about 10 s); the other checks use ``--quick`` or the
+The full panel runs once (about 15 s); the other checks use ``--quick`` or the
 analytic engine alone.
 """
 
@@ -27,6 +27,8 @@ COVERED = [
 ]
 NAT_LIFE = "nat-client-pings-refresh-both-app-monitor"
 WRONG = "pingpong-missed-reconnect-bernoulli"  # many false positives: a 1.5x error is obvious
+# link outages and the peer's stalls: compared between fast and simpy (analytic refuses them)
+FAST_ONLY = [n for n in panel.PANEL if n.startswith(("outages-", "stall-"))]
 
 
 def _main(argv) -> tuple[int, str]:
@@ -60,7 +62,7 @@ def full_run():
 
 def test_the_panel_spans_what_the_issue_asks_and_the_analytic_engine_covers_most():
     scenarios = panel.panel_scenarios()
-    assert 6 <= len(scenarios) <= 10
+    assert 6 <= len(scenarios) <= 12
     kinds = {s.detector.kind for s in scenarios.values()}
     assert {"timeout", "missed", "nfd"} <= kinds
     assert {s.link.transport for s in scenarios.values()} == {"datagram", "tcp"}
@@ -68,6 +70,11 @@ def test_the_panel_spans_what_the_issue_asks_and_the_analytic_engine_covers_most
     assert {s.detector.on_declare for s in scenarios.values()} == {"monitor", "reconnect"}
     assert any(s.peer.crash and s.detector.on_declare == "monitor" for s in scenarios.values())
     assert any(s.nat.idle_timeout is not None for s in scenarios.values())
+    # link outages over datagrams and over TCP through a NAT, the peer's stalls
+    outages = [s for s in scenarios.values() if s.link.outages is not None]
+    assert {s.link.transport for s in outages} == {"datagram", "tcp"}
+    assert any(s.nat.idle_timeout is not None and s.link.transport == "tcp" for s in outages)
+    assert any(s.peer.stall is not None for s in scenarios.values())
     assert len(COVERED) >= 5
     # every scenario has a fixed seed of its own
     assert len({m["seed"] for m in panel.PANEL.values()}) == len(panel.PANEL)
@@ -85,6 +92,12 @@ def test_every_engine_agrees_on_the_whole_panel(full_run):
     # the mapping's lifetime with refresh both, application traffic and a timeout distribution
     line = rows[(NAT_LIFE, "nat_mean_time_to_expiry_s")]
     assert line.rstrip().split()[-3] == "yes", line
+    # outages and stalls: fast and simpy compared (analytic refuses them)
+    for name in FAST_ONLY:
+        for metric in ("fp_per_conn_hour", "query_accuracy", "mistake_duration_mean_s"):
+            line = rows[(name, metric)]
+            assert line.rstrip().split()[-3] == "yes" and "-" in line.split(), line
+        assert f"analytic refuses {name}" in text and f"fast refuses {name}" not in text
     assert "0 disagree" in text
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import simlab
+from simlab.checks import panel
 from simlab.engines import fast
 from simlab.engines import registry as engines
 from simlab.engines.analytic import chain as analytic
@@ -163,11 +164,11 @@ def test_same_seed_same_results_and_different_seed_different():
 
 def test_refuses_what_it_does_not_cover_and_auto_uses_it_where_analytic_cannot():
     demo = simlab.load_scenario("examples/demo.yaml")
-    missing = " | ".join(fast.unsupported(demo))
-    for feature in ("link.outages", "peer.stall"):
-        assert feature in missing
+    assert demo.link.outages and demo.peer.stall and not fast.unsupported(demo)  # covered
+    chatty = scenario(app={"rate": 0.1})
+    assert "app.rate > 0" in " | ".join(fast.unsupported(chatty))
     with pytest.raises(simlab.ScenarioError):
-        fast.run(demo)
+        fast.run(chatty)
     s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
     out = engines.run(s, "auto")
     assert out["engine"] == "fast" and "link.transport: tcp" in out["engine_reason"]
@@ -669,3 +670,354 @@ def test_ordering_ties_whose_order_fast_cannot_know_are_refused(heartbeat, detec
     assert not ties(off)  # a little off the tie: covered
     if detector["kind"] != "missed":  # a last hop shorter than the interval: fast's order
         assert not ties({"link.delay": "0.5s"})
+
+
+# -- link outages ----------------------------------------------------------------------------------
+
+OUTAGE_CASES = [n for n in panel.PANEL if n.startswith("outages-")]
+
+
+def _panel_scores(name: str, mapping: dict | None = None) -> dict[str, float]:
+    """The validate panel's comparison of fast and simpy on case ``name`` (or ``mapping``):
+    metric -> score (the difference in combined standard errors; the tolerance is panel.Z)."""
+    mapping = panel.PANEL[name] if mapping is None else mapping
+    s = panel.panel_scenarios(panel={name: mapping})[name]
+    a, b = panel.evaluate(s, "fast"), panel.evaluate(s, "simpy")
+    assert a.status == b.status == "ok", (a.reason, b.reason)
+    out = {}
+    for metric in panel.METRICS:
+        ea, eb = a.estimates.get(metric), b.estimates.get(metric)
+        if ea is not None and eb is not None:
+            c = panel.compare("fast", ea, "simpy", eb)
+            if c.agree is not None:
+                out[metric] = c.score
+    return out
+
+
+@pytest.mark.parametrize("name", OUTAGE_CASES)
+def test_fast_agrees_with_the_model_across_link_outages(name):
+    scores = _panel_scores(name)
+    assert {"fp_per_conn_hour", "query_accuracy", "mistake_duration_mean_s"} <= set(scores)
+    assert max(scores.values()) <= panel.Z, scores
+
+
+def _ignore_outages(monkeypatch, reconnect_only: bool = False) -> None:
+    """A wrong fast engine: packets go through outages (and/or reconnections do not wait)."""
+    monkeypatch.setattr(fast.FastRun, "_up_at", lambda self, slots, t: t)
+    if not reconnect_only:
+        no = lambda self, b, t, rows=None: np.zeros(np.shape(t), dtype=bool)  # noqa: E731
+        monkeypatch.setattr(fast.FastRun, "_down", no)
+
+
+@pytest.mark.parametrize("name", OUTAGE_CASES)
+def test_a_fast_engine_that_ignores_outages_fails_the_comparison(name, monkeypatch):
+    _ignore_outages(monkeypatch)
+    scores = _panel_scores(name)
+    assert max(scores.values()) > panel.Z, scores
+
+
+def test_a_fast_engine_whose_reconnections_do_not_wait_for_the_link_fails(monkeypatch):
+    # only the reconnect rule wrong: mistakes after a false positive end too early
+    _ignore_outages(monkeypatch, reconnect_only=True)
+    scores = _panel_scores("outages-datagram-reconnect-bernoulli")
+    assert scores["mistake_duration_mean_s"] > panel.Z, scores
+
+
+OUTAGES = {"mtbf": "60s", "duration": {"dist": "exponential", "mean": "4s"}}
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        # Gilbert-Elliott losses over TCP with few retries: segments run out of retries
+        # across outages (the one-by-one path) and the chain is read from the slot's position
+        dict(
+            detector={"timeout": "10s", "on_declare": "monitor"},
+            link={
+                "transport": "tcp",
+                "loss": panel.GILBERT,
+                "tcp": {"max_retries": 3, "max_rto": "4s"},
+                "outages": OUTAGES,
+            },
+        ),
+        # Bernoulli datagrams, client pings, NAT
+        dict(
+            heartbeat={"initiator": "client", "interval": "7s", "jitter": 0.2},
+            detector={"timeout": "20s"},
+            link={"loss": 0.1, "outages": OUTAGES},
+            nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "30s"}},
+            reconnect={"delay": "2s"},
+        ),
+    ],
+    ids=["tcp-gilbert-few-retries", "datagram-client-nat"],
+)
+def test_outages_change_nothing_by_slot_count_or_windows(kw):
+    s = scenario(horizon="3000s", connections=6, seed=17, **kw)
+    many = fast.FastRun(s).run()
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)
+    few = fast.FastRun(scenario(horizon="3000s", connections=2, seed=17, **kw)).run()
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (few, short.run()):
+        for a, b in zip(many, other, strict=False):
+            assert vars(a.stats) == vars(b.stats)
+
+
+def test_the_outages_are_the_models_down_periods_in_law():
+    # a slot's down periods: exponential up times, durations from their distribution,
+    # the first up period from 0, the last period starting before the horizon
+    s = scenario(
+        horizon="20000s",
+        connections=200,
+        seed=3,
+        link={"outages": {"mtbf": "300s", "duration": {"dist": "uniform", "low": 1, "high": 9}}},
+    )
+    starts, ends = fast.FastRun(s).outages
+    ok = np.isfinite(starts)
+    assert (starts[ok] < 20000).all() and ok.any(axis=1).all()
+    assert (ok[:, :-1] >= ok[:, 1:]).all()  # each slot's periods first, then the padding
+    begin, end = np.where(ok, starts, 0.0), np.where(ok, ends, 0.0)
+    before = np.concatenate([np.zeros((200, 1)), end[:, :-1]], axis=1)  # the up period's start
+    up, length = (begin - before)[ok], (end - begin)[ok]
+    mean, se = mean_and_se(up)
+    assert abs(mean - 300) < Z * se, (mean, se)
+    assert length.min() >= 1 and length.max() <= 9
+    mean, se = mean_and_se(length)
+    assert abs(mean - 5) < Z * se, (mean, se)
+
+
+def test_the_default_question_runs_on_fast_and_agrees_with_the_model():
+    """examples/sweeps/default-question.yaml's LTE row at its shortest interval: TCP,
+    Gilbert-Elliott loss, lognormal delays, outages, crashes, the timeout detector."""
+    import yaml
+
+    with open("examples/sweeps/default-question.yaml") as f:
+        raw = yaml.safe_load(f)
+    base = raw["base"] | {"name": "default-question-lte", "seed": 23, "connections": 40}
+    link = base["link"]
+    link["loss"] = {
+        "model": "gilbert",
+        "p_gb": 0.002,
+        "p_bg": 0.3,
+        "loss_good": 0.001,
+        "loss_bad": 0.5,
+    }
+    link["downlink"]["delay"] |= {"median": "60ms", "sigma": 0.6}
+    link["uplink"]["delay"] |= {"median": "80ms", "sigma": 0.6}
+    link["outages"] = {
+        "mtbf": "2h",
+        "duration": {"dist": "lognormal", "median": "8s", "sigma": 1.0},
+    }
+    base["heartbeat"]["interval"], base["detector"]["timeout"] = "15s", "25s"
+    name = base["name"]
+    s = panel.panel_scenarios(panel={name: base})[name]
+    assert not fast.unsupported(s) and s.link.outages is not None
+    out = engines.run(s, "auto")
+    assert out["engine"] == "fast"
+    a, b = panel.evaluate(s, "fast"), panel.evaluate(s, "simpy")
+    for metric in ("fp_per_conn_hour", "detection_latency_mean_s", "query_accuracy"):
+        c = panel.compare("fast", a.estimates[metric], "simpy", b.estimates[metric])
+        assert c.agree, (metric, a.estimates[metric], b.estimates[metric])
+    # and the bytes, slot by slot (the registry keeps them out of fast's figures for now)
+    from simlab.engines.model import SlotModel
+
+    per_hour = [
+        [st.bytes / st.connected_s * 3600 for st in stats]
+        for stats in (
+            [sl.stats for sl in fast.FastRun(s).run()],
+            [SlotModel(s, i).run().stats for i in range(s.connections)],
+        )
+    ]
+    ok, info = _compare(*per_hour)
+    assert ok, info
+
+
+# -- the peer's stalls -----------------------------------------------------------------------------
+
+# the client (the peer) answers the server's pings when its stall ends: monitor mode, datagrams
+STALL_ANSWERS = panel._case(
+    "stall-client-answers-late-monitor",
+    113,
+    detector={"timeout": "2.5s", "on_declare": "monitor"},
+    link={"loss": 0.05},
+    peer={"stall": {"mtbf": "60s", "duration": {"dist": "lognormal", "median": "2s", "sigma": 1}}},
+)
+STALL_CASES = {n: panel.PANEL[n] for n in panel.PANEL if n.startswith("stall-")}
+STALL_CASES[STALL_ANSWERS["name"]] = STALL_ANSWERS
+
+
+@pytest.mark.parametrize("name", list(STALL_CASES))
+def test_fast_agrees_with_the_model_across_peer_stalls(name):
+    scores = _panel_scores(name, STALL_CASES[name])
+    assert {"fp_per_conn_hour", "query_accuracy", "mistake_duration_mean_s"} <= set(scores)
+    assert max(scores.values()) <= panel.Z, scores
+
+
+@pytest.mark.parametrize("name", list(STALL_CASES))
+def test_a_fast_engine_that_ignores_stalls_fails_the_comparison(name, monkeypatch):
+    monkeypatch.setattr(fast.FastRun, "_stall_end", lambda self, b, t: t)
+    monkeypatch.setattr(fast.FastRun, "_stalled_beats", lambda self, b, raw: raw)
+    scores = _panel_scores(name, STALL_CASES[name])
+    assert max(scores.values()) > panel.Z, scores
+
+
+def test_a_stalled_peers_late_beats_move_its_schedule():
+    """A beat due during a stall goes out at its end and the next one interval later: with
+    no loss, constant 3 s stalls and a 2.5 s timeout every stall is one mistake; with 3.5 s,
+    those that began more than half an interval after the last beat (half of them)."""
+    kw = dict(
+        horizon="20000s",
+        connections=20,
+        seed=5,
+        link={"loss": 0.0},
+        peer={"stall": {"mtbf": "60s", "duration": "3s"}},
+    )
+    on = {"side": "client", "on_declare": "monitor"}
+    s = scenario(detector={"timeout": "2.5s", **on}, **kw)
+    starts = fast.FastRun(s).stalls[0]
+    stalls = int(np.isfinite(starts).sum())
+    # (but for a stall within a timeout of the horizon: the deadline may fall beyond it)
+    assert stalls - (starts > 20000 - 3.5).sum() <= fast.run(s)["false_positives"] <= stalls
+    half = fast.run(scenario(detector={"timeout": "3.5s", **on}, **kw))["false_positives"]
+    assert abs(half - stalls / 2) < Z * np.sqrt(stalls / 4), (half, stalls)
+
+
+def test_stalls_change_nothing_by_slot_count_or_windows():
+    kw = dict(
+        heartbeat={"interval": "2s", "jitter": 0.2},
+        detector={"timeout": "5s", "side": "client"},
+        link={"transport": "tcp", "loss": 0.05, "outages": OUTAGES},
+        peer={"stall": OUTAGES, "crash": {"mtbf": "300s"}},
+    )
+    s = scenario(horizon="3000s", connections=6, seed=19, **kw)
+    many = fast.FastRun(s).run()
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)
+    few = fast.FastRun(scenario(horizon="3000s", connections=2, seed=19, **kw)).run()
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (few, short.run()):
+        for a, b in zip(many, other, strict=False):
+            assert vars(a.stats) == vars(b.stats)
+
+
+# -- TCP bytes and retransmissions -----------------------------------------------------------------
+
+TCP_COSTS = {
+    # the peer crashes: segments that reach it are retransmitted until the close
+    "tcp-nfd-monitor-crash": TCP_PANEL["tcp-nfd-monitor-crash"],
+    # few retries: segments TCP gives up on, retransmitted along their ladders
+    "peer-gives-up": REVIEW["peer-gives-up"],
+    # oneway heartbeats (a pure ACK back each), bursty loss
+    "tcp-oneway-missed-gilbert": TCP_PANEL["tcp-oneway-missed-gilbert"],
+    # outages, the mapping's expiry dropping segments, crashes
+    "outages-tcp-nat-crash-gilbert": None,
+}
+
+
+def _cost_rates(name: str, seed: int):
+    """Per slot, fast and the model: (bytes, retransmissions) per connected hour."""
+    from simlab.engines.model import SlotModel
+
+    if TCP_COSTS[name] is None:
+        s = panel.panel_scenarios(panel={name: panel.PANEL[name]})[name]
+    else:
+        s = scenario(horizon="5000s", connections=24, seed=seed, **TCP_COSTS[name])
+    out = []
+    for stats in (
+        [sl.stats for sl in fast.FastRun(s).run()],
+        [SlotModel(s, i).run().stats for i in range(s.connections)],
+    ):
+        hours = np.array([st.connected_s / 3600 for st in stats])
+        out.append(
+            [
+                np.array([getattr(st, k) for st in stats]) / hours
+                for k in ("bytes", "retransmissions")
+            ]
+        )
+    return out
+
+
+@pytest.mark.parametrize("name", list(TCP_COSTS))
+def test_tcp_bytes_and_retransmissions_agree_with_the_model(name):
+    (f_bytes, f_retrans), (m_bytes, m_retrans) = _cost_rates(name, 51 + list(TCP_COSTS).index(name))
+    for a, b in ((f_bytes, m_bytes), (f_retrans, m_retrans)):
+        ok, info = _compare(a, b)
+        assert ok, info
+
+
+def test_a_fast_engine_that_forgets_the_pure_acks_fails(monkeypatch):
+    real = fast.FastRun._tcp_cost
+    monkeypatch.setattr(
+        fast.FastRun, "_tcp_cost", lambda self, b, d, kind, *a: real(self, b, d, "ping", *a)
+    )
+    (f_bytes, _), (m_bytes, _) = _cost_rates("tcp-oneway-missed-gilbert", 53)
+    ok, info = _compare(f_bytes, m_bytes)
+    assert not ok, info
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(heartbeat={"interval": "40s"}, detector={"timeout": "5m"}),
+        dict(heartbeat={"initiator": "client", "interval": "40s"}, detector={"timeout": "5m"}),
+        dict(
+            heartbeat={"style": "oneway", "interval": "40s"},
+            detector={"timeout": "5m", "side": "client"},
+        ),
+    ],
+    ids=["server-pings", "client-pings", "server-oneway"],
+)
+def test_tcp_costs_are_the_models_where_the_run_is_deterministic(kw):
+    """No loss, a 30 s mapping, 40 s rounds: each connection's first heartbeat meets the expired
+    mapping, and it and every later one are retransmitted along their ladders (from the
+    initial RTO: no sample ever comes back) until the detector closes the connection."""
+    from simlab.engines.model import SlotModel
+
+    s = scenario(
+        horizon="3h",
+        connections=2,
+        link={"transport": "tcp", "loss": 0.0, "delay": "50ms"},
+        nat={"idle_timeout": "30s"},
+        **kw,
+    )
+    for a, i in zip(fast.FastRun(s).run(), range(2), strict=True):
+        b = SlotModel(s, i).run().stats
+        assert (a.stats.bytes, a.stats.retransmissions) == (b.bytes, b.retransmissions)
+        assert a.stats.retransmissions > 10 * a.stats.connections
+
+
+@pytest.mark.parametrize("loss", [0.15, panel.GILBERT], ids=["bernoulli", "gilbert"])
+def test_the_outage_path_on_rows_that_meet_no_outage_is_the_regular_one(loss, monkeypatch):
+    """A batch takes the TCP outage path when any of its rows meets an outage; a row that
+    meets none must come out the same as on the regular path (segments running out of
+    retries included), so results do not depend on which rows share a batch."""
+    kw = dict(
+        heartbeat={"interval": "2s", "jitter": 0.2},
+        detector={"timeout": "12s"},
+        link={
+            "transport": "tcp",
+            "loss": loss,
+            "delay": {"dist": "lognormal", "median": 0.05, "sigma": 0.5},
+            "tcp": {"max_retries": 3, "max_rto": "4s"},
+        },
+        peer={"crash": {"mtbf": "600s"}},
+    )
+    s = scenario(horizon="3000s", connections=6, seed=23, **kw)
+    run = fast.FastRun(s)
+    run.speculate = False  # batched as with outages (the RTO filter's rounding is per batch)
+    regular = run.run()
+    kw["link"]["outages"] = {"mtbf": "36000d", "duration": "1s"}  # none before the horizon
+    s = scenario(horizon="3000s", connections=6, seed=23, **kw)
+    real = fast.FastRun._direction
+
+    def always(self, b, src, sent, fwd, back):
+        return self._tcp_with_outages(b, src, sent, fwd, back)
+
+    monkeypatch.setattr(fast.FastRun, "_direction", always)
+    forced = fast.FastRun(s)
+    assert forced.outages[0].shape[1] == 0
+    out = forced.run()
+    monkeypatch.setattr(fast.FastRun, "_direction", real)
+    assert sum(sl.stats.breaks["tcp_timeout"] for sl in out) > 0  # the one-by-one path ran
+    for a, b in zip(regular, out, strict=True):
+        assert vars(a.stats) == vars(b.stats)

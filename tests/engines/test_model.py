@@ -399,6 +399,87 @@ def test_same_seed_same_results_and_slots_independent_of_connection_count():
     assert not other.records.equals(a.records)
 
 
+# Figures and a digest of every record and trace row, pinned from the model before its hot path
+# was rewritten for speed (simlab.engines.model: light events, blocks of draws, the common cases
+# written out): a change to the order of events or of random draws shows here, bit for bit.
+PINNED = {
+    "tcp-nat-stall-outage-crash": (
+        dict(
+            horizon="2h",
+            connections=3,
+            seed=3,
+            heartbeat={"interval": "20s"},
+            detector={"timeout": "45s"},
+            link={
+                "transport": "tcp",
+                "loss": 0.05,
+                "delay": "40ms",
+                "outages": {"mtbf": "40m", "duration": "30s"},
+            },
+            nat={"idle_timeout": "2m", "on_expiry": "drop"},
+            peer={"crash": {"mtbf": "1h"}, "stall": {"mtbf": "20m", "duration": "5s"}},
+        ),
+        (6, 2, 1, 2148, 31635.727184331157, 26.297250499246047, 1.0),
+        ("bfa419abdc6fc5dd", 16, 3373),
+    ),
+    "datagram-gilbert-missed-monitor-jitter": (
+        dict(
+            horizon="1h",
+            connections=3,
+            seed=4,
+            heartbeat={"interval": "2s", "jitter": 0.2},
+            detector={"kind": "missed", "missed": {"k": 2}, "on_declare": "monitor"},
+            link={
+                "loss": {
+                    "model": "gilbert",
+                    "p_gb": 0.05,
+                    "p_bg": 0.4,
+                    "loss_good": 0.01,
+                    "loss_bad": 0.6,
+                }
+            },
+        ),
+        (3, 122, 0, 10421, 118104.66666666667, None, 1.685701389129803),
+        ("959b60cc8d35651f", 250, 15822),
+    ),
+    "nat-probe-app-reset": (
+        dict(
+            horizon="6h",
+            connections=2,
+            seed=5,
+            heartbeat={"interval": "30s", "policy": {"kind": "nat-probe", "ceiling": "20m"}},
+            detector={"timeout": "60s"},
+            link={"transport": "tcp", "loss": 0.01, "delay": "40ms"},
+            nat={"idle_timeout": "4m", "on_expiry": "reset"},
+            app={"rate": 0.01, "direction": "up"},
+        ),
+        (9, 0, 7, 393, 2760.44729470053, 40.48179967881976, None),
+        ("c14e90066355e06a", 259, 1475),
+    ),
+}
+PINNED_KEYS = (
+    "connections_opened",
+    "false_positives",
+    "detections",
+    "heartbeats_sent",
+    "overhead_bytes_per_conn_hour",
+    "detection_latency_mean_s",
+    "mistake_duration_mean_s",
+)
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_figures_records_and_trace_are_pinned_bit_for_bit(name):
+    import hashlib
+
+    sections, figures, (digest, records, trace) = PINNED[name]
+    r = simlab.simulate(scenario(**sections), trace=True)
+    assert tuple(r.summary[k] for k in PINNED_KEYS) == figures  # exact, not approx
+    assert (len(r.records), len(r.trace)) == (records, trace)
+    rows = repr(r.records.values.tolist()) + repr(r.trace.values.tolist())
+    assert hashlib.sha256(rows.encode()).hexdigest()[:16] == digest
+
+
 def test_a_long_outage_is_one_false_positive_and_reconnects_when_it_ends():
     from simlab.engines.model import SlotModel
 

@@ -252,7 +252,9 @@ def test_minimize_wakeups_on_a_fast_engine_sweep(tmp_path):
             minimize="wakeups",
         )
     (problem,) = info.value.problems
-    assert "(engine fast)" in problem.message and "use --minimize messages" in problem.message
+    assert (
+        "(engine fast)" in problem.message and "use --minimize bytes or messages" in problem.message
+    )
 
 
 def test_package_exports_the_function():

@@ -207,6 +207,22 @@ def test_crosscheck_csv_and_json(sweep_csv, tmp_path):
     assert '<span class="ok">agree</span>' in text
 
 
+def test_a_crosscheck_with_no_events_is_no_evidence_not_agreement(sweep_csv, tmp_path):
+    """Zero NAT breaks on both sides tested nothing: the check is headed "no evidence" and
+    the report names what was not tested; one tested metric that agrees makes it "agree"."""
+    head = "check,metric,test,model,harness,p_value,n_model,n_harness,verdict\n"
+    empty = "nat,nat_breaks_per_conn_hour,poisson,0,0,,0,0,no evidence\n"
+    (tmp_path / "none.csv").write_text(head + empty)
+    text, _ = rep.build(sweep_csv, crosscheck=tmp_path / "none.csv", **QUESTION)
+    assert '<span class="warn">no evidence</span>' in text
+    assert '<span class="ok">agree</span>' not in text
+    assert "No evidence (no events on either side) on: nat_breaks_per_conn_hour" in text
+    tested = "nat,fp_per_conn_hour,poisson,0.1,0.12,0.8,10,3,agree\n"
+    (tmp_path / "some.csv").write_text(head + empty + tested)
+    text, _ = rep.build(sweep_csv, crosscheck=tmp_path / "some.csv", **QUESTION)
+    assert '<span class="ok">agree</span>' in text and "No evidence" in text
+
+
 def test_without_bounds_the_figures_come_without_an_answer(sweep_csv):
     text, choice = rep.build(sweep_csv)
     assert choice is None

@@ -1502,9 +1502,10 @@ def test_the_demo_sweep_is_within_the_budget_on_two_cores():
 
     spec = load_sweep(ROOT / "examples" / "sweeps" / "default-question.yaml")
     work = estimate_sweep(spec, 2)
-    # it takes 1-2 minutes on 2 cores: told (over a few seconds), never refused
-    assert registry.NOTICE_S < work.seconds < registry.BUDGET_S / 10
-    assert work.runs == 192 and work.engines == ("simpy",)
+    # the fast engine covers it (outages, crashes, TCP bytes): seconds on 2 cores, not worth
+    # announcing (on the model it took 1-2 minutes)
+    assert work.seconds < registry.NOTICE_S
+    assert work.runs == 192 and work.engines == ("fast",)
 
 
 def _children(pid: int) -> list[int]:
