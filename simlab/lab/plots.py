@@ -259,11 +259,13 @@ def tradeoff(
         ax.scatter(
             [x[i]], [shown], s=260, facecolors="none", edgecolors="k", linewidths=1.8, zorder=3
         )
+        left = x[i] > np.nanmedian(x)  # the label on the side with room: inside the axes
         ax.annotate(
             "chosen" if narrow else "chosen: " + _short(highlight),
             (x[i], shown),
-            xytext=(10, 12),
+            xytext=(-10 if left else 10, 12),
             textcoords="offset points",
+            ha="right" if left else "left",
             fontsize=8,
             arrowprops={"arrowstyle": "-", "color": "0.3"},
         )
