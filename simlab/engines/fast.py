@@ -1506,6 +1506,7 @@ class FastRun:
             full_time = first_full if ev_dir is first else second_full
             full_time = self._drop(full_time, (cross >= expiry[:, None]) & np.isfinite(cross))
             ev_time = ev_dir.view(full_time)
+        app_t = None
         if s.detector.liveness == "any" and s.detector.kind == "timeout" and P in self.app_sides:
             # the peer's app messages count as liveness: evidence of their own
             if extra is not None:
@@ -1513,10 +1514,8 @@ class FastRun:
             else:
                 pd = first.full if sender == P else second.full
                 pt = first_full if sender == P else second_full
-            if nat:
-                cross = self._crossings(pd)
-                pt = self._drop(pt, (cross >= expiry[:, None]) & np.isfinite(cross))
-            app_t = np.where(pd.app, pt, INF)
+            app_t = self._liveness(pd, pt, expiry if nat else None)
+        if app_t is not None:
             shape = ev_time.shape
             zero = np.zeros(app_t.shape)  # (the timeout detector reads only the times)
             ev_time = np.concatenate([ev_time, app_t], axis=1)
@@ -1588,6 +1587,16 @@ class FastRun:
             p_own=p_own,
             replied=replied,
         )
+
+    def _liveness(self, d: Direction, arrive: np.ndarray, expiry) -> np.ndarray | None:
+        """The peer's app messages as liveness (``liveness: any``, the timeout detector's
+        ``message``): when each reaches the detector side (``arrive``: ``d``'s messages after
+        the peer's death), one that meets the expired mapping dropped (in stream order over
+        TCP); INF: none."""
+        if expiry is not None:
+            cross = self._crossings(d)
+            arrive = self._drop(arrive, (cross >= expiry[:, None]) & np.isfinite(cross))
+        return np.where(d.app, arrive, INF)
 
     def _replies(self, b, first, first_arrive, receiver, expiry):
         """The pongs: one for each ping that reaches a live receiver through a live mapping
@@ -1769,7 +1778,7 @@ class FastRun:
         any_own = own.any()
         heartbeats = 0
         client_sends = server_sends = None  # how many messages of each (in sending order) went out
-        app_msgs = blackholed = 0
+        app_msgs = blackholed = zero
         radio_app = []  # the client's radio events of app traffic (datagram), -inf: none
         for d in (w["first"], w["second"], w["extra"]):
             if d is None:
