@@ -6,8 +6,19 @@ ladder with the RFC 6298 estimator, in-order delivery, giving up), Bernoulli or
 Gilbert-Elliott loss, any delay distributions, jitter, the ``timeout``, ``missed``
 and ``nfd`` detectors in both conventions, peer crashes, the NAT (idle expiry
 with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, drop
-or reset), link outages and the peer's stalls. Not application traffic, phi or
-adaptive detectors: it refuses those.
+or reset), link outages, the peer's stalls and application traffic. Not phi or
+adaptive detectors, nor heartbeats from both sides: it refuses those.
+
+Application traffic: each side's app messages are Poisson arrivals from the opening
+(gaps from a stream of their own per side, keyed by connection), none once the peer
+crashed, one the stalled peer writes going out when its stall ends. They join that
+side's heartbeat messages in one stream in sending order (``_dir``: the heartbeats'
+view and ``full``, every message), so they share its loss draws and, over TCP, its
+segment order, ladders, RTO samples and giving up; everything that concerns the
+stream (NAT refreshes and expiry, reaching a dead or closed peer, doomed segments,
+retransmissions, the loss stream's position) reads ``full``, the detector's
+heartbeat evidence the view. With ``liveness: any`` the peer's app messages that
+reach the detector side are evidence for the ``timeout`` detector (``_liveness``).
 
 Outages and stalls are each slot's down periods over the horizon (as the model's
 ``DownPeriods``: exponential up times, durations from their distribution), from
@@ -709,8 +720,15 @@ class FastRun:
         hb = cols[:, :n]
         take = lambda a: np.take_along_axis(a, hb, axis=1)  # noqa: E731
         d = Direction(
-            src, sent, take(full.at), take(full.arrive), take(full.raw), None,
-            full.doomed_at, full.giveup_at, None,
+            src,
+            sent,
+            take(full.at),
+            take(full.arrive),
+            take(full.raw),
+            None,
+            full.doomed_at,
+            full.giveup_at,
+            None,
         )
         d.full, d.hb_cols = full, hb
         return d
@@ -1486,7 +1504,9 @@ class FastRun:
         if not pingpong and other in self.app_sides:
             none = np.full((R, 0), INF)
             extra = self._dir(b, other, none, DELAY_BACK, RTT_BACK)
-            extra_full = self._cut_after_death(extra.full, crash) if other == P else extra.full.arrive
+            extra_full = (
+                self._cut_after_death(extra.full, crash) if other == P else extra.full.arrive
+            )
         if nat and not pingpong:
             expiry = self._nat_expiry(b, [first] + ([extra] if extra is not None else []))
         if sender == D:  # the detector's own pings: the evidence is the pongs
@@ -1884,7 +1904,9 @@ class FastRun:
         else:
             self.c[:, sl] += add
 
-    def _tcp_cost(self, b: Batch, d: Direction, kind: str, rows, count, close, crash, expiry, beats=None):
+    def _tcp_cost(
+        self, b: Batch, d: Direction, kind: str, rows, count, close, crash, expiry, beats=None
+    ):
         """The TCP bytes and retransmissions of the first ``count`` messages of ``d`` in each
         accounted row, as the model's ``_send`` and ``_close`` count them: every transmission
         of a segment that gets through (frame plus TCP_HEADER), and a pure ACK back for a pong
