@@ -691,10 +691,11 @@ class FastRun:
                 k *= 2
             t = np.where(t < until[:, None], t, INF)
             if side == self.P:
-                t = np.where(t < b.crash[:, None], t, INF)
-                if self.stalls is not None:
+                if self.stalls is not None:  # (the model's _app_send: at the stall's end)
                     t = self._stall_end(b, t)
                     t = np.where(t < b.horizon[:, None], t, INF)
+                # written and sent while alive (a stall's end after the crash: never sent)
+                t = np.where(t < b.crash[:, None], t, INF)
             width = int(np.isfinite(t).sum(axis=1).max()) if t.size else 0
             out[side] = t[:, : max(width, 1)]
         return out
