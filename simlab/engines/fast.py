@@ -1491,11 +1491,12 @@ class FastRun:
         second = replied = None
         if pingpong:
             receiver = D if sender == P else P
-            second, replied = self._replies(b, first, first_arrive, receiver, expiry)
+            second, replied, gets = self._replies(b, first, first_arrive, receiver, expiry)
             if nat:
                 expiry = self._nat_expiry(b, [first, second])
                 # pings that meet the expired mapping get no pong
-                second, replied = self._replies(b, first, first_arrive, receiver, expiry)
+                before = (gets, (second, replied, gets))
+                second, replied, _ = self._replies(b, first, first_arrive, receiver, expiry, before)
             full = second.full
             second_full = self._cut_after_death(full, crash) if receiver == P else full.arrive
             second_arrive = second.view(second_full)
@@ -1619,17 +1620,28 @@ class FastRun:
             arrive = self._drop(arrive, (cross >= expiry[:, None]) & np.isfinite(cross))
         return np.where(d.app, arrive, INF)
 
-    def _replies(self, b, first, first_arrive, receiver, expiry):
+    def _replies(self, b, first, first_arrive, receiver, expiry, before=None):
         """The pongs: one for each ping that reaches a live receiver through a live mapping
-        (a stalled peer answers when its stall ends, if still alive then)."""
-        answer = first_arrive
-        if receiver == self.P and self.stalls is not None:
-            answer = self._stall_end(b, first_arrive)
-        gets = answer < b.horizon[:, None]
-        if receiver == self.P:
-            gets &= answer < b.crash[:, None]
-        if (expiry < INF).any():
-            gets &= self._crossings(first) < expiry[:, None]
+        (a stalled peer answers when its stall ends, if still alive then): (the pongs'
+        direction, the ping each answers in pong order or None if in ping order, which pings
+        are answered).
+
+        ``before``: an earlier call's (answered pings, result) with no expiry, reused when the
+        expiry takes no pong away (the same pongs, the same draws: the same result)."""
+        if before is not None:
+            gets, out = before
+            cross = self._crossings(first)
+            if not (gets & (cross >= expiry[:, None])).any():
+                return out
+            gets = gets & (cross < expiry[:, None])
+            answer = self._answers(b, first_arrive, receiver)
+        else:
+            answer = self._answers(b, first_arrive, receiver)
+            gets = answer < b.horizon[:, None]
+            if receiver == self.P:
+                gets &= answer < b.crash[:, None]
+            if (expiry < INF).any():
+                gets &= self._crossings(first) < expiry[:, None]
         key = np.where(gets, answer, INF)
         k = int(gets.sum(axis=1).max()) if gets.size else 0
         if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
@@ -1638,7 +1650,13 @@ class FastRun:
         else:
             replied = np.argsort(key, axis=1, kind="stable")[:, :k]  # pong order
             sent = np.take_along_axis(key, replied, axis=1)
-        return self._dir(b, receiver, sent, DELAY_BACK, RTT_BACK), replied
+        return self._dir(b, receiver, sent, DELAY_BACK, RTT_BACK), replied, gets
+
+    def _answers(self, b, first_arrive, receiver):
+        """When each ping is answered: its arrival, or the end of the peer's stall then."""
+        if receiver == self.P and self.stalls is not None:
+            return self._stall_end(b, first_arrive)
+        return first_arrive
 
     def _nat_expiry(self, b: Batch, dirs: list) -> np.ndarray:
         """When the mapping expires: the first silence of idle_timeout between refreshes.
