@@ -1040,21 +1040,21 @@ class FastRun:
         draw; the ``need``-th such gets through. Returns (transmissions, the time of the one
         that gets through, draws used); cap + 1 transmissions: it ran out of retries."""
         tcp = self.s.link.tcp
-        t = sent.copy()
-        left = need.copy()
-        tx = np.full(len(t), cap + 1, dtype=np.int64)
-        at = np.full(len(t), INF)
-        done = np.zeros(len(t), dtype=bool)
+        n = len(sent)
+        # every transmission's time (the same sums, in the same order, as one by one), then
+        # whether the link is up for each in one look-up: the need-th up one gets through
+        times = np.empty((n, cap))
+        t = sent
         for k in range(cap):
-            up = ~done & ~self._down(b, t, rows)
-            left -= up
-            through = up & (left == 0)
-            tx[through], at[through] = k + 1, t[through]
-            done |= through
-            if done.all():
-                break
-            t = t + np.minimum(rto * 2.0**k, tcp.max_rto)
-        return tx, at, need - left
+            times[:, k] = t
+            if k + 1 < cap:
+                t = t + np.minimum(rto * 2.0**k, tcp.max_rto)
+        up = ~self._down(b, times.ravel(), np.repeat(rows, cap)).reshape(n, cap)
+        ups = np.cumsum(up, axis=1)
+        k, through = _first(up & (ups == need[:, None]))
+        tx = np.where(through, k + 1, cap + 1)
+        at = np.where(through, times[np.arange(n), k], INF)
+        return tx, at, np.minimum(ups[:, -1], need)
 
     def _tcp_with_outages(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int):
         """``_direction`` over TCP when the link has outages. As in the model's ``_send``:
@@ -1947,13 +1947,16 @@ class FastRun:
         ok[ok] = mc[ok] < count[li[ok]]  # counted: sent before the close
         mr, mc, k, li = mr[ok], mc[ok], k[ok], li[ok]
         doomed = k > cap
-        is_app = d.app[mr, mc] if d.app is not None else np.zeros(len(mr), dtype=bool)
         retrans = np.zeros(R)
         np.add.at(retrans, li, np.where(doomed, 0, k - 1))
         app_retrans = np.zeros(R)
-        np.add.at(app_retrans, li, np.where(doomed | ~is_app, 0, k - 1))
         gave_up = np.zeros(R)
-        np.add.at(gave_up, li, doomed & ~is_app)
+        if d.app is not None:  # app segments: retransmissions, but no bytes and no ACK
+            is_app = d.app[mr, mc]
+            np.add.at(app_retrans, li, np.where(doomed | ~is_app, 0, k - 1))
+            np.add.at(gave_up, li, doomed & ~is_app)
+        else:
+            np.add.at(gave_up, li, doomed)
         # segments along their ladders with no ACK to stop them: (row, column, first one left)
         cand = [(mr[doomed], mc[doomed], np.ones(int(doomed.sum()), dtype=np.int64))]
         # (only the rows where the peer crashed, or the mapping expired, before the close)
