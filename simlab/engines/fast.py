@@ -1531,11 +1531,12 @@ class FastRun:
         app_t = None
         if s.detector.liveness == "any" and s.detector.kind == "timeout" and P in self.app_sides:
             # the peer's app messages count as liveness: evidence of their own
-            if extra is not None:
-                pd, pt = extra.full, extra_full
+            if sender == P:  # the peer's stream: its heartbeats' (or its app messages alone)
+                pd, pt = first.full, first_full
+            elif pingpong:
+                pd, pt = second.full, second_full
             else:
-                pd = first.full if sender == P else second.full
-                pt = first_full if sender == P else second_full
+                pd, pt = extra.full, extra_full
             app_t = self._liveness(pd, pt, expiry if nat else None)
         if app_t is not None:
             shape = ev_time.shape

@@ -1087,6 +1087,22 @@ APP_COUNTS = {
             "stall": {"mtbf": "120s", "duration": {"dist": "exponential", "mean": "3s"}},
         },
     ),
+    # oneway beats from the peer, app messages both ways, liveness any: only the peer's
+    # app messages are liveness (the detector side's own are not), so a crash is detected
+    # a timeout after its last message; the NAT resets
+    "datagram-oneway-both-liveness-any": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "5s"},
+        detector={"timeout": "12s", "liveness": "any"},
+        link={"loss": 0.1},
+        nat={
+            "idle_timeout": {"dist": "uniform", "low": "3s", "high": "20s"},
+            "on_expiry": "reset",
+            "refresh": "both",
+        },
+        app={"rate": 0.2, "direction": "both"},
+        peer={"crash": {"mtbf": "20m"}},
+        reconnect={"delay": "1s"},
+    ),
 }
 
 
