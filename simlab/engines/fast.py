@@ -1844,10 +1844,10 @@ class FastRun:
                 # written into a broken connection (the one TCP gives up on itself is not)
                 blackholed = blackholed + (app & (full.sent[rows] > broken[:, None])).sum(axis=1)
                 if self.radio_last is not None:
-                    if d.src == "client":  # the client's own app messages
-                        radio_app.append(np.where(app, full.sent[rows], -INF))
+                    if d.src == "client":  # the client's own app messages, when sent
+                        radio_app.append((np.where(app, full.sent[rows], -INF), False))
                     else:  # the server's, as they reach the client (limit: see below)
-                        radio_app.append(np.where(full.app[rows], full.arrive[rows], INF))
+                        radio_app.append((np.where(full.app[rows], full.arrive[rows], INF), True))
             if d.src == "client":
                 client_sends = count
             else:
@@ -1872,7 +1872,7 @@ class FastRun:
                 limit = np.minimum(limit, crash)
             sends = client_sends if self.s.heartbeat.initiator == "client" else server_sends
             pongs = client_sends if self.stalls is not None and self.P == "client" else None
-            more = [np.where(e < limit[:, None], e, -INF) for e in radio_app]
+            more = [np.where(e < limit[:, None], e, -INF) if cut else e for e, cut in radio_app]
             inc["wakeups"] = self._wakeups(
                 w, rows, sl, sends, limit, opening, parent_at, pongs, more
             )

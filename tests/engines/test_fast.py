@@ -1103,6 +1103,15 @@ APP_COUNTS = {
         peer={"crash": {"mtbf": "20m"}},
         reconnect={"delay": "1s"},
     ),
+    # the server pings a client that writes app messages: after the mapping expires no ping
+    # reaches the client, but its own app messages still use its radio until the close
+    "datagram-client-app-up-nat": dict(
+        heartbeat={"interval": "5s"},
+        detector={"timeout": "15s", "on_declare": "monitor"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": "2s", "high": "6s"}},
+        app={"rate": 0.3, "direction": "up"},
+    ),
 }
 
 
