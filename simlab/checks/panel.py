@@ -182,6 +182,29 @@ _CASES += [
     ),
 ]
 
+# Application traffic over TCP, both ways, as liveness (``liveness: any``): the peer's app
+# messages keep a timeout barely longer than the interval from firing on every late pong;
+# they share the segments' order, losses and RTO with the heartbeats; crashes, a NAT.
+# Engines compared: fast and simpy (the analytic engine refuses TCP).
+_CASES.append(
+    _case(
+        "app-liveness-any-tcp-nat-reconnect",
+        114,
+        horizon="20000s",
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "10.5s", "liveness": "any"},
+        link={
+            "transport": "tcp",
+            "loss": 0.2,
+            "delay": {"dist": "lognormal", "median": "80ms", "sigma": 0.5},
+        },
+        nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "40s"}},
+        app={"rate": 0.3, "direction": "both"},
+        peer={"crash": {"mtbf": "1h"}},
+        reconnect={"delay": "1s"},
+    )
+)
+
 # The peer's stalls (its event loop blocked): its heartbeats due during a stall go out when
 # it ends, the schedule moving with them (here: the server pings the client's detector).
 _CASES.append(

@@ -6,8 +6,19 @@ ladder with the RFC 6298 estimator, in-order delivery, giving up), Bernoulli or
 Gilbert-Elliott loss, any delay distributions, jitter, the ``timeout``, ``missed``
 and ``nfd`` detectors in both conventions, peer crashes, the NAT (idle expiry
 with per-connection timeouts, outbound or both-way refresh, the TCP ACK rule, drop
-or reset), link outages and the peer's stalls. Not application traffic, phi or
-adaptive detectors: it refuses those.
+or reset), link outages, the peer's stalls and application traffic. Not phi or
+adaptive detectors, nor heartbeats from both sides: it refuses those.
+
+Application traffic: each side's app messages are Poisson arrivals from the opening
+(gaps from a stream of their own per side, keyed by connection), none once the peer
+crashed, one the stalled peer writes going out when its stall ends. They join that
+side's heartbeat messages in one stream in sending order (``_dir``: the heartbeats'
+view and ``full``, every message), so they share its loss draws and, over TCP, its
+segment order, ladders, RTO samples and giving up; everything that concerns the
+stream (NAT refreshes and expiry, reaching a dead or closed peer, doomed segments,
+retransmissions, the loss stream's position) reads ``full``, the detector's
+heartbeat evidence the view. With ``liveness: any`` the peer's app messages that
+reach the detector side are evidence for the ``timeout`` detector (``_liveness``).
 
 Outages and stalls are each slot's down periods over the horizon (as the model's
 ``DownPeriods``: exponential up times, durations from their distribution), from
@@ -86,8 +97,6 @@ _TAG = 0xFA57  # keeps the fast engine's streams apart from the model's
 def unsupported(s: Scenario) -> list[str]:
     """Every feature of ``s`` outside this engine's subset (empty: covered)."""
     out = policy_problems(s)
-    if s.app.rate > 0:
-        out.append("app.rate > 0 (application traffic)")
     if s.heartbeat.initiator == "both":
         out.append("heartbeat.initiator: both")
     if s.detector.kind not in ("timeout", "missed", "nfd"):
@@ -370,6 +379,7 @@ def _give_up(rto: np.ndarray, tcp) -> np.ndarray:
 
 JITTER, DELAY_FWD, DELAY_BACK, RTT_FWD, RTT_BACK, CRASH, NAT, RST_UP, RST_BACK = range(9)
 OUTAGES, STALLS = 9, 10  # a slot's link outages, its peer's stalls (per slot, over the horizon)
+APP = {"client": 12, "server": 13}  # application messages' arrivals (Poisson), per sender
 LOSS = {"client": 100, "server": 101}
 DETECTOR_BY, RESET_BY, TCP_BY = 0, 1, 2  # in the order of their names: ties go to the first
 CAUSES = ("detector", "reset", "tcp_timeout")
@@ -377,6 +387,7 @@ BREAKS = ("crash", "nat", "tcp_timeout")
 COUNTERS = (
     ("connected_s", "alive_s", "suspect_alive_s", "heartbeats", "rounds")
     + ("connections", "false_positives", "undetected", "wakeups", "bytes", "retransmissions")
+    + ("app_msgs", "blackholed")
     + tuple(f"break_{k}" for k in BREAKS)
     + tuple(f"by_{k}" for k in CAUSES)
 )
@@ -401,6 +412,17 @@ class Direction:
     # TCP: the messages sent more than once, (rows, columns, transmissions), row-major; more
     # than max_retries + 1 transmissions: it ran out of retries (sent once, then given up on)
     retx: tuple | None = None
+    # with application traffic: the stream of every message (heartbeats and app messages,
+    # merged in sending order) this one is the heartbeats' view of, and where they are in it
+    full: Direction | None = None
+    hb_cols: np.ndarray | None = None  # per heartbeat message: its column in ``full``
+    app: np.ndarray | None = None  # ``full`` only: which of its messages are app messages
+
+    def view(self, a: np.ndarray) -> np.ndarray:
+        """``a`` (an array over ``full``'s messages) at the heartbeats' columns."""
+        if self.hb_cols is None:
+            return a
+        return np.take_along_axis(a, self.hb_cols, axis=1)
 
     def used(self, rows: np.ndarray, count: np.ndarray) -> np.ndarray:
         """Packets used by the first ``count`` messages of rows ``rows``."""
@@ -433,6 +455,7 @@ class Batch:
     _keys: dict = None
     # outages and stalls from each row's opening (FastRun._periods), computed once a batch
     _periods: dict | None = None
+    _app: dict | None = None  # side -> its app messages' send times (FastRun._app_times)
 
     @property
     def t0(self) -> np.ndarray:
@@ -523,6 +546,10 @@ class FastRun:
         self.radio_in_order |= hb.initiator == "server" and fixed
         # (a stalled peer sends late: a stalled client's pongs go out after their pings came)
         self.radio_in_order &= s.peer.stall is None
+        # application traffic: Poisson arrivals from the opening, per sending side
+        sides = {"both": ("client", "server"), "up": ("client",), "down": ("server",)}
+        self.app_sides = sides[s.app.direction] if s.app.rate > 0 else ()
+        self.radio_in_order &= not self.app_sides
         self.durations: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, values)
         self.latencies: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -642,6 +669,70 @@ class FastRun:
             return t
         inside = (starts <= t[:, None]) & (t[:, None] < ends)
         return np.where(inside.any(axis=1), _at(ends, inside.argmax(axis=1)), t)
+
+    # -- application traffic ---------------------------------------------------------------------
+
+    def _app_times(self, b: Batch, until: np.ndarray) -> dict:
+        """Each side's app messages (the model's ``_app``): Poisson arrivals from the opening
+        (gaps exponential, draw i of the connection's stream APP[side] the i-th), those before
+        ``until`` (a row each: the window's last heartbeat, or the horizon). The peer writes
+        none once crashed, and one written during its stall goes out when the stall ends.
+        Returns side -> send times, ascending, INF-padded."""
+        out = {}
+        mean = 1.0 / self.s.app.rate
+        span = float(until.max()) if len(until) else 0.0
+        for side in self.app_sides:
+            k = int(span / mean + 4 * math.sqrt(span / mean)) + 8
+            while True:
+                gaps = -mean * np.log(_uniforms(b.key(APP[side]), np.arange(k)))
+                t = np.cumsum(gaps, axis=1)
+                if (t[:, -1] >= until).all():
+                    break
+                k *= 2
+            t = np.where(t < until[:, None], t, INF)
+            if side == self.P:
+                if self.stalls is not None:  # (the model's _app_send: at the stall's end)
+                    t = self._stall_end(b, t)
+                    t = np.where(t < b.horizon[:, None], t, INF)
+                # written and sent while alive (a stall's end after the crash: never sent)
+                t = np.where(t < b.crash[:, None], t, INF)
+            width = int(np.isfinite(t).sum(axis=1).max()) if t.size else 0
+            out[side] = t[:, : max(width, 1)]
+        return out
+
+    def _dir(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int) -> Direction:
+        """``_direction`` of ``src``'s heartbeat messages ``sent``, with its app messages in
+        the same stream (TCP: the same segments' order, losses and RTO samples; datagram: the
+        same loss stream): the heartbeats' view, ``full`` being every message."""
+        app = b._app.get(src) if b._app else None
+        if app is None:
+            d = self._direction(b, src, sent, fwd, back)
+            d.full = d
+            return d
+        R, n = sent.shape
+        both = np.concatenate([sent, app], axis=1)
+        order = np.argsort(both, axis=1, kind="stable")  # heartbeats first at a tie
+        merged = np.take_along_axis(both, order, axis=1)
+        cols = np.empty_like(order)
+        np.put_along_axis(cols, order, np.arange(both.shape[1])[None, :], axis=1)
+        full = self._direction(b, src, merged, fwd, back)
+        full.app = order >= n
+        full.full = full
+        hb = cols[:, :n]
+        take = lambda a: np.take_along_axis(a, hb, axis=1)  # noqa: E731
+        d = Direction(
+            src,
+            sent,
+            take(full.at),
+            take(full.arrive),
+            take(full.raw),
+            None,
+            full.doomed_at,
+            full.giveup_at,
+            None,
+        )
+        d.full, d.hb_cols = full, hb
+        return d
 
     # -- losses -------------------------------------------------------------------------------
 
@@ -949,21 +1040,21 @@ class FastRun:
         draw; the ``need``-th such gets through. Returns (transmissions, the time of the one
         that gets through, draws used); cap + 1 transmissions: it ran out of retries."""
         tcp = self.s.link.tcp
-        t = sent.copy()
-        left = need.copy()
-        tx = np.full(len(t), cap + 1, dtype=np.int64)
-        at = np.full(len(t), INF)
-        done = np.zeros(len(t), dtype=bool)
+        n = len(sent)
+        # every transmission's time (the same sums, in the same order, as one by one), then
+        # whether the link is up for each in one look-up: the need-th up one gets through
+        times = np.empty((n, cap))
+        t = sent
         for k in range(cap):
-            up = ~done & ~self._down(b, t, rows)
-            left -= up
-            through = up & (left == 0)
-            tx[through], at[through] = k + 1, t[through]
-            done |= through
-            if done.all():
-                break
-            t = t + np.minimum(rto * 2.0**k, tcp.max_rto)
-        return tx, at, need - left
+            times[:, k] = t
+            if k + 1 < cap:
+                t = t + np.minimum(rto * 2.0**k, tcp.max_rto)
+        up = ~self._down(b, times.ravel(), np.repeat(rows, cap)).reshape(n, cap)
+        ups = np.cumsum(up, axis=1)
+        k, through = _first(up & (ups == need[:, None]))
+        tx = np.where(through, k + 1, cap + 1)
+        at = np.where(through, times[np.arange(n), k], INF)
+        return tx, at, np.minimum(ups[:, -1], need)
 
     def _tcp_with_outages(self, b: Batch, src: str, sent: np.ndarray, fwd: int, back: int):
         """``_direction`` over TCP when the link has outages. As in the model's ``_send``:
@@ -1326,6 +1417,8 @@ class FastRun:
         if self.stalls is not None and s.heartbeat.initiator == self.P:
             raw = self._stalled_beats(b, raw)
         sigma = np.where(raw < b.horizon[:, None], raw, INF)
+        if self.app_sides:  # everything sent before the window's last beat is final
+            b._app = self._app_times(b, np.minimum(raw[:, -1], b.horizon))
         w = self._evaluate(b, sigma)
         t, by = self._first_end(w)
         R = len(b.slots)
@@ -1391,20 +1484,33 @@ class FastRun:
         seq = np.broadcast_to(np.arange(1, W + 1), (R, W))
         if sender == P:
             sigma = np.where(sigma < crash[:, None], sigma, INF)
-        first = self._direction(b, sender, sigma, DELAY_FWD, RTT_FWD)
-        first_arrive = self._cut_after_death(first, crash) if sender == P else first.arrive
+        first = self._dir(b, sender, sigma, DELAY_FWD, RTT_FWD)
+        first_full = self._cut_after_death(first.full, crash) if sender == P else first.full.arrive
+        first_arrive = first.view(first_full)
         expiry = np.full(R, INF)  # the NAT mapping's expiry
         second = replied = None
         if pingpong:
             receiver = D if sender == P else P
-            second, replied = self._replies(b, first, first_arrive, receiver, expiry)
+            second, replied, gets = self._replies(b, first, first_arrive, receiver, expiry)
             if nat:
                 expiry = self._nat_expiry(b, [first, second])
                 # pings that meet the expired mapping get no pong
-                second, replied = self._replies(b, first, first_arrive, receiver, expiry)
-            second_arrive = self._cut_after_death(second, crash) if receiver == P else second.arrive
-        elif nat:
-            expiry = self._nat_expiry(b, [first])
+                before = (gets, (second, replied, gets))
+                second, replied, _ = self._replies(b, first, first_arrive, receiver, expiry, before)
+            full = second.full
+            second_full = self._cut_after_death(full, crash) if receiver == P else full.arrive
+            second_arrive = second.view(second_full)
+        # app messages of a side that sends no heartbeat messages (oneway): a stream alone
+        extra = None
+        other = P if sender == D else D
+        if not pingpong and other in self.app_sides:
+            none = np.full((R, 0), INF)
+            extra = self._dir(b, other, none, DELAY_BACK, RTT_BACK)
+            extra_full = (
+                self._cut_after_death(extra.full, crash) if other == P else extra.full.arrive
+            )
+        if nat and not pingpong:
+            expiry = self._nat_expiry(b, [first] + ([extra] if extra is not None else []))
         if sender == D:  # the detector's own pings: the evidence is the pongs
             ev_dir = second
             if replied is None:  # in ping order
@@ -1416,10 +1522,29 @@ class FastRun:
             ev_time = second_arrive
         else:  # the peer's pings or heartbeats
             ev_dir, ev_seq, ev_stamp, ev_time = first, seq, sigma, first_arrive
-        if nat:  # evidence that meets the expired mapping is dropped
-            cross = self._crossings(ev_dir)
-            ev_time = self._drop(ev_time, (cross >= expiry[:, None]) & np.isfinite(cross))
-        dirs = [d for d in (first, second) if d is not None]
+        if nat:  # evidence that meets the expired mapping is dropped (over TCP: in stream order)
+            full = ev_dir.full
+            cross = self._crossings(full)
+            full_time = first_full if ev_dir is first else second_full
+            full_time = self._drop(full_time, (cross >= expiry[:, None]) & np.isfinite(cross))
+            ev_time = ev_dir.view(full_time)
+        app_t = None
+        if s.detector.liveness == "any" and s.detector.kind == "timeout" and P in self.app_sides:
+            # the peer's app messages count as liveness: evidence of their own
+            if sender == P:  # the peer's stream: its heartbeats' (or its app messages alone)
+                pd, pt = first.full, first_full
+            elif pingpong:
+                pd, pt = second.full, second_full
+            else:
+                pd, pt = extra.full, extra_full
+            app_t = self._liveness(pd, pt, expiry if nat else None)
+        if app_t is not None:
+            shape = ev_time.shape
+            zero = np.zeros(app_t.shape)  # (the timeout detector reads only the times)
+            ev_time = np.concatenate([ev_time, app_t], axis=1)
+            ev_seq = np.concatenate([np.broadcast_to(ev_seq, shape), zero.astype(np.int64)], 1)
+            ev_stamp = np.concatenate([np.broadcast_to(ev_stamp, shape), zero], 1)
+        dirs = [d.full for d in (first, second, extra) if d is not None]
         mine = [d for d in dirs if d.src == D]
         broken = np.minimum(crash, expiry)
         for d in dirs:
@@ -1442,7 +1567,7 @@ class FastRun:
                     # the NAT's RST: at once to the client, over the uplink to the server
                     at = _at(cross, i)
                     if d.src != "client":
-                        at = at + b.draw(self.delay["client"], RST_UP, 2)[:, number]
+                        at = at + b.draw(self.delay["client"], RST_UP, 3)[:, number]
                     at = np.where(met, at, INF)
                     if d.src == D:
                         cands.append((at, RESET_BY))
@@ -1475,6 +1600,7 @@ class FastRun:
         return dict(
             first=first,
             second=second,
+            extra=extra,
             a=a,
             z=z,
             cands=cands,
@@ -1485,17 +1611,38 @@ class FastRun:
             replied=replied,
         )
 
-    def _replies(self, b, first, first_arrive, receiver, expiry):
+    def _liveness(self, d: Direction, arrive: np.ndarray, expiry) -> np.ndarray | None:
+        """The peer's app messages as liveness (``liveness: any``, the timeout detector's
+        ``message``): when each reaches the detector side (``arrive``: ``d``'s messages after
+        the peer's death), one that meets the expired mapping dropped (in stream order over
+        TCP); INF: none."""
+        if expiry is not None:
+            cross = self._crossings(d)
+            arrive = self._drop(arrive, (cross >= expiry[:, None]) & np.isfinite(cross))
+        return np.where(d.app, arrive, INF)
+
+    def _replies(self, b, first, first_arrive, receiver, expiry, before=None):
         """The pongs: one for each ping that reaches a live receiver through a live mapping
-        (a stalled peer answers when its stall ends, if still alive then)."""
-        answer = first_arrive
-        if receiver == self.P and self.stalls is not None:
-            answer = self._stall_end(b, first_arrive)
-        gets = answer < b.horizon[:, None]
-        if receiver == self.P:
-            gets &= answer < b.crash[:, None]
-        if (expiry < INF).any():
-            gets &= self._crossings(first) < expiry[:, None]
+        (a stalled peer answers when its stall ends, if still alive then): (the pongs'
+        direction, the ping each answers in pong order or None if in ping order, which pings
+        are answered).
+
+        ``before``: an earlier call's (answered pings, result) with no expiry, reused when the
+        expiry takes no pong away (the same pongs, the same draws: the same result)."""
+        if before is not None:
+            gets, out = before
+            cross = self._crossings(first)
+            if not (gets & (cross >= expiry[:, None])).any():
+                return out
+            gets = gets & (cross < expiry[:, None])
+            answer = self._answers(b, first_arrive, receiver)
+        else:
+            answer = self._answers(b, first_arrive, receiver)
+            gets = answer < b.horizon[:, None]
+            if receiver == self.P:
+                gets &= answer < b.crash[:, None]
+            if (expiry < INF).any():
+                gets &= self._crossings(first) < expiry[:, None]
         key = np.where(gets, answer, INF)
         k = int(gets.sum(axis=1).max()) if gets.size else 0
         if _ascending(key):  # (over TCP, or with constant delays, pongs go in ping order)
@@ -1504,7 +1651,13 @@ class FastRun:
         else:
             replied = np.argsort(key, axis=1, kind="stable")[:, :k]  # pong order
             sent = np.take_along_axis(key, replied, axis=1)
-        return self._direction(b, receiver, sent, DELAY_BACK, RTT_BACK), replied
+        return self._dir(b, receiver, sent, DELAY_BACK, RTT_BACK), replied, gets
+
+    def _answers(self, b, first_arrive, receiver):
+        """When each ping is answered: its arrival, or the end of the peer's stall then."""
+        if receiver == self.P and self.stalls is not None:
+            return self._stall_end(b, first_arrive)
+        return first_arrive
 
     def _nat_expiry(self, b: Batch, dirs: list) -> np.ndarray:
         """When the mapping expires: the first silence of idle_timeout between refreshes.
@@ -1519,7 +1672,7 @@ class FastRun:
         times = [b.t0[:, None]]
         client_dead = b.crash if self.P == "client" else np.full(R, INF)
         for d in dirs:
-            cross = self._crossings(d)
+            cross = self._crossings(d.full)
             if d.src == "client" or (s.nat.refresh != "both" and self.tcp):
                 keep = np.isfinite(cross) & (cross < client_dead[:, None])
             elif s.nat.refresh == "both":
@@ -1665,16 +1818,36 @@ class FastRun:
         any_own = own.any()
         heartbeats = 0
         client_sends = server_sends = None  # how many messages of each (in sending order) went out
-        for d in (w["first"], w["second"]):
+        app_msgs = blackholed = zero
+        radio_app = []  # the client's radio events of app traffic (datagram), -inf: none
+        for d in (w["first"], w["second"], w["extra"]):
             if d is None:
                 continue
             until = np.minimum(close, p_closed) if d.src == self.P else close
-            sent = d.sent[rows]
-            count = (sent < until[:, None]).sum(axis=1)
-            if any_right:
-                count = np.where(right, (sent <= until[:, None]).sum(axis=1), count)
-            if any_own and d.src == self.P == "client":
-                count = count + (own & (sent == p_own[:, None]).any(axis=1))
+
+            def counted(sent, until=until, d=d):
+                """Which messages went out before the close (the peer's: its socket's end)."""
+                out = sent < until[:, None]
+                if any_right:
+                    out = np.where(right[:, None], sent <= until[:, None], out)
+                if any_own and d.src == self.P == "client":
+                    out |= own[:, None] & (sent == p_own[:, None])
+                return out
+
+            full = d.full
+            mask = counted(full.sent[rows])
+            count_full = mask.sum(axis=1)
+            count = count_full if full is d else counted(d.sent[rows]).sum(axis=1)
+            if full.app is not None:
+                app = mask & full.app[rows]
+                app_msgs = app_msgs + app.sum(axis=1)
+                # written into a broken connection (the one TCP gives up on itself is not)
+                blackholed = blackholed + (app & (full.sent[rows] > broken[:, None])).sum(axis=1)
+                if self.radio_last is not None:
+                    if d.src == "client":  # the client's own app messages, when sent
+                        radio_app.append((np.where(app, full.sent[rows], -INF), False))
+                    else:  # the server's, as they reach the client (limit: see below)
+                        radio_app.append((np.where(full.app[rows], full.arrive[rows], INF), True))
             if d.src == "client":
                 client_sends = count
             else:
@@ -1685,18 +1858,24 @@ class FastRun:
             if self.tcp:
                 kind = "ping" if d is w["first"] and s.heartbeat.style == "pingpong" else "beat"
                 kind = "pong" if d is w["second"] else kind
-                nbytes, retrans = self._tcp_cost(b, d, kind, rows, count, close, crash, expiry)
+                nbytes, retrans = self._tcp_cost(
+                    b, full, kind, rows, count_full, close, crash, expiry, count
+                )
                 inc["bytes"] = inc.get("bytes", 0) + nbytes
                 inc["retransmissions"] = inc.get("retransmissions", 0) + retrans
-            self._advance(d, rows, sl, d.used(rows, count))
+            self._advance(full, rows, sl, full.used(rows, count_full))
         inc["heartbeats"] = heartbeats
+        inc["app_msgs"], inc["blackholed"] = app_msgs, blackholed
         if self.radio_last is not None:
             limit = np.minimum(close, expiry)
             if self.P == "client":
                 limit = np.minimum(limit, crash)
             sends = client_sends if self.s.heartbeat.initiator == "client" else server_sends
             pongs = client_sends if self.stalls is not None and self.P == "client" else None
-            inc["wakeups"] = self._wakeups(w, rows, sl, sends, limit, opening, parent_at, pongs)
+            more = [np.where(e < limit[:, None], e, -INF) if cut else e for e, cut in radio_app]
+            inc["wakeups"] = self._wakeups(
+                w, rows, sl, sends, limit, opening, parent_at, pongs, more
+            )
         alive_until = np.minimum(close, broken)
         inc["connected_s"] = close - t0
         alive = alive_until - t0
@@ -1745,7 +1924,9 @@ class FastRun:
         else:
             self.c[:, sl] += add
 
-    def _tcp_cost(self, b: Batch, d: Direction, kind: str, rows, count, close, crash, expiry):
+    def _tcp_cost(
+        self, b: Batch, d: Direction, kind: str, rows, count, close, crash, expiry, beats=None
+    ):
         """The TCP bytes and retransmissions of the first ``count`` messages of ``d`` in each
         accounted row, as the model's ``_send`` and ``_close`` count them: every transmission
         of a segment that gets through (frame plus TCP_HEADER), and a pure ACK back for a pong
@@ -1753,7 +1934,8 @@ class FastRun:
         retransmissions along its ladder; a segment no ACK will come for (it reached a dead
         peer, or the expired mapping dropped it) its retransmissions from there on, along its
         ladder. Those along a ladder count as far as they happen before the close (the peer's:
-        before its crash too)."""
+        before its crash too). App messages (``d.app``; ``beats`` of the ``count`` are
+        heartbeat messages) cost no bytes, but their retransmissions count."""
         tcp = self.s.link.tcp
         cap, seg = tcp.max_retries + 1, self.s.heartbeat.frame_bytes + TCP_HEADER
         brow = np.arange(len(b.slots))[rows]  # the accounted rows' batch rows
@@ -1768,8 +1950,14 @@ class FastRun:
         doomed = k > cap
         retrans = np.zeros(R)
         np.add.at(retrans, li, np.where(doomed, 0, k - 1))
+        app_retrans = np.zeros(R)
         gave_up = np.zeros(R)
-        np.add.at(gave_up, li, doomed)
+        if d.app is not None:  # app segments: retransmissions, but no bytes and no ACK
+            is_app = d.app[mr, mc]
+            np.add.at(app_retrans, li, np.where(doomed | ~is_app, 0, k - 1))
+            np.add.at(gave_up, li, doomed & ~is_app)
+        else:
+            np.add.at(gave_up, li, doomed)
         # segments along their ladders with no ACK to stop them: (row, column, first one left)
         cand = [(mr[doomed], mc[doomed], np.ones(int(doomed.sum()), dtype=np.int64))]
         # (only the rows where the peer crashed, or the mapping expired, before the close)
@@ -1810,11 +1998,14 @@ class FastRun:
                 t = t + np.minimum(base * 2.0 ** (m - 1), tcp.max_rto)
                 left += (m >= first) & (t < stop[li])
             np.add.at(retrans, li, left)
-        sends = count + retrans  # transmissions
-        acks = count - gave_up if kind in ("pong", "beat") else 0  # a pure ACK each
+            if d.app is not None:
+                np.add.at(app_retrans, li, np.where(d.app[mr, mc], left, 0.0))
+        beats = count if beats is None else beats
+        sends = beats + retrans - app_retrans  # heartbeat messages' transmissions
+        acks = beats - gave_up if kind in ("pong", "beat") else 0  # a pure ACK each
         return seg * sends + TCP_HEADER * acks, retrans
 
-    def _wakeups(self, w: dict, rows, sl, sends, limit, opening, parent_at, pongs=None):
+    def _wakeups(self, w: dict, rows, sl, sends, limit, opening, parent_at, pongs=None, more=()):
         """The client's radio wakeups in each finished row (datagram), as the model counts them.
 
         The client's radio events (the model's ``_radio``): the opening; every message the
@@ -1861,6 +2052,8 @@ class FastRun:
                 j = int(pongs.max()) if R else 0
                 sent = second.sent[rows][:, :j]
                 ev = np.concatenate([ev, np.where(np.arange(j) < pongs[:, None], sent, -INF)], 1)
+        if more:  # app traffic's events (their order checked below)
+            ev = np.concatenate([ev, *more], axis=1)
         events = np.empty((R, ev.shape[1] + 1))  # -inf: no event
         events[:, 0] = 0.0  # the opening
         events[:, 1:] = ev
@@ -1889,6 +2082,7 @@ class FastRun:
         n = self.s.connections
         floats = ("connected_s", "alive_s", "suspect_alive_s")
         ints = ("heartbeats", "rounds", "connections", "false_positives", "undetected", "wakeups")
+        ints += ("app_msgs", "blackholed")
         ints += ("bytes", "retransmissions") if self.tcp else ()
         index = {k: i for i, k in enumerate(COUNTERS)}
         as_float = self.c[[index[k] for k in floats]].T.tolist()

@@ -103,6 +103,8 @@ def unsupported(s: Scenario) -> list[str]:
     from simlab.scenario.distributions import Constant
 
     out = fast_unsupported(s)
+    if s.app.rate > 0:  # (the fast engine covers it; the windows of rounds have none)
+        out.append("app.rate > 0 (application traffic: the rare-event windows have none)")
     constant = isinstance(s.link.up.delay, Constant) and isinstance(s.link.down.delay, Constant)
     gilbert = "gilbert" in (s.link.up.loss.model, s.link.down.loss.model)
     if s.link.transport == "tcp":

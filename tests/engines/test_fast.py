@@ -7,6 +7,8 @@ sway several checks at once.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -165,10 +167,11 @@ def test_same_seed_same_results_and_different_seed_different():
 def test_refuses_what_it_does_not_cover_and_auto_uses_it_where_analytic_cannot():
     demo = simlab.load_scenario("examples/demo.yaml")
     assert demo.link.outages and demo.peer.stall and not fast.unsupported(demo)  # covered
-    chatty = scenario(app={"rate": 0.1})
-    assert "app.rate > 0" in " | ".join(fast.unsupported(chatty))
+    assert not fast.unsupported(scenario(app={"rate": 0.1}))  # application traffic: covered
+    adaptive = scenario(heartbeat={"initiator": "both"})
+    assert fast.unsupported(adaptive)
     with pytest.raises(simlab.ScenarioError):
-        fast.run(chatty)
+        fast.run(adaptive)
     s = scenario(horizon="10m", connections=2, **TCP_PANEL["tcp-timeout-reconnect"])
     out = engines.run(s, "auto")
     assert out["engine"] == "fast" and "link.transport: tcp" in out["engine_reason"]
@@ -1021,3 +1024,128 @@ def test_the_outage_path_on_rows_that_meet_no_outage_is_the_regular_one(loss, mo
     assert sum(sl.stats.breaks["tcp_timeout"] for sl in out) > 0  # the one-by-one path ran
     for a, b in zip(regular, out, strict=True):
         assert vars(a.stats) == vars(b.stats)
+
+
+# -- application traffic ---------------------------------------------------------------------------
+
+APP_CASES = [n for n in panel.PANEL if "app" in n]
+
+
+@pytest.mark.parametrize("name", APP_CASES)
+def test_fast_agrees_with_the_model_with_application_traffic(name):
+    scores = _panel_scores(name)
+    assert {"fp_per_conn_hour", "query_accuracy", "detection_latency_mean_s"} <= set(scores)
+    assert max(scores.values()) <= panel.Z, scores
+
+
+def test_app_messages_that_do_not_refresh_the_mapping_fail_the_comparison(monkeypatch):
+    # teeth: the client's app messages (refresh both: the server's pongs too) keep the
+    # mapping alive; left out of the NAT's refreshes, it expires more often
+    real = fast.FastRun._nat_expiry
+
+    def heartbeats_only(self, b, dirs):
+        views = []
+        for d in dirs:
+            view = dataclasses.replace(d)
+            view.full = view  # the heartbeats' stream alone
+            views.append(view)
+        return real(self, b, views)
+
+    monkeypatch.setattr(fast.FastRun, "_nat_expiry", heartbeats_only)
+    scores = _panel_scores("nat-client-pings-refresh-both-app-monitor")
+    assert scores["fp_per_conn_hour"] > panel.Z, scores
+
+
+def test_app_messages_that_are_not_liveness_fail_the_comparison(monkeypatch):
+    # teeth: with liveness any the peer's app messages keep a tight timeout from firing
+    monkeypatch.setattr(fast.FastRun, "_liveness", lambda self, d, arrive, expiry: None)
+    scores = _panel_scores("app-liveness-any-tcp-nat-reconnect")
+    assert scores["fp_per_conn_hour"] > panel.Z, scores
+
+
+APP_COUNTS = {
+    # TCP: app segments share the heartbeats' order, losses and ladders (their
+    # retransmissions count, their bytes do not); the NAT; crashes blackhole them
+    "tcp-both-ways": dict(
+        heartbeat={"interval": "10s"},
+        detector={"timeout": "25s", "liveness": "any"},
+        link={"transport": "tcp", "loss": 0.1, "tcp": {"max_retries": 4, "max_rto": "8s"}},
+        nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "30s"}},
+        app={"rate": 0.1, "direction": "both"},
+        peer={"crash": {"mtbf": "30m"}},
+    ),
+    # datagrams, oneway beats up and app messages down (a stream of their own), a stalled
+    # peer that writes late: NAT refreshes both ways, the client's radio
+    "datagram-oneway-down": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "10s"},
+        detector={"timeout": "25s"},
+        link={"loss": 0.1, "delay": {"dist": "exponential", "mean": "0.2s"}},
+        nat={"idle_timeout": {"dist": "uniform", "low": "8s", "high": "30s"}, "refresh": "both"},
+        app={"rate": 0.05, "direction": "down"},
+        peer={
+            "crash": {"mtbf": "1h"},
+            "stall": {"mtbf": "120s", "duration": {"dist": "exponential", "mean": "3s"}},
+        },
+    ),
+    # oneway beats from the peer, app messages both ways, liveness any: only the peer's
+    # app messages are liveness (the detector side's own are not), so a crash is detected
+    # a timeout after its last message; the NAT resets
+    "datagram-oneway-both-liveness-any": dict(
+        heartbeat={"style": "oneway", "initiator": "client", "interval": "5s"},
+        detector={"timeout": "12s", "liveness": "any"},
+        link={"loss": 0.1},
+        nat={
+            "idle_timeout": {"dist": "uniform", "low": "3s", "high": "20s"},
+            "on_expiry": "reset",
+            "refresh": "both",
+        },
+        app={"rate": 0.2, "direction": "both"},
+        peer={"crash": {"mtbf": "20m"}},
+        reconnect={"delay": "1s"},
+    ),
+    # the server pings a client that writes app messages: after the mapping expires no ping
+    # reaches the client, but its own app messages still use its radio until the close
+    "datagram-client-app-up-nat": dict(
+        heartbeat={"interval": "5s"},
+        detector={"timeout": "15s", "on_declare": "monitor"},
+        link={"loss": 0.05},
+        nat={"idle_timeout": {"dist": "uniform", "low": "2s", "high": "6s"}},
+        app={"rate": 0.3, "direction": "up"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(APP_COUNTS))
+def test_app_counts_bytes_and_nat_breaks_agree_with_the_model(name):
+    from simlab.engines.model import SlotModel
+
+    s = scenario(horizon="6000s", connections=24, seed=61, **APP_COUNTS[name])
+    keys = ["app_msgs", "blackholed", "heartbeats", "bytes", "nat"]
+    keys += ["retransmissions"] if s.link.transport == "tcp" else ["wakeups"]
+    per_hour = []
+    for stats in (
+        [sl.stats for sl in fast.FastRun(s).run()],
+        [SlotModel(s, i).run().stats for i in range(s.connections)],
+    ):
+        hours = np.array([st.connected_s / 3600 for st in stats])
+        get = lambda st, k: st.breaks["nat"] if k == "nat" else getattr(st, k)  # noqa: E731
+        per_hour.append({k: np.array([get(st, k) for st in stats]) / hours for k in keys})
+    f, m = per_hour
+    assert f["blackholed"].sum() > 0 and f["nat"].sum() > 0
+    for k in keys:
+        ok, info = _compare(f[k], m[k])
+        assert ok, (k, info)
+
+
+def test_app_traffic_changes_nothing_by_slot_count_or_windows():
+    kw = dict(APP_COUNTS["tcp-both-ways"], reconnect={"delay": "0.5s"})
+    s = scenario(horizon="3000s", connections=6, seed=29, **kw)
+    many = fast.FastRun(s).run()
+    assert sum(sl.stats.connections for sl in many) > 2 * len(many)
+    assert sum(sl.stats.app_msgs for sl in many) > 0
+    few = fast.FastRun(scenario(horizon="3000s", connections=2, seed=29, **kw)).run()
+    short = fast.FastRun(s)
+    short._first_window = lambda slots, numbers, t0, last: np.ones(len(t0), dtype=np.int64)
+    for other in (few, short.run()):
+        for a, b in zip(many, other, strict=False):
+            assert vars(a.stats) == vars(b.stats)

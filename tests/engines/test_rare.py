@@ -103,6 +103,7 @@ def test_budget_exhaustion_is_reported_not_hidden():
         ),
         ({"peer": {"crash": {"mtbf": "1d"}}}, "peer.crash"),
         ({"nat": {"idle_timeout": "65s"}}, "nat whose mapping can expire"),
+        ({"app": {"rate": 0.1}}, "app.rate > 0"),
     ],
 )
 def test_refuses_what_its_windows_cannot_represent(extra, feature):

@@ -28,8 +28,12 @@ def test_auto_picks_analytic_where_exact_and_says_why():
     assert out["engine"] == "fast"  # TCP, NAT, outages, stalls, crashes: all the fast engine's
     assert "link.transport: tcp" in out["engine_reason"]
     with_traffic = simlab.load_scenario(DEMO, {"connections": 2, "horizon": "10m", "app.rate": 0.1})
-    out = engines.run(with_traffic, "auto")
-    assert out["engine"] == "simpy" and "app.rate" in out["engine_reason"]
+    assert engines.run(with_traffic, "auto")["engine"] == "fast"  # application traffic too
+    both = simlab.load_scenario(
+        DEMO, {"connections": 2, "horizon": "10m", "heartbeat.initiator": "both"}
+    )
+    out = engines.run(both, "auto")
+    assert out["engine"] == "simpy" and "initiator" in out["engine_reason"]
 
 
 def test_cli_engine_analytic_refuses_with_exit_2(capsys):
