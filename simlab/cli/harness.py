@@ -73,6 +73,13 @@ def add_crosscheck_parser(sub, preset_options) -> None:
         "--preset) that states the settings your programs use (at the --time-scale, default 1)",
     )
     cc.add_argument(
+        "--libraries",
+        action="store_true",
+        help="each shipped adapter pair whose server pings (gorilla+ws, ws+ws, socketio, "
+        "websockets) with its default settings through four cases (the interval below and "
+        "above the NAT timeout, silent client crashes, 5%% loss): model vs real per library (minutes)",
+    )
+    cc.add_argument(
         "--client-cmd",
         metavar="'CMD {url}'",
         help="your client's command: one process per connection, in the client namespace",
@@ -119,9 +126,7 @@ def _problems(args) -> list[str]:
             out.append("--policy: your programs keep alive their own way; not with --server-cmd")
         n = args.harness_connections
         if n is not None and n > MAX_EXTERNAL_CONNECTIONS:
-            out.append(
-                f"--connections: 1 to {MAX_EXTERNAL_CONNECTIONS} client processes, got {n}"
-            )
+            out.append(f"--connections: 1 to {MAX_EXTERNAL_CONNECTIONS} client processes, got {n}")
     if args.time_scale is not None and not (args.time_scale > 0 and math.isfinite(args.time_scale)):
         out.append(f"--time-scale: must be a positive number, got {args.time_scale}")
     n = args.harness_connections
@@ -131,7 +136,12 @@ def _problems(args) -> list[str]:
         out.append(f"--model-connections: at least 1, got {args.model_connections}")
     if not 0 < args.alpha < 1:
         out.append(f"--alpha: between 0 and 1, got {args.alpha}")
-    if not args.panel and not args.scenario and not (args.preset or args.network):
+    if (
+        not args.panel
+        and not args.libraries
+        and not args.scenario
+        and not (args.preset or args.network)
+    ):
         out.append("scenario: give a scenario file (or --preset/--network), or --panel")
     return out
 
@@ -214,6 +224,15 @@ def _crosscheck(args, load, progress) -> int:
     from simlab.io import write_rows
 
     problems = _problems(args)
+    if args.libraries:
+        if args.scenario or args.panel or args.server_cmd or args.client_cmd:
+            problems.append(
+                "--libraries: runs its own cases; give no scenario, --panel or commands"
+            )
+        if (reason := wire_reason()) is not None:
+            problems.append(f"--libraries: {reason}")
+        if not problems:
+            return _libraries(args)
     if args.server_cmd is not None and args.client_cmd is not None and not problems:
         return _external(args, load, progress)
     args.backend = args.backend or "proxy"
@@ -271,6 +290,33 @@ def _crosscheck(args, load, progress) -> int:
         ok = any(c.agree for c in checks) and not any(c.verdict == "DISAGREE" for c in checks)
     else:
         ok = bool(checks) and all(c.agree for c in checks)
+    return 0 if ok else EXIT_DISAGREE
+
+
+def wire_reason() -> str | None:
+    from simlab.harness.wire import unavailable_reason
+
+    return unavailable_reason()
+
+
+def _libraries(args) -> int:
+    """``simlab crosscheck --libraries``: exit 0 when no case disagrees and one agrees."""
+    from simlab.harness import crosscheck as cc
+    from simlab.io import write_rows
+
+    results = cc.run_libraries(
+        connections=args.harness_connections or 6, progress=None if args.json else print
+    )
+    checks = [c for _, _, c in results if not isinstance(c, str)]
+    if args.json:
+        print(json.dumps([c.to_json() for c in checks], indent=2, default=str))
+    else:
+        print(cc.format_libraries(results))
+    rows = [row for c in checks for row in c.rows()]
+    if args.out and rows:
+        columns = list(rows[0])
+        write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
+    ok = any(c.agree for c in checks) and not any(c.verdict == "DISAGREE" for c in checks)
     return 0 if ok else EXIT_DISAGREE
 
 

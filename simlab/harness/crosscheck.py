@@ -678,7 +678,9 @@ def compare_external(harness, scaled, model_scn, model, *, name: str, alpha: flo
         resolution=harness.info["resolution_s"], expect=expect,
     )  # fmt: skip
     check.ran = describe_sides(
-        dataclasses.replace(scaled, connections=harness.summary.get("connections", scaled.connections)),
+        dataclasses.replace(
+            scaled, connections=harness.summary.get("connections", scaled.connections)
+        ),
         model_scn,
         {
             "backend": "netns (your programs, observed from the wire)",
@@ -767,6 +769,115 @@ def run_external_crosscheck(
             "notes": notes,
         },
     )  # fmt: skip
+
+
+# -- every shipped adapter pair with a server that pings (``--libraries``) ---------------
+
+# (library, server adapter, client adapter, the settings the model runs: a simlab preset,
+# or the library's documented defaults where simlab has none)
+LIBRARIES = [
+    ("gorilla/websocket + ws client", "gorilla", "ws", {"preset": "gorilla-example"}),
+    (
+        "ws + ws",
+        "ws",
+        "ws",
+        {  # the ws README's heartbeat: 30 s; terminate at the next tick without a pong
+            "keys": {
+                "heartbeat.style": "pingpong",
+                "heartbeat.initiator": "server",
+                "heartbeat.interval": 30.0,
+                "detector.kind": "missed",
+                "detector.missed": {"k": 1, "ack_timeout": 30.0},
+                "detector.side": "server",
+            }
+        },
+    ),
+    ("socket.io + socket.io-client", "socketio", "socketio", {"preset": "socketio-default"}),
+    ("websockets + websockets", "websockets", "websockets", {"preset": "websockets-default"}),
+]
+# (case, the scaled heartbeat interval it runs at (s), its keys in units of that interval)
+LIBRARY_CASES = [
+    ("interval below the NAT", 0.5, {"nat": {"idle_timeout": 4.0, "on_expiry": "drop"}}),
+    ("interval above the NAT", 3.0, {"nat": {"idle_timeout": 1 / 3, "on_expiry": "drop"}}),
+    ("silent client crash", 0.5, {"peer": {"crash": {"mtbf": 6.0}}}),
+    ("5% loss", 0.5, {"link": {"loss": {"model": "bernoulli", "p": 0.05}}}),
+]
+LIBRARY_WALL_S = 20.0  # each case's scaled horizon
+
+
+def library_case(settings: dict, interval: float, keys: dict, *, connections: int = 6):
+    """(scenario, time scale) of one case: the library's settings, ``keys`` in intervals."""
+    from simlab.scenario.presets import layered, load_layered
+
+    base = dict(layered(settings.get("preset"))) | settings.get("keys", {})
+    native = float(base["heartbeat.interval"])
+    x = interval / native
+
+    def unscale(v):
+        if isinstance(v, dict):
+            return {k: unscale(w) for k, w in v.items()}
+        return v * native if isinstance(v, float) and not isinstance(v, bool) else v
+
+    case = {k: (unscale(v) if k != "link" else v) for k, v in keys.items()}
+    if "nat" in case:  # whole scaled seconds on the kernel's conntrack
+        case["nat"]["idle_timeout"] = max(1, round(keys["nat"]["idle_timeout"] * interval)) / x
+    raw = {
+        "name": "library",
+        "horizon": LIBRARY_WALL_S / x,
+        "connections": connections,
+        "seed": 17,
+        "reconnect": {"delay": 0.2 / x},
+        "link": {"delay": {"dist": "constant", "value": 0.0}, **case.pop("link", {})},
+        **case,
+    }
+    scenario, _ = load_layered(raw, overrides=base)
+    return scenario, x
+
+
+def run_libraries(*, connections: int = 6, only=None, progress=None) -> list[tuple]:
+    """Each library pair through :data:`LIBRARY_CASES`: (library, case, CrossCheck or why not)."""
+    from simlab.errors import ScenarioError
+    from simlab.harness import adapters
+
+    out = []
+    for name, server, client, settings in LIBRARIES:
+        if only and server not in only:
+            continue
+        for case, interval, keys in LIBRARY_CASES:
+            scenario, x = library_case(settings, interval, copy_keys(keys), connections=connections)
+            scaled_interval = scenario.heartbeat.interval * x
+            timeout = (scenario.ack_timeout if scenario.detector.kind == "missed"
+                       else scenario.detector.timeout) * x  # fmt: skip
+            try:
+                extra = {"ping_interval": None} if client == "websockets" else {}
+                argv_s = adapters.command(server, "server", scaled_interval, timeout)
+                argv_c = adapters.command(client, "client", scaled_interval, timeout, **extra)
+                check = run_external_crosscheck(scenario, argv_s, argv_c, time_scale=x)
+            except ScenarioError as exc:
+                out.append((name, case, f"not run: {exc}"))
+                continue
+            check.name = f"{name}: {case}"
+            if progress:
+                progress(format_check(check))
+            out.append((name, case, check))
+    return out
+
+
+def copy_keys(keys: dict) -> dict:
+    import copy
+
+    return copy.deepcopy(keys)
+
+
+def format_libraries(results) -> str:
+    """Model vs real per library and case: one line each, the tested metrics' verdicts."""
+    lines = [f"{'library':32} {'case':24} {'verdict':12} summary"]
+    for name, case, check in results:
+        if isinstance(check, str):
+            lines.append(f"{name:32} {case:24} {'-':12} {check}")
+        else:
+            lines.append(f"{name:32} {case:24} {check.verdict:12} {check.summary()}")
+    return "\n".join(lines)
 
 
 def format_check(check: CrossCheck) -> str:

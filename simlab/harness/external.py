@@ -85,11 +85,15 @@ def refusals(s) -> list[Problem]:
     if s.link.transport != "tcp":
         out.append(problem("link.transport", s.link.transport, "tcp (WebSockets)"))
     if s.detector_side != "server":
-        out.append(problem("detector.side", s.detector_side, "server: the server pings and detects"))
+        out.append(
+            problem("detector.side", s.detector_side, "server: the server pings and detects")
+        )
     if s.heartbeat.initiator not in ("server", "both"):
         out.append(problem("heartbeat.initiator", s.heartbeat.initiator, "server (or both)"))
     if s.peer.stall is not None:
-        out.append(problem("peer.stall", "set", "no stalls (a process cannot be stalled from outside)"))
+        out.append(
+            problem("peer.stall", "set", "no stalls (a process cannot be stalled from outside)")
+        )
     if s.app.rate > 0:
         out.append(problem("app.rate", s.app.rate, "0 (the programs send what they send)"))
     if s.nat.idle_timeout is not None and s.nat.on_expiry != "drop":
@@ -159,7 +163,12 @@ class PcapTail:
             sec, usec, incl, _ = struct.unpack_from("<IIII", data, pos)
             if len(data) - pos - 16 < incl:
                 break
-            seg = wire.decode_segment(sec + usec / (1e9 if self.nano else 1e6), data[pos + 16 : pos + 16 + incl], self.decode, dpkt)
+            seg = wire.decode_segment(
+                sec + usec / (1e9 if self.nano else 1e6),
+                data[pos + 16 : pos + 16 + incl],
+                self.decode,
+                dpkt,
+            )
             if seg is not None:
                 self.segments.append(seg)
                 new = True
@@ -296,10 +305,14 @@ class ExternalRun:
                 slot = Slot(i, s.heartbeat.interval * i / n)
                 slot.idle_until = slot.origin
                 if s.peer.crash:
-                    slot.crash_draws = Sampler(Exponential(s.peer.crash.mtbf), stream(s.seed, i, "crash"), 16)
+                    slot.crash_draws = Sampler(
+                        Exponential(s.peer.crash.mtbf), stream(s.seed, i, "crash"), 16
+                    )
                 o = s.link.outages
                 if o:
-                    slot.outages = DownPeriods(o.mtbf, o.duration, s.horizon, stream(s.seed, i, "outages"))
+                    slot.outages = DownPeriods(
+                        o.mtbf, o.duration, s.horizon, stream(s.seed, i, "outages")
+                    )
                 slots.append(slot)
             self._supervise(slots, tail, t0)
         finally:
@@ -395,7 +408,9 @@ class ExternalRun:
         down = end is not None
         if down != slot.outage_on:
             self._nft("add" if down else "delete", "down", netns.slot_address(slot.index))
-            self.events.append((slot.index, 0, now, "outage_start" if down else "outage_end", None, None))
+            self.events.append(
+                (slot.index, 0, now, "outage_start" if down else "outage_end", None, None)
+            )
             slot.outage_on = down
         return None if end is None else end + slot.origin
 
@@ -439,7 +454,9 @@ class ExternalRun:
                         ]
                     )
         if conn is not None and conn.kind in ("tls", "http", "other", "refused"):
-            raise ExternalError([Problem("--client-cmd" if conn.kind != "refused" else "--server-cmd", conn.note)])
+            raise ExternalError(
+                [Problem("--client-cmd" if conn.kind != "refused" else "--server-cmd", conn.note)]
+            )
         ended = exited or (conn is not None and bool(conn.ends))
         if not ended and conn is not None and conn.opened is not None and conn.nat_client:
             # The server closed its socket: its FIN may wait behind data a silent peer
@@ -499,7 +516,9 @@ class ExternalRun:
         opened = [c for c in obs.conns if c.opened is not None]
         if not opened:
             notes = "; ".join(obs.notes[:3]) or "no WebSocket upgrade was seen on the wire"
-            raise ExternalError([Problem("--client-cmd", f"no WebSocket connection opened: {notes}")])
+            raise ExternalError(
+                [Problem("--client-cmd", f"no WebSocket connection opened: {notes}")]
+            )
         summary, records = account(s, events, obs.nat)
         summary["engine"] = "harness-external"
         summary["policy"] = "external"
@@ -546,5 +565,7 @@ def run_external(scenario, server_argv, client_argv, progress=None):
     PID, the capture, and the namespaces."""
     reason = wire.unavailable_reason()
     if reason:
-        raise ExternalError([Problem("--server-cmd", f"the user's programs run in the netns lab: {reason}")])
+        raise ExternalError(
+            [Problem("--server-cmd", f"the user's programs run in the netns lab: {reason}")]
+        )
     return ExternalRun(scenario, server_argv, client_argv, progress).run()

@@ -110,10 +110,14 @@ def test_a_model_with_twice_the_timeout_disagrees_on_the_same_real_run(real_run)
     _, keep = real_run
 
     def doubled(s):
-        return dataclasses.replace(s, detector=dataclasses.replace(s.detector, timeout=2 * s.detector.timeout))
+        return dataclasses.replace(
+            s, detector=dataclasses.replace(s.detector, timeout=2 * s.detector.timeout)
+        )
 
     harness, scaled = keep["harness"], keep["scaled"]
-    model_scn, model = cc.external_model(harness, scaled, connections=keep["n_model"], model_bug=doubled)
+    model_scn, model = cc.external_model(
+        harness, scaled, connections=keep["n_model"], model_bug=doubled
+    )
     check = cc.compare_external(harness, scaled, model_scn, model, name="doubled")
     latency = by_metric(check)["detection latency (s)"]
     assert latency.verdict(check.threshold) == "DISAGREE", cc.format_check(check)
@@ -195,3 +199,12 @@ def test_a_server_that_does_not_speak_websocket_is_bad_input(tmp_path, capsys):
     assert code == 2, err
     assert "no WebSocket connection" in err and "Traceback" not in err, err
     assert leftovers() == ([], [])
+
+
+def test_a_library_case_runs_the_librarys_settings_scaled_to_its_interval():
+    scenario, x = cc.library_case({"preset": "gorilla-example"}, 3.0, cc.LIBRARY_CASES[1][2])
+    assert scenario.heartbeat.interval * x == pytest.approx(3.0)
+    assert scenario.detector.timeout * x == pytest.approx(3.0 * 60 / 54)  # pongWait / pingPeriod
+    assert scenario.nat.idle_timeout.value * x == pytest.approx(1.0)  # whole kernel seconds
+    assert scenario.horizon * x == pytest.approx(cc.LIBRARY_WALL_S)
+    assert cc.external_scale(scenario, x) == x  # the orderings are kept at that scale
