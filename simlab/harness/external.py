@@ -32,6 +32,7 @@ import contextlib
 import math
 import os
 import shlex
+import shutil
 import signal
 import struct
 import subprocess
@@ -193,6 +194,7 @@ class Slot:
     crash_draws: object = None
     outages: object = None
     outage_on: bool = False
+    err: str = ""  # the current process's stderr file
     breaks: list = field(default_factory=list)  # (client isn, run time)
 
 
@@ -286,7 +288,7 @@ class ExternalRun:
 
         s = self.s
         n = s.connections
-        workdir = tempfile.mkdtemp(prefix="simlab-external-")
+        workdir = self.workdir = tempfile.mkdtemp(prefix="simlab-external-")
         self.server_err = os.path.join(workdir, "server.err")
         started = time.perf_counter()
         nat_s = netns.NetnsBackend.nat_seconds(s)
@@ -299,7 +301,7 @@ class ExternalRun:
             self.capture.start()
             self._start_server()
             tail = PcapTail(self.capture.pcap)
-            t0 = time.monotonic()
+            t0 = self.t0 = time.monotonic()
             slots = []
             for i in range(n):
                 slot = Slot(i, s.heartbeat.interval * i / n)
@@ -328,9 +330,7 @@ class ExternalRun:
                 self.lab.close()
             if self.capture is not None:
                 self.capture.remove()
-            with contextlib.suppress(OSError):
-                os.unlink(self.server_err)
-                os.rmdir(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
         return self._result(obs, slots, started, nat_s)
 
     def _start_server(self) -> None:
@@ -379,8 +379,8 @@ class ExternalRun:
             latest: dict[int, wire.WireConn] = {}
             for c in conns:
                 latest[c.slot] = c
+            total = max(x.origin for x in slots) + s.horizon
             if self.progress is not None and ticks % 25 == 0:
-                total = max(x.origin for x in slots) + s.horizon
                 with contextlib.suppress(Exception):
                     self.progress(min(now, total), total)
             if self.server.poll() is not None:
@@ -394,6 +394,9 @@ class ExternalRun:
                     ]
                 )
             if all(x.done for x in slots):
+                if self.progress is not None:
+                    with contextlib.suppress(Exception):
+                        self.progress(total, total)
                 return
             for slot in slots:
                 if not slot.done:
@@ -429,7 +432,10 @@ class ExternalRun:
         if slot.proc is None:
             if now >= slot.idle_until and outage_end is None:
                 url = f"ws://{netns.SERVER_IP}:{SLOT_PORT + i}/"
-                slot.proc = self._spawn("client", fill(self.client_argv, url=url), subprocess.PIPE)
+                # stderr to a file: a pipe nobody reads would block a chatty client
+                slot.err = os.path.join(self.workdir, f"client-{i}.err")
+                with open(slot.err, "w") as err:
+                    slot.proc = self._spawn("client", fill(self.client_argv, url=url), err)
                 slot.started = wall0 + now
                 slot.conn, slot.crash_at, slot.crashed = None, None, False
                 slot.starts += 1
@@ -438,21 +444,20 @@ class ExternalRun:
             slot.conn = conn
         conn = slot.conn
         exited = slot.proc.poll() is not None
-        if exited and (conn is None or conn.opened is None):
-            err = slot.proc.stderr.read().decode(errors="replace").strip().splitlines()[-4:]
-            if now - (slot.started - wall0) < STARTUP_FAIL_S:
-                slot.quick_exits += 1
-                if slot.quick_exits >= 3 and not any(x.opened for x in [conn] if x):
-                    raise ExternalError(
-                        [
-                            Problem(
-                                "--client-cmd",
-                                f"{shlex.join(self.client_argv)} exited at once (exit code "
-                                f"{slot.proc.returncode}) three times without a WebSocket "
-                                f"connection: {' | '.join(err)}",
-                            )
-                        ]
-                    )
+        quick = now - (slot.started - wall0) < STARTUP_FAIL_S
+        if exited and quick and (conn is None or conn.opened is None):
+            slot.quick_exits += 1
+            if slot.quick_exits >= 3:
+                raise ExternalError(
+                    [
+                        Problem(
+                            "--client-cmd",
+                            f"{shlex.join(self.client_argv)} exited at once (exit code "
+                            f"{slot.proc.returncode}) three times without a WebSocket "
+                            f"connection: {self._tail(slot.err, 4)}",
+                        )
+                    ]
+                )
         if conn is not None and conn.kind in ("tls", "http", "other", "refused"):
             raise ExternalError(
                 [Problem("--client-cmd" if conn.kind != "refused" else "--server-cmd", conn.note)]
@@ -471,14 +476,12 @@ class ExternalRun:
                 slot.crash_at = conn.opened - wall0 + slot.crash_draws()
             if slot.crash_at is not None and not slot.crashed and now >= slot.crash_at:
                 self._nft("add", "crashed", f"{conn.client[0]} . {conn.client[1]}")
-                slot.crashed = True
-                slot.breaks.append((conn.isn, now))
+                slot.crashed = True  # broken once the rule is in: as run.py records a crash
+                slot.breaks.append((conn.isn, time.monotonic() - self.t0))
             return
         if not ended:
             return
         self._end(slot.proc)
-        with contextlib.suppress(Exception):
-            slot.proc.stderr.close()
         if slot.crashed and conn is not None:
             self._nft("delete", "crashed", f"{conn.client[0]} . {conn.client[1]}")
         last = max([t for t, _, _ in conn.ends], default=wall0 + now) if conn else wall0 + now
