@@ -223,7 +223,7 @@ class ExternalRun:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.lab.ns[role], *argv],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                preexec_fn=wire._die_with_parent,
+                preexec_fn=wire._die_with_parent, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             raise ExternalError([Problem(f"--{role}-cmd", f"cannot start: {exc}")]) from None
@@ -232,15 +232,17 @@ class ExternalRun:
 
     @staticmethod
     def _end(proc: subprocess.Popen) -> None:
+        """End a process we started, and the children it started (its own process group,
+        whose id is its PID: ``npm start`` leaves a node behind otherwise), while it lives."""
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGCONT)
-                os.kill(proc.pid, signal.SIGTERM)
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
             try:
                 proc.wait(3)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
     def _server_listening(self) -> bool:
@@ -294,6 +296,7 @@ class ExternalRun:
         nat_s = netns.NetnsBackend.nat_seconds(s)
         slots: list[Slot] = []
         t0 = time.monotonic()
+        finished, obs = False, None
         try:
             self.lab = netns.Lab(n, nat_s, s.link.up.loss.p, s.link.down.loss.p, s.nat.on_expiry)
             self.lab.run("client", "nft", "-f", "-", stdin=slot_rules(n))
@@ -317,20 +320,21 @@ class ExternalRun:
                     )
                 slots.append(slot)
             self._supervise(slots, tail, t0)
+            finished = True
         finally:
-            for proc in reversed(self.procs):
-                self._end(proc)
-            if self.capture is not None:
-                self.capture.stop()
-            obs = None
-            if self.capture is not None and self.lab is not None and self.server is not None:
-                with contextlib.suppress(Exception):
+            try:
+                for proc in reversed(self.procs):
+                    self._end(proc)
+                if self.capture is not None:
+                    self.capture.stop()
+                if finished:
                     obs = self._observe(slots, t0)
-            if self.lab is not None:
-                self.lab.close()
-            if self.capture is not None:
-                self.capture.remove()
-            shutil.rmtree(workdir, ignore_errors=True)
+            finally:
+                if self.lab is not None:
+                    self.lab.close()
+                if self.capture is not None:
+                    self.capture.remove()
+                shutil.rmtree(workdir, ignore_errors=True)
         return self._result(obs, slots, started, nat_s)
 
     def _start_server(self) -> None:
@@ -467,7 +471,8 @@ class ExternalRun:
             # The server closed its socket: its FIN may wait behind data a silent peer
             # never acknowledges (cwnd 1 after a timeout), so the wire need not show it.
             key = (_hex_ip(conn.nat_client[0]), conn.nat_client[1])
-            if self.sockets.get(key) != "01" and len(self.polls) > 1:
+            # ESTABLISHED, or CLOSE_WAIT / LAST_ACK: the client closed first (on the wire)
+            if self.sockets.get(key) not in ("01", "08", "09") and len(self.polls) > 1:
                 prev = self.polls[-2]
                 self.extra_ends[conn.isn] = (wall0 + (prev + now) / 2, "server", "fin")
                 ended = True
