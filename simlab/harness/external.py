@@ -533,11 +533,15 @@ class ExternalRun:
         summary["wall_s"] = time.perf_counter() - started
         # The clock's resolution: how far the server's pings strayed from its interval
         # (its timers, as the wire saw them) plus the path's round trip.
-        late, rtts = [], []
+        late = []
         for c in opened:
+            # steady state only: consecutive server pings with the first one's pong between
+            # them (a library may reschedule around a missing pong; that is not lateness)
+            pongs = [f.t for side, f in c.frames if side == "client" and f.opcode == wire.PONG]
             pings = [f.t for side, f in c.frames if side == "server" and f.opcode == wire.PING]
-            gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
-            late += [abs(g - s.heartbeat.interval) for g in gaps if g < 1.5 * s.heartbeat.interval]
+            for a, b in zip(pings, pings[1:], strict=False):
+                if any(a < t < b for t in pongs):
+                    late.append(abs(b - a - s.heartbeat.interval))
         pong = records[records.event == "pong"]["value"].astype(float)
         rtts = sorted(pong.tolist())
         rtt = rtts[len(rtts) // 2] if rtts else 0.0
