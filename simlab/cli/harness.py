@@ -73,16 +73,16 @@ def add_crosscheck_parser(sub, preset_options) -> None:
         "--preset) that states the settings your programs use (at the --time-scale, default 1)",
     )
     cc.add_argument(
+        "--client-cmd",
+        metavar="'CMD {url}'",
+        help="your client's command: one process per connection, in the client namespace",
+    )
+    cc.add_argument(
         "--libraries",
         action="store_true",
         help="each shipped adapter pair whose server pings (gorilla+ws, ws+ws, socketio, "
         "websockets) with its default settings through four cases (the interval below and "
         "above the NAT timeout, silent client crashes, 5%% loss): model vs real per library (minutes)",
-    )
-    cc.add_argument(
-        "--client-cmd",
-        metavar="'CMD {url}'",
-        help="your client's command: one process per connection, in the client namespace",
     )
 
 
