@@ -8,7 +8,7 @@ import math
 import signal
 import sys
 
-from simlab.errors import ScenarioError
+from simlab.errors import Problem, ScenarioError
 
 EXIT_DISAGREE = 1
 EXIT_BAD_INPUT = 2
@@ -34,7 +34,12 @@ def add_crosscheck_parser(sub, preset_options) -> None:
     cc.add_argument("scenario", nargs="?", help="scenario file (omit with --panel)")
     preset_options(cc)
     cc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    cc.add_argument("--backend", choices=("netns", "proxy"), default="proxy")
+    cc.add_argument(
+        "--backend",
+        choices=("netns", "proxy"),
+        default=None,
+        help="proxy (default) or netns; your own programs always run in the netns lab",
+    )
     cc.add_argument(
         "--time-scale",
         type=float,
@@ -59,6 +64,25 @@ def add_crosscheck_parser(sub, preset_options) -> None:
     cc.add_argument("--panel", action="store_true", help="run the built-in panel instead of a file")
     cc.add_argument(
         "--quiet", action="store_true", help="no progress line on stderr during the run"
+    )
+    cc.add_argument(
+        "--server-cmd",
+        metavar="'CMD {host} {port}'",
+        help="check your own server: its command (split like a shell, run without one), "
+        "started in the lab's server namespace; needs --client-cmd and a scenario (or "
+        "--preset) that states the settings your programs use (at the --time-scale, default 1)",
+    )
+    cc.add_argument(
+        "--client-cmd",
+        metavar="'CMD {url}'",
+        help="your client's command: one process per connection, in the client namespace",
+    )
+    cc.add_argument(
+        "--libraries",
+        action="store_true",
+        help="each shipped adapter pair whose server pings (gorilla+ws, ws+ws, socketio, "
+        "websockets) with its default settings through four cases (the interval below and "
+        "above the NAT timeout, silent client crashes, 5%% loss): model vs real per library (minutes)",
     )
 
 
@@ -85,8 +109,24 @@ MAX_CONNECTIONS = 2000
 PANEL_CONNECTIONS = 10
 
 
+MAX_EXTERNAL_CONNECTIONS = 200  # a process each
+
+
 def _problems(args) -> list[str]:
     out = []
+    external = args.server_cmd is not None or args.client_cmd is not None
+    if external:
+        if args.server_cmd is None or args.client_cmd is None:
+            out.append("--server-cmd/--client-cmd: give both (your server and your client)")
+        if args.panel:
+            out.append("--panel: runs simlab's own endpoints; not with --server-cmd/--client-cmd")
+        if args.backend == "proxy":
+            out.append("--backend proxy: your own programs run in the netns lab (--backend netns)")
+        if args.policy != "detector":
+            out.append("--policy: your programs keep alive their own way; not with --server-cmd")
+        n = args.harness_connections
+        if n is not None and n > MAX_EXTERNAL_CONNECTIONS:
+            out.append(f"--connections: 1 to {MAX_EXTERNAL_CONNECTIONS} client processes, got {n}")
     if args.time_scale is not None and not (args.time_scale > 0 and math.isfinite(args.time_scale)):
         out.append(f"--time-scale: must be a positive number, got {args.time_scale}")
     n = args.harness_connections
@@ -96,7 +136,12 @@ def _problems(args) -> list[str]:
         out.append(f"--model-connections: at least 1, got {args.model_connections}")
     if not 0 < args.alpha < 1:
         out.append(f"--alpha: between 0 and 1, got {args.alpha}")
-    if not args.panel and not args.scenario and not (args.preset or args.network):
+    if (
+        not args.panel
+        and not args.libraries
+        and not args.scenario
+        and not (args.preset or args.network)
+    ):
         out.append("scenario: give a scenario file (or --preset/--network), or --panel")
     return out
 
@@ -179,6 +224,18 @@ def _crosscheck(args, load, progress) -> int:
     from simlab.io import write_rows
 
     problems = _problems(args)
+    if args.libraries:
+        if args.scenario or args.panel or args.server_cmd or args.client_cmd:
+            problems.append(
+                "--libraries: runs its own cases; give no scenario, --panel or commands"
+            )
+        if (reason := wire_reason()) is not None:
+            problems.append(f"--libraries: {reason}")
+        if not problems:
+            return _libraries(args)
+    if args.server_cmd is not None and args.client_cmd is not None and not problems:
+        return _external(args, load, progress)
+    args.backend = args.backend or "proxy"
     if args.backend == "netns" and (reason := unavailable_reason()):
         problems.append(f"--backend netns: {reason}")
     if problems:
@@ -236,6 +293,126 @@ def _crosscheck(args, load, progress) -> int:
     return 0 if ok else EXIT_DISAGREE
 
 
+def wire_reason() -> str | None:
+    from simlab.harness.wire import unavailable_reason
+
+    return unavailable_reason()
+
+
+def _libraries(args) -> int:
+    """``simlab crosscheck --libraries``: exit 0 when no case disagrees and one agrees."""
+    from simlab.harness import crosscheck as cc
+    from simlab.io import write_rows
+
+    results = cc.run_libraries(
+        connections=args.harness_connections or 6, progress=None if args.json else print
+    )
+    checks = [c for _, _, c in results if not isinstance(c, str)]
+    if args.json:
+        print(json.dumps([c.to_json() for c in checks], indent=2, default=str))
+    else:
+        print(cc.format_libraries(results))
+    rows = [row for c in checks for row in c.rows()]
+    if args.out and rows:
+        columns = list(rows[0])
+        write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
+    ok = any(c.agree for c in checks) and not any(c.verdict == "DISAGREE" for c in checks)
+    return 0 if ok else EXIT_DISAGREE
+
+
+def stated_keys(args) -> set[str]:
+    """The dotted keys the scenario file, --preset, --network and --set state (not defaults)."""
+    from simlab.scenario.presets import layered
+    from simlab.scenario.reader import parse_sets, read_yaml
+
+    out: set[str] = set()
+
+    def walk(prefix: str, value) -> None:
+        out.add(prefix)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+
+    if args.scenario:
+        walk("", read_yaml(args.scenario))
+    for key, value in layered(args.preset, args.network, parse_sets(args.set)).items():
+        walk(key, value)
+    return out
+
+
+def unstated(scenario, keys: set[str]) -> list[str]:
+    """The model settings that must describe the user's programs but were left to defaults."""
+    from simlab.harness.crosscheck import STATED
+
+    need = list(STATED)
+    kind = scenario.detector.kind
+    need.append({"timeout": "detector.timeout", "missed": "detector.missed.ack_timeout"}.get(
+        kind, f"detector.{kind}"))  # fmt: skip
+    return [k for k in need if k not in keys]
+
+
+def _external(args, load, progress) -> int:
+    """``simlab crosscheck --server-cmd ... --client-cmd ...``: the user's programs against
+    the model; exit 0 agree, 1 disagree or nothing tested, 2 bad input (a ScenarioError)."""
+    from simlab.harness import crosscheck as cc
+    from simlab.harness.external import parse_command
+    from simlab.io import write_rows
+
+    server = parse_command(args.server_cmd, "--server-cmd")
+    client = parse_command(args.client_cmd, "--client-cmd")
+    scenario = load(args)
+    missing = unstated(scenario, stated_keys(args))
+    if missing:
+        raise ScenarioError(
+            [
+                Problem(
+                    key,
+                    "not stated: the model must run the settings your programs use; state it "
+                    "in the scenario file, with --preset, or --set KEY=VALUE",
+                )
+                for key in missing
+            ],
+            "simlab crosscheck --server-cmd",
+        )
+    given = args.harness_connections
+    connections = scenario.connections if given is None else given
+    if not 1 <= connections <= MAX_EXTERNAL_CONNECTIONS:
+        raise ScenarioError(
+            [
+                Problem(
+                    "--connections",
+                    f"the scenario has {connections}; your programs run 1 to "
+                    f"{MAX_EXTERNAL_CONNECTIONS} client processes: give --connections N",
+                )
+            ],
+            scenario.name,
+        )
+    if line := connections_line(given, scenario.connections):
+        _say(line)
+    check = cc.run_external_crosscheck(
+        scenario,
+        server,
+        client,
+        time_scale=args.time_scale,
+        connections=connections,
+        model_connections=args.model_connections,
+        alpha=args.alpha,
+        announce=_say,
+        progress=progress,
+    )
+    if progress is not None:
+        progress.close()
+    rows = check.rows()
+    if args.out:
+        columns = list(rows[0]) if rows else ["check"]
+        write_rows(args.out, columns, [[r[k] for k in columns] for r in rows])
+    if args.json:
+        print(json.dumps([check.to_json()], indent=2, default=str))
+    else:
+        print(cc.format_check(check))
+    return 0 if check.agree else EXIT_DISAGREE
+
+
 def register(sub, harness_sub, preset_options) -> None:
     """Add the harness's commands to simlab's parser."""
     add_crosscheck_parser(sub, preset_options)
@@ -280,6 +457,8 @@ def _fleet_problems(args, connections: int) -> list[str]:
         out.append("--preset/--network: they apply to scenarios, not to a fleet file")
     if args.panel:
         out.append("--panel: runs the built-in scenario panel; give no fleet file with it")
+    if args.server_cmd is not None or args.client_cmd is not None:
+        out.append("--server-cmd/--client-cmd: they check a scenario, not a fleet file")
     return out
 
 

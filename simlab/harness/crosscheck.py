@@ -611,6 +611,278 @@ def run_crosscheck(
     return check
 
 
+# -- the user's own programs (--server-cmd / --client-cmd) ------------------------------
+
+# The settings the model takes from the scenario that must describe what the programs do:
+# each must be stated (in the file, a --preset or --set), not left to simlab's defaults.
+STATED = ("heartbeat.interval", "heartbeat.initiator", "detector.kind", "detector.side")
+
+
+def model_settings(s) -> dict:
+    """The heartbeat and detector settings the model runs (scaled), for the output."""
+    det = s.detector
+    out = {
+        "heartbeat.interval": s.heartbeat.interval,
+        "heartbeat.initiator": s.heartbeat.initiator,
+        "heartbeat.jitter": s.heartbeat.jitter,
+        "detector.kind": det.kind,
+        "detector.side": s.detector_side,
+        "detector.liveness": det.liveness,
+    }
+    if det.kind == "timeout":
+        out["detector.timeout"] = det.timeout
+    elif det.kind == "missed":
+        out["detector.missed.k"] = det.missed.k
+        out["detector.missed.ack_timeout"] = s.ack_timeout
+    out["reconnect.delay"] = s.reconnect.delay
+    return out
+
+
+def external_scale(scenario, time_scale: float | None) -> float:
+    """The scale of a check of the user's programs: 1 unless given (the programs' own
+    settings are the user's; they must match the scaled scenario), kept orderings only."""
+    from simlab.errors import Problem, ScenarioError
+    from simlab.harness.scale import scale_problems
+
+    x = 1.0 if time_scale is None else time_scale
+    problems = scale_problems(scenario, x, "netns")
+    if problems:
+        raise ScenarioError([Problem("--time-scale", m) for m in problems], scenario.name)
+    return x
+
+
+def external_model(harness, scaled, *, connections: int, model_bug=None, progress=False):
+    """The model's side of a check of the user's programs: the scaled scenario with the RTT
+    the wire measured, ``connections`` replications (``model_bug``: tests only)."""
+    model_scn = _with_delay(scaled, harness.info["rtt_s"] / 2)
+    if model_bug is not None:
+        model_scn = model_bug(model_scn)
+    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
+    return model_side(model_scn, connections=connections, trace=loss, progress=progress)
+
+
+def compare_external(harness, scaled, model_scn, model, *, name: str, alpha: float = ALPHA,
+                     extra: dict | None = None) -> CrossCheck:  # fmt: skip
+    """Today's comparisons between the model and the user's programs as the wire saw them."""
+    loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
+    expect = tuple(
+        cause
+        for cause, present in (
+            ("nat", scaled.nat.idle_timeout is not None),
+            ("crash", scaled.peer.crash is not None),
+        )
+        if present
+    )
+    check = compare(
+        model, harness, loss=loss, alpha=alpha, name=name,
+        resolution=harness.info["resolution_s"], expect=expect,
+    )  # fmt: skip
+    check.ran = describe_sides(
+        dataclasses.replace(
+            scaled, connections=harness.summary.get("connections", scaled.connections)
+        ),
+        model_scn,
+        {
+            "backend": "netns (your programs, observed from the wire)",
+            "policy": "external",
+            "model_settings": model_settings(model_scn),
+            "resolution_s": harness.info["resolution_s"],
+            "rtt_s": harness.info.get("rtt_s"),
+            "harness_wall_s": harness.summary["wall_s"],
+            "model_wall_s": model.summary["wall_s"],
+            **(extra or {}),
+        },
+    )
+    return check
+
+
+def run_external_crosscheck(
+    scenario,
+    server_cmd: list[str],
+    client_cmd: list[str],
+    *,
+    time_scale: float | None = None,
+    connections: int | None = None,
+    model_connections: int | None = None,
+    alpha: float = ALPHA,
+    model_bug=None,
+    announce=None,
+    progress=None,
+    keep: dict | None = None,
+) -> CrossCheck:
+    """The user's server and clients (argument lists with ``{host} {port}`` / ``{url}``) in
+    the netns lab on the scaled ``scenario``, observed from the wire, against the model.
+
+    ``time_scale`` None is 1: the programs run with their own settings, which must be the
+    scaled scenario's. ``keep`` (a dict) receives the harness result and scaled scenario,
+    so a test can compare the same real run with another model.
+    """
+    from simlab.errors import ScenarioError
+    from simlab.harness.external import refusals, run_external
+    from simlab.harness.netns import NetnsBackend
+    from simlab.harness.scale import scale_scenario
+    from simlab.scenario.distributions import Constant
+
+    problems = refusals(scenario)
+    if problems:
+        raise ScenarioError(problems, scenario.name)
+    time_scale = external_scale(scenario, time_scale)
+    scaled = scale_scenario(scenario, time_scale)
+    notes = []
+    if scaled.nat.idle_timeout is not None:
+        seconds = NetnsBackend.nat_seconds(scaled)
+        if seconds != scaled.nat.idle_timeout.value:
+            notes.append(
+                f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the "
+                f"kernel's whole seconds: {seconds} s on both sides"
+            )
+        r = dataclasses.replace
+        scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    if connections is None:
+        connections = scenario.connections
+    harness_scn = dataclasses.replace(scaled, connections=connections)
+    n_model = model_connections or max(200, 20 * connections)
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in model_settings(scaled).items())  # fmt: skip
+    if announce is not None:
+        planned = dataclasses.replace(scaled, connections=n_model)
+        announce(expected_wall(harness_scn, planned, "netns")[1])
+        announce(f"the model's settings (your programs must match them): {settings}")
+    harness = run_external(harness_scn, server_cmd, client_cmd, progress=progress)
+    notes += [f"wire: {n}" for n in harness.info.get("notes", [])]
+    model_scn, model = external_model(
+        harness, scaled, connections=n_model, model_bug=model_bug, progress=progress is not None
+    )
+    notes.append(
+        f"model delay: half the RTT measured on the wire, {harness.info['rtt_s'] * 1e6:.0f} us each way"
+    )
+    notes.append(f"model settings: {settings}")
+    if keep is not None:
+        keep.update(harness=harness, scaled=scaled, n_model=n_model)
+    return compare_external(
+        harness, harness_scn, model_scn, model, name=scenario.name, alpha=alpha,
+        extra={
+            "time_scale": time_scale,
+            "server_cmd": server_cmd,
+            "client_cmd": client_cmd,
+            "kernel_tcp": "min RTO 200 ms, max RTO 120 s, 15 retries (not scaled)",
+            "notes": notes,
+        },
+    )  # fmt: skip
+
+
+# -- every shipped adapter pair with a server that pings (``--libraries``) ---------------
+
+# (library, server adapter, client adapter, the settings the model runs: a simlab preset,
+# or the library's documented defaults where simlab has none)
+LIBRARIES = [
+    ("gorilla/websocket + ws client", "gorilla", "ws", {"preset": "gorilla-example"}),
+    (
+        "ws + ws",
+        "ws",
+        "ws",
+        {  # the ws README's heartbeat: 30 s; terminate at the next tick without a pong
+            "keys": {
+                "heartbeat.style": "pingpong",
+                "heartbeat.initiator": "server",
+                "heartbeat.interval": 30.0,
+                "detector.kind": "missed",
+                "detector.missed": {"k": 1, "ack_timeout": 30.0},
+                "detector.side": "server",
+            }
+        },
+    ),
+    ("socket.io + socket.io-client", "socketio", "socketio", {"preset": "socketio-default"}),
+    ("websockets + websockets", "websockets", "websockets", {"preset": "websockets-default"}),
+]
+# (case, the scaled heartbeat interval it runs at (s), its keys in units of that interval)
+LIBRARY_CASES = [
+    ("interval below the NAT", 0.5, {"nat": {"idle_timeout": 4.0, "on_expiry": "drop"}}),
+    ("interval above the NAT", 3.0, {"nat": {"idle_timeout": 1 / 3, "on_expiry": "drop"}}),
+    ("silent client crash", 0.5, {"peer": {"crash": {"mtbf": 6.0}}}),
+    # 2.5 s: a retransmitted ping (the kernel's unscaled 200 ms minimum RTO) must still fit
+    # between gorilla's pingPeriod and pongWait (54 s and 60 s: 0.28 s apart at this scale)
+    ("5% loss", 2.5, {"link": {"loss": {"model": "bernoulli", "p": 0.05}}}),
+]
+LIBRARY_WALL_S = 20.0  # each case's scaled horizon
+
+
+def library_case(settings: dict, interval: float, keys: dict, *, connections: int = 6):
+    """(scenario, time scale) of one case: the library's settings, ``keys`` in intervals."""
+    from simlab.scenario.presets import layered, load_layered
+
+    base = dict(layered(settings.get("preset"))) | settings.get("keys", {})
+    native = float(base["heartbeat.interval"])
+    x = interval / native
+
+    def unscale(v):
+        if isinstance(v, dict):
+            return {k: unscale(w) for k, w in v.items()}
+        return v * native if isinstance(v, float) and not isinstance(v, bool) else v
+
+    case = {k: (unscale(v) if k != "link" else v) for k, v in keys.items()}
+    if "nat" in case:  # whole scaled seconds on the kernel's conntrack
+        case["nat"]["idle_timeout"] = max(1, round(keys["nat"]["idle_timeout"] * interval)) / x
+    raw = {
+        "name": "library",
+        "horizon": LIBRARY_WALL_S / x,
+        "connections": connections,
+        "seed": 17,
+        "reconnect": {"delay": 0.2 / x},
+        "link": {"delay": {"dist": "constant", "value": 0.0}, **case.pop("link", {})},
+        **case,
+    }
+    scenario, _ = load_layered(raw, overrides=base)
+    return scenario, x
+
+
+def run_libraries(*, connections: int = 6, only=None, progress=None) -> list[tuple]:
+    """Each library pair through :data:`LIBRARY_CASES`: (library, case, CrossCheck or why not)."""
+    from simlab.errors import ScenarioError
+    from simlab.harness import adapters
+
+    out = []
+    for name, server, client, settings in LIBRARIES:
+        if only and server not in only:
+            continue
+        for case, interval, keys in LIBRARY_CASES:
+            scenario, x = library_case(settings, interval, copy_keys(keys), connections=connections)
+            scaled_interval = scenario.heartbeat.interval * x
+            timeout = (scenario.ack_timeout if scenario.detector.kind == "missed"
+                       else scenario.detector.timeout) * x  # fmt: skip
+            try:
+                # each client as the library ships it: a websockets client pings too, as
+                # the preset's initiator (both) says
+                argv_s = adapters.command(server, "server", scaled_interval, timeout)
+                argv_c = adapters.command(client, "client", scaled_interval, timeout)
+                check = run_external_crosscheck(scenario, argv_s, argv_c, time_scale=x)
+            except ScenarioError as exc:
+                out.append((name, case, f"not run: {exc}"))
+                continue
+            check.name = f"{name}: {case}"
+            if progress:
+                progress(format_check(check))
+            out.append((name, case, check))
+    return out
+
+
+def copy_keys(keys: dict) -> dict:
+    import copy
+
+    return copy.deepcopy(keys)
+
+
+def format_libraries(results) -> str:
+    """Model vs real per library and case: one line each, the tested metrics' verdicts."""
+    lines = [f"{'library':32} {'case':24} {'verdict':12} summary"]
+    for name, case, check in results:
+        if isinstance(check, str):
+            lines.append(f"{name:32} {case:24} {'-':12} {check}")
+        else:
+            lines.append(f"{name:32} {case:24} {check.verdict:12} {check.summary()}")
+    return "\n".join(lines)
+
+
 def format_check(check: CrossCheck) -> str:
     """The side-by-side table: metric, model, harness, test, p, verdict."""
 

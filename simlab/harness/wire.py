@@ -228,6 +228,7 @@ class WireConn:
     packets: list = field(default_factory=list)  # every segment's time: the NAT's refresh log
     slot: int | None = None
     number: int = 0
+    nat_client: tuple[str, int] | None = None  # the client's address as the server sees it
     truncated: int = 0  # segments the capture cut short
     _head: dict = field(default_factory=lambda: {"client": b"", "server": b""})
     _readers: dict = field(
@@ -393,32 +394,42 @@ class Segment:
     missing: int = 0  # payload bytes the capture cut off (its snaplen)
 
 
+# link types -> dpkt decoder names: Ethernet, Linux cooked v1 and v2 (`tcpdump -i any`)
+DECODERS = {1: "ethernet.Ethernet", 113: "sll.SLL", 276: "sll2.SLL2"}
+
+
+def decode_segment(ts: float, buf: bytes, decode, dpkt) -> Segment | None:
+    """One captured packet as a TCP :class:`Segment` (None: not IPv4 TCP, or unreadable).
+
+    ``decode``: a :data:`DECODERS` value for the capture's link type (None: raw IP)."""
+    try:
+        if decode is None:
+            ip = dpkt.ip.IP(buf)
+        else:
+            module, name = decode.split(".")
+            ip = getattr(getattr(dpkt, module), name)(buf).data
+    except (dpkt.UnpackError, ValueError):
+        return None
+    if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+        return None
+    tcp = ip.data
+    src = (socket.inet_ntoa(ip.src), tcp.sport)
+    dst = (socket.inet_ntoa(ip.dst), tcp.dport)
+    missing = ip.len - ip.hl * 4 - tcp.off * 4 - len(tcp.data)
+    return Segment(float(ts), src, dst, tcp.seq, tcp.ack, tcp.flags, bytes(tcp.data), missing)
+
+
 def read_pcap(fileobj) -> list[Segment]:
     """The TCP segments in a pcap (Ethernet, Linux cooked v1/v2 or raw IP), by capture time."""
     import dpkt
 
     reader = dpkt.pcap.Reader(fileobj)
-    link = reader.datalink()
-    decode = {
-        dpkt.pcap.DLT_EN10MB: dpkt.ethernet.Ethernet,
-        dpkt.pcap.DLT_LINUX_SLL: dpkt.sll.SLL,
-        276: dpkt.sll2.SLL2,  # DLT_LINUX_SLL2, what `tcpdump -i any` writes
-    }.get(link)
+    decode = DECODERS.get(reader.datalink())
     out = []
     for ts, buf in reader:
-        try:
-            ip = decode(buf).data if decode else dpkt.ip.IP(buf)
-        except (dpkt.UnpackError, ValueError):
-            continue
-        if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-            continue
-        tcp = ip.data
-        src = (socket.inet_ntoa(ip.src), tcp.sport)
-        dst = (socket.inet_ntoa(ip.dst), tcp.dport)
-        missing = ip.len - ip.hl * 4 - tcp.off * 4 - len(tcp.data)
-        out.append(
-            Segment(float(ts), src, dst, tcp.seq, tcp.ack, tcp.flags, bytes(tcp.data), missing)
-        )
+        seg = decode_segment(ts, buf, decode, dpkt)
+        if seg is not None:
+            out.append(seg)
     out.sort(key=lambda s: s.t)  # `-i any` interleaves interfaces; stable otherwise
     return out
 
@@ -453,6 +464,7 @@ def connections(segments: list[Segment]) -> list[WireConn]:
             conn.packets.append(s.t)
             if conn.down is None:
                 conn.down = Reassembler(s.seq)
+                conn.nat_client = s.dst
                 by_flow[(s.src, s.dst)] = (conn, "server")
             continue
         known = by_flow.get((s.src, s.dst))
@@ -564,14 +576,20 @@ def observe(
     horizon: float,
     nat_timeout: float | None,
     slot_of=lab_slot,
+    extra_ends: dict | None = None,
 ) -> Observation:
     """Records from captured segments and conntrack lines, on the harness's clock.
 
     ``shift`` is capture time minus run time; slot ``i``'s records are then given
     from its origin ``origins[i]``, as :func:`.run.run_harness` gives them. ``slot_of``
     maps a client address to its slot (None: not counted, as the harness's RTT probe).
+    ``extra_ends`` (client ISN -> (capture time, side, how)) adds ends the wire cannot
+    show: an endpoint that closed while its FIN waits behind unacknowledged data.
     """
     conns = number_by_slot(connections(segments), slot_of)
+    for c in conns:
+        if extra_ends and c.isn in extra_ends:
+            c.ends.append(extra_ends[c.isn])
     mappings = read_conntrack(conntrack_lines)
     events: list[tuple] = []
     nat, destroyed, notes = {}, {}, []
