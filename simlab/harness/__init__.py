@@ -16,6 +16,8 @@ driven with the event loop's clock; the timing logic exists once.
 - :mod:`.net` the netns lab kept up for your own programs (``simlab net``);
 - :mod:`.wire` observation from the wire: a capture in the NAT namespace read back into
   the same records, with no instrumentation of the programs;
+- :mod:`.external` your own server and client commands in the netns lab, seen from the
+  wire and compared with the model (``simlab crosscheck --server-cmd/--client-cmd``);
 - :mod:`.adapters` real stacks (gorilla/websocket, Node ws, Socket.IO, headless Chromium,
   python websockets) with their own keepalive, started as argument lists.
 """

@@ -46,6 +46,12 @@ def _durations(s: Scenario) -> list[tuple[str, float]]:
         out.append(("ack timeout", s.ack_timeout))
     else:
         out.append(("detector timeout", s.detector.timeout))
+        # a read deadline past the next ping (gorilla's pongWait - pingPeriod): the time a
+        # lost ping or pong has to be retransmitted before the deadline; against the
+        # unscaled minimum RTO it decides whether one loss is a false disconnect
+        margin = s.detector.timeout - s.heartbeat.interval
+        if s.detector.kind == "timeout" and margin > 0:
+            out.append(("deadline's margin past the next ping", margin))
     return out
 
 
