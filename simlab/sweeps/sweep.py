@@ -1258,7 +1258,7 @@ class _Progress:
             total=total,
             initial=total - sum(self.work[t.point.id] for t in todo),
             desc=spec.name,
-            unit="s",  # of work, as estimated: the runs are counted after the ETA
+            unit="ms",  # of work, as estimated: the runs are counted after the ETA
             unit_scale=True,
             smoothing=0,
             miniters=0,
@@ -1267,9 +1267,11 @@ class _Progress:
         )
 
     @staticmethod
-    def run_work(spec: SweepSpec, point: Point) -> float:
-        """Expected seconds of one run of ``point`` (at least a millisecond)."""
-        return max(point_estimate(spec, point)[0], 1e-3)
+    def run_work(spec: SweepSpec, point: Point) -> int:
+        """Expected milliseconds of one run of ``point`` (at least 1): whole numbers, so the
+        work done adds up to the total exactly, in any order (float sums in another order
+        overshot it: tqdm clamped the bar and showed a negative time left)."""
+        return max(round(point_estimate(spec, point)[0] * 1000), 1)
 
     def _runs(self) -> str:
         return f"{self.runs}/{self.of} runs"
