@@ -502,6 +502,24 @@ def choose_scale(scenario, backend: str, time_scale: float | None) -> float:
     return time_scale
 
 
+def _whole_second_nat(scaled, notes: list[str]):
+    """``scaled`` with its NAT idle timeout as the kernel's conntrack keeps it (whole
+    seconds), on both sides of the comparison; a note in ``notes`` when it was rounded."""
+    from simlab.harness.netns import NetnsBackend
+    from simlab.scenario.distributions import Constant
+
+    if scaled.nat.idle_timeout is None:
+        return scaled
+    seconds = NetnsBackend.nat_seconds(scaled)
+    if seconds != scaled.nat.idle_timeout.value:
+        notes.append(
+            f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the "
+            f"kernel's whole seconds: {seconds} s on both sides"
+        )
+    r = dataclasses.replace
+    return r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+
+
 def run_crosscheck(
     scenario,
     *,
@@ -529,7 +547,6 @@ def run_crosscheck(
     from simlab.harness.proxy import ProxyBackend
     from simlab.harness.run import run_harness
     from simlab.harness.scale import scale_scenario
-    from simlab.scenario.distributions import Constant
 
     problems = harness_refusals(scenario, backend, policy)
     if problems:
@@ -544,15 +561,8 @@ def run_crosscheck(
             "interval, the detector's timeout and the NAT timeout with the kernel's "
             "whole-second conntrack and unscaled TCP constants"
         )
-    if backend == "netns" and scaled.nat.idle_timeout is not None:
-        seconds = NetnsBackend.nat_seconds(scaled)
-        if seconds != scaled.nat.idle_timeout.value:
-            notes.append(
-                f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the kernel's "
-                f"whole seconds: {seconds} s on both sides"
-            )
-        r = dataclasses.replace
-        scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    if backend == "netns":
+        scaled = _whole_second_nat(scaled, notes)
     if connections is None:
         connections = scenario.connections
     harness_scn = dataclasses.replace(scaled, connections=connections)
@@ -719,9 +729,7 @@ def run_external_crosscheck(
     """
     from simlab.errors import ScenarioError
     from simlab.harness.external import refusals, run_external
-    from simlab.harness.netns import NetnsBackend
     from simlab.harness.scale import scale_scenario
-    from simlab.scenario.distributions import Constant
 
     problems = refusals(scenario)
     if problems:
@@ -729,15 +737,7 @@ def run_external_crosscheck(
     time_scale = external_scale(scenario, time_scale)
     scaled = scale_scenario(scenario, time_scale)
     notes = []
-    if scaled.nat.idle_timeout is not None:
-        seconds = NetnsBackend.nat_seconds(scaled)
-        if seconds != scaled.nat.idle_timeout.value:
-            notes.append(
-                f"NAT idle timeout {scaled.nat.idle_timeout.value:g} s (scaled) rounded to the "
-                f"kernel's whole seconds: {seconds} s on both sides"
-            )
-        r = dataclasses.replace
-        scaled = r(scaled, nat=r(scaled.nat, idle_timeout=Constant(float(seconds))))
+    scaled = _whole_second_nat(scaled, notes)
     if connections is None:
         connections = scenario.connections
     harness_scn = dataclasses.replace(scaled, connections=connections)
