@@ -502,6 +502,19 @@ def choose_scale(scenario, backend: str, time_scale: float | None) -> float:
     return time_scale
 
 
+def _expected_breaks(scaled) -> tuple[str, ...]:
+    """The break causes the scenario can produce: their rows are shown even with no events
+    (as "no evidence"), never silently dropped."""
+    return tuple(
+        cause
+        for cause, present in (
+            ("nat", scaled.nat.idle_timeout is not None),
+            ("crash", scaled.peer.crash is not None),
+        )
+        if present
+    )
+
+
 def _whole_second_nat(scaled, notes: list[str]):
     """``scaled`` with its NAT idle timeout as the kernel's conntrack keeps it (whole
     seconds), on both sides of the comparison; a note in ``notes`` when it was rounded."""
@@ -585,14 +598,7 @@ def run_crosscheck(
     model_scn, model = model_side(
         model_scn, connections=n_model, trace=loss, progress=progress is not None
     )
-    expect = tuple(
-        cause
-        for cause, present in (
-            ("nat", scaled.nat.idle_timeout is not None),
-            ("crash", scaled.peer.crash is not None),
-        )
-        if present
-    )
+    expect = _expected_breaks(scaled)
     check = compare(
         model,
         harness,
@@ -675,14 +681,7 @@ def compare_external(harness, scaled, model_scn, model, *, name: str, alpha: flo
                      extra: dict | None = None) -> CrossCheck:  # fmt: skip
     """Today's comparisons between the model and the user's programs as the wire saw them."""
     loss = scaled.link.up.loss.mean > 0 or scaled.link.down.loss.mean > 0
-    expect = tuple(
-        cause
-        for cause, present in (
-            ("nat", scaled.nat.idle_timeout is not None),
-            ("crash", scaled.peer.crash is not None),
-        )
-        if present
-    )
+    expect = _expected_breaks(scaled)
     check = compare(
         model, harness, loss=loss, alpha=alpha, name=name,
         resolution=harness.info["resolution_s"], expect=expect,
